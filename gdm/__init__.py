@@ -1,0 +1,1 @@
+"""The ``gdm`` command line: one entry point over every service."""

@@ -1,0 +1,1 @@
+"""GDM-OPT: ground deformation from optical image time series by sub-pixel correlation."""

@@ -1,0 +1,1 @@
+"""Shared I/O for every service: raster reading, common grids, blocks, COGs, quicklooks, STAC."""
