@@ -143,28 +143,40 @@ def _cross_power(spec_ref, spec_sec, count, power, weight, cross, keep, wsum):
     correlation surface can reach (sum of the normalized magnitudes).
     """
     ny, nx = weight.shape
+    half_power = 0.5 * power
     for j in numba.prange(count):
         total = 0.0
         for a in range(ny):
             for b in range(nx):
-                z = spec_sec[j, a, b] * np.conj(spec_ref[j, a, b])
-                mag = abs(z)
-                if power == 0.0:
-                    q = z
-                    m = mag
-                elif mag > 0:
-                    scale = mag**power
-                    q = z / scale
-                    m = mag / scale
+                wgt = weight[a, b]
+                if wgt == 0.0:
+                    cross[j, a, b] = 0.0
+                    keep[j, a, b] = 0.0
+                    continue
+                u = spec_sec[j, a, b]
+                v = spec_ref[j, a, b]
+                re = u.real * v.real + u.imag * v.imag
+                im = u.imag * v.real - u.real * v.imag
+                m2 = re * re + im * im
+                if m2 > 0.0:
+                    if power == 0.5:
+                        scale = np.sqrt(np.sqrt(m2))
+                    elif power == 1.0:
+                        scale = np.sqrt(m2)
+                    elif power == 0.0:
+                        scale = 1.0
+                    else:
+                        scale = m2**half_power
+                    f = wgt / scale
+                    q = complex(re * f, im * f)
+                    m = np.sqrt(m2) * f
                 else:
                     q = 0j
                     m = 0.0
-                q = q * weight[a, b]
                 cross[j, a, b] = q
                 keep[j, a, b] = q
                 # Hermitian half spectrum: interior columns stand for two coefficients.
-                mult = 1.0 if (b == 0 or b == nx - 1) else 2.0
-                total += mult * m * weight[a, b]
+                total += m if (b == 0 or b == nx - 1) else 2.0 * m
         wsum[j] = total
 
 

@@ -1,0 +1,300 @@
+"""Slow, obviously-correct reference implementations used as test oracles.
+
+Plain Python loops and NumPy; no Numba. Each function mirrors the definition in the
+docstring of the kernel it checks, on small arrays only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# ======================================================================================
+# kernels.ncc
+# ======================================================================================
+
+
+def naive_zncc(a: np.ndarray, b: np.ndarray) -> float:
+    """ZNCC of two equal-shape windows (two-pass); 0 when ``b`` is flat."""
+    a = a.astype(np.float64) - a.astype(np.float64).mean()
+    b = b.astype(np.float64) - b.astype(np.float64).mean()
+    den = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    if np.sum(b * b) == 0.0:
+        return 0.0
+    return float(np.clip(np.sum(a * b) / den, -1.0, 1.0))
+
+
+def naive_ncc_surface(ref_win: np.ndarray, sec_area: np.ndarray) -> np.ndarray:
+    """ZNCC of ``ref_win`` at every placement inside ``sec_area``."""
+    h, w = ref_win.shape
+    out = np.zeros((sec_area.shape[0] - h + 1, sec_area.shape[1] - w + 1))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = naive_zncc(ref_win, sec_area[i : i + h, j : j + w])
+    return out
+
+
+def _parabola(fm: float, f0: float, fp: float) -> float:
+    den = fm - 2 * f0 + fp
+    if den >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (fm - fp) / den, -0.5, 0.5))
+
+
+def naive_subpixel(s3: np.ndarray) -> tuple[float, float]:
+    """Sub-pixel peak of a 3x3 neighbourhood: LS quadratic by lstsq, else parabolas."""
+    u, v = np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], indexing="ij")  # u rows, v cols
+    x, y = v.ravel(), u.ravel()
+    design = np.stack([np.ones(9), x, y, x * x, x * y, y * y], axis=1)
+    a0, b, c, d, e, g = np.linalg.lstsq(design, s3.ravel(), rcond=None)[0]
+    hess = np.array([[2 * d, e], [e, 2 * g]])
+    if d < 0 and np.linalg.det(hess) > 0:
+        xs, ys = np.linalg.solve(hess, [-b, -c])
+        if abs(xs) <= 1 and abs(ys) <= 1:
+            return float(ys), float(xs)
+    return _parabola(s3[0, 1], s3[1, 1], s3[2, 1]), _parabola(s3[1, 0], s3[1, 1], s3[1, 2])
+
+
+def _keys(t: float) -> np.ndarray:
+    """Keys (a = -0.5) cubic weights for taps -1, 0, 1, 2 at fraction t."""
+    out = np.zeros(4)
+    for k in range(4):
+        x = abs(t - (k - 1))
+        if x <= 1:
+            out[k] = 1.5 * x**3 - 2.5 * x**2 + 1
+        elif x < 2:
+            out[k] = -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2
+    return out
+
+
+def naive_bicubic_window(img: np.ndarray, r0: int, c0: int, n: int, pr: float, pc: float):
+    """``img`` sampled at rows r0+a+pr, cols c0+b+pc (a, b < n); None if out of bounds."""
+    iy, ix = int(np.floor(pr)), int(np.floor(pc))
+    y0, x0 = r0 + iy - 1, c0 + ix - 1
+    if y0 < 0 or x0 < 0 or y0 + n + 3 > img.shape[0] or x0 + n + 3 > img.shape[1]:
+        return None
+    wy, wx = _keys(pr - iy), _keys(pc - ix)
+    out = np.zeros((n, n))
+    for a in range(n):
+        for b in range(n):
+            patch = img[r0 + a + iy - 1 : r0 + a + iy + 3, c0 + b + ix - 1 : c0 + b + ix + 3]
+            out[a, b] = wy @ patch.astype(np.float64) @ wx
+    return out
+
+
+def naive_refine(ref, sec, r0, c0, n, pr, pc, max_iter=20, tol=1e-4):
+    """Gauss-Newton (inverse compositional) translation refinement on the ZNSSD."""
+    if r0 < 1 or c0 < 1 or r0 + n + 1 > ref.shape[0] or c0 + n + 1 > ref.shape[1]:
+        return None
+    big = ref[r0 - 1 : r0 + n + 1, c0 - 1 : c0 + n + 1].astype(np.float64)
+    f = big[1:-1, 1:-1]
+    gy = 0.5 * (big[2:, 1:-1] - big[:-2, 1:-1])
+    gx = 0.5 * (big[1:-1, 2:] - big[1:-1, :-2])
+    if not (np.all(np.isfinite(gy)) and np.all(np.isfinite(gx))):
+        return None
+    fz = f - f.mean()
+    jac = np.stack([gy.ravel(), gx.ravel()], axis=1)
+    hess = jac.T @ jac
+    if np.linalg.det(hess) <= 1e-12 * hess[0, 0] * hess[1, 1]:
+        return None
+    for _ in range(max_iter):
+        g = naive_bicubic_window(sec, r0, c0, n, pr, pc)
+        if g is None or not np.all(np.isfinite(g)):
+            return None
+        gz = g - g.mean()
+        if np.sum(gz * gz) <= 1e-14 * np.sum(fz * fz):
+            return None
+        zncc = np.sum(fz * gz) / np.sqrt(np.sum(fz * fz) * np.sum(gz * gz))
+        e = fz - np.sqrt(np.sum(fz * fz) / np.sum(gz * gz)) * gz
+        dp = -np.linalg.solve(hess, jac.T @ e.ravel())
+        pr, pc = pr - dp[0], pc - dp[1]
+        if np.hypot(dp[0], dp[1]) < tol:
+            return pr, pc, zncc
+    return None
+
+
+def naive_ncc_correlate(
+    ref, sec, rows, cols, window, search, prior_rows=None, prior_cols=None, refine=True
+):
+    """Loop over windows; returns (drow, dcol, score, snr) as float64 arrays."""
+    n = len(rows)
+    prior_rows = np.zeros(n, int) if prior_rows is None else prior_rows
+    prior_cols = np.zeros(n, int) if prior_cols is None else prior_cols
+    out = np.full((4, n), np.nan)
+    out[2] = 0.0
+    half = window // 2
+    for k in range(n):
+        r0, c0 = rows[k] - half, cols[k] - half
+        sr0, sc0 = r0 + prior_rows[k] - search, c0 + prior_cols[k] - search
+        side = window + 2 * search
+        if min(r0, c0, sr0, sc0) < 0:
+            continue
+        if max(r0 + window, sr0 + side) > ref.shape[0]:
+            continue
+        if max(c0 + window, sc0 + side) > ref.shape[1]:
+            continue
+        win = ref[r0 : r0 + window, c0 : c0 + window].astype(np.float64)
+        area = sec[sr0 : sr0 + side, sc0 : sc0 + side].astype(np.float64)
+        if not (np.all(np.isfinite(win)) and np.all(np.isfinite(area))):
+            continue
+        if np.std(win) == 0.0:
+            continue
+        surf = naive_ncc_surface(win, area)
+        i, j = np.unravel_index(np.argmax(surf), surf.shape)
+        best = surf[i, j]
+        kk = 2 * search + 1
+        if best <= 0 or i in (0, kk - 1) or j in (0, kk - 1):
+            continue
+        oy, ox = naive_subpixel(surf[i - 1 : i + 2, j - 1 : j + 2])
+        irow, icol = prior_rows[k] + i - search, prior_cols[k] + j - search
+        vr, vc, peak = irow + oy, icol + ox, best
+        if refine:
+            res = naive_refine(ref, sec, r0, c0, window, vr, vc)
+            if res is not None and abs(res[0] - irow) <= 1 and abs(res[1] - icol) <= 1:
+                if res[2] >= best - 1e-6:
+                    vr, vc, peak = res[0], res[1], max(res[2], best)
+        out[:, k] = vr, vc, min(peak, 1.0), max(1.0, best / np.mean(np.abs(surf)))
+    return out
+
+
+# ======================================================================================
+# kernels.outliers
+# ======================================================================================
+
+
+def naive_reject_outliers(
+    drow, dcol, score, min_score, radius=1, nmad_k=3.0, min_neighbours=3, nmad_floor=0.05
+):
+    """Single-pass local median/NMAD test, one window at a time."""
+    ny, nx = drow.shape
+    cand = np.zeros((ny, nx), bool)
+    for y in range(ny):
+        for x in range(nx):
+            vals = (drow[y, x], dcol[y, x], score[y, x])
+            cand[y, x] = all(np.isfinite(v) for v in vals) and score[y, x] >= min_score
+    out = np.zeros((ny, nx), bool)
+    for y in range(ny):
+        for x in range(nx):
+            if not cand[y, x]:
+                continue
+            nb = [
+                (yy, xx)
+                for yy in range(y - radius, y + radius + 1)
+                for xx in range(x - radius, x + radius + 1)
+                if 0 <= yy < ny and 0 <= xx < nx and (yy, xx) != (y, x) and cand[yy, xx]
+            ]
+            if len(nb) < max(min_neighbours, 1):
+                continue
+            ok = True
+            for comp in (drow, dcol):
+                v = np.array([comp[p] for p in nb], dtype=np.float64)
+                med = np.median(v)
+                nmad = 1.4826 * np.median(np.abs(v - med))
+                if abs(float(comp[y, x]) - med) > nmad_k * max(nmad, nmad_floor):
+                    ok = False
+            out[y, x] = ok
+    return out
+
+
+def naive_median_fill(values, valid, radius=1, min_valid=5):
+    ny, nx = values.shape
+    ok = valid & np.isfinite(values)
+    out = np.full((ny, nx), np.nan)
+    for y in range(ny):
+        for x in range(nx):
+            if ok[y, x]:
+                out[y, x] = values[y, x]
+                continue
+            nb = [
+                float(values[yy, xx])
+                for yy in range(max(0, y - radius), min(ny, y + radius + 1))
+                for xx in range(max(0, x - radius), min(nx, x + radius + 1))
+                if ok[yy, xx]
+            ]
+            if len(nb) >= min_valid:
+                out[y, x] = np.median(nb)
+    return out
+
+
+# ======================================================================================
+# kernels.timeseries
+# ======================================================================================
+
+
+def naive_connected(n_dates: int, edges) -> bool:
+    """Breadth-first search from date 0."""
+    seen = {0}
+    todo = [0]
+    while todo:
+        k = todo.pop()
+        for i, j in edges:
+            for a, b in ((i, j), (j, i)):
+                if a == k and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+    return len(seen) == n_dates
+
+
+def naive_invert_pixel(pairs, obs, w, t, gamma):
+    """One pixel: returns (series (N,), velocity, velocity_std, residual_rms, n_pairs)."""
+    n_d = len(t)
+    tau = t - t[0]
+    ok = np.isfinite(obs) & np.isfinite(w) & (w > 0)
+    npairs = int(ok.sum())
+    nan = (np.full(n_d, np.nan), np.nan, np.nan, np.nan, npairs)
+    if npairs == 0:
+        return nan
+    prs, ob, wt = pairs[ok], obs[ok].astype(np.float64), w[ok].astype(np.float64)
+    connected = naive_connected(n_d, [tuple(p) for p in prs])
+    n_unk = n_d - 1 if connected else n_d
+    rows, rhs = [], []
+    for (i, j), o, ww in zip(prs, ob, wt, strict=True):
+        a = np.zeros(n_unk)
+        a[j - 1] += 1.0
+        if i > 0:
+            a[i - 1] -= 1.0
+        rows.append(np.sqrt(ww) * a)
+        rhs.append(np.sqrt(ww) * o)
+    if not connected:
+        ge = gamma * wt.mean()
+        for k in range(1, n_d):
+            a = np.zeros(n_unk)
+            a[k - 1] = 1.0
+            a[n_d - 1] = -tau[k]
+            rows.append(np.sqrt(ge) * a)
+            rhs.append(0.0)
+    x = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+    d = np.concatenate([[0.0], x[: n_d - 1]])
+    res = ob - (d[prs[:, 1]] - d[prs[:, 0]])
+    rms = np.sqrt(np.sum(wt * res**2) / np.sum(wt))
+    c = np.zeros(n_d)
+    for (i, j), ww in zip(prs, wt, strict=True):
+        c[i] += ww
+        c[j] += ww
+    use = c > 0
+    design = np.stack([np.ones(use.sum()), t[use]], axis=1)
+    sw = np.sqrt(c[use])
+    coef = np.linalg.lstsq(design * sw[:, None], d[use] * sw, rcond=None)[0]
+    m = int(use.sum())
+    if m >= 3:
+        e = d[use] - design @ coef
+        s2 = np.sum(c[use] * e**2) / (m - 2)
+        cov = s2 * np.linalg.inv(design.T @ (c[use][:, None] * design))
+        std = np.sqrt(cov[1, 1])
+    else:
+        std = np.nan
+    return d, coef[1], std, rms, npairs
+
+
+def naive_invert_timeseries(pairs, obs, weights, t, gamma=1e-4):
+    """Per-pixel loop; returns float64 arrays (series, velocity, velocity_std, rms, n)."""
+    pairs = np.asarray(pairs)
+    n_p, ny, nx = obs.shape
+    w = np.ones_like(obs) if weights is None else weights
+    series = np.full((len(t), ny, nx), np.nan)
+    vel, std, rms = (np.full((ny, nx), np.nan) for _ in range(3))
+    npair = np.zeros((ny, nx), int)
+    for y in range(ny):
+        for x in range(nx):
+            d, v, s, r, n = naive_invert_pixel(pairs, obs[:, y, x], w[:, y, x], t, gamma)
+            series[:, y, x], vel[y, x], std[y, x], rms[y, x], npair[y, x] = d, v, s, r, n
+    return series, vel, std, rms, npair
