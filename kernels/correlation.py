@@ -96,6 +96,21 @@ def _plans(batch: int, window: int, threads: int) -> tuple:
     return plan
 
 
+def _subset_plan(size: int, window: int, threads: int) -> tuple:
+    """Cached forward plan for ``size`` secondary windows (re-centring pass)."""
+    key = (-size, window, threads)
+    with _PLAN_LOCK:
+        plan = _PLANS.get(key)
+        if plan is None:
+            real_in = pyfftw.empty_aligned((size, window, window), dtype="float32")
+            spec = pyfftw.empty_aligned((size, window, window // 2 + 1), dtype="complex64")
+            fwd = pyfftw.FFTW(real_in, spec, axes=(1, 2), threads=threads,
+                              flags=("FFTW_MEASURE", "FFTW_DESTROY_INPUT"))
+            plan = (fwd, real_in, spec)
+            _PLANS[key] = plan
+    return plan
+
+
 @numba.njit(cache=True)
 def _copy_window(img, r0, c0, window, apod, out, j):
     """Apodized, mean-removed copy of img[r0:r0+w, c0:c0+w] into out[j]; False if unusable."""
@@ -134,50 +149,79 @@ def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, c
         ok[j] = (ok[j] and good) if combine else good
 
 
-@numba.njit(cache=True, parallel=True)
-def _cross_power(spec_ref, spec_sec, count, power, weight, cross, keep, wsum):
-    """Normalized cross-power spectrum Q = W * S2 conj(S1) / |S2 conj(S1)|^power.
+@numba.njit(cache=True)
+def _cross_one(ref_j, sec_k, power, weight, out1, out2):
+    """Q = W * S2 conj(S1) / |S2 conj(S1)|^power for one window; returns sum of |Q|.
 
-    Written twice: ``cross`` is consumed (destroyed) by the inverse FFT, ``keep`` is
-    kept for the sub-pixel refinement. ``wsum`` receives the largest value the
-    correlation surface can reach (sum of the normalized magnitudes).
+    The spectrum is written to ``out1`` and ``out2`` (the inverse FFT destroys its
+    input, so pass 1 keeps a second copy for the sub-pixel refinement). The sum counts
+    the interior columns of the Hermitian half spectrum twice: it is the largest value
+    the correlation surface can reach.
     """
     ny, nx = weight.shape
     half_power = 0.5 * power
-    for j in numba.prange(count):
-        total = 0.0
-        for a in range(ny):
-            for b in range(nx):
-                wgt = weight[a, b]
-                if wgt == 0.0:
-                    cross[j, a, b] = 0.0
-                    keep[j, a, b] = 0.0
-                    continue
-                u = spec_sec[j, a, b]
-                v = spec_ref[j, a, b]
-                re = u.real * v.real + u.imag * v.imag
-                im = u.imag * v.real - u.real * v.imag
-                m2 = re * re + im * im
-                if m2 > 0.0:
-                    if power == 0.5:
-                        scale = np.sqrt(np.sqrt(m2))
-                    elif power == 1.0:
-                        scale = np.sqrt(m2)
-                    elif power == 0.0:
-                        scale = 1.0
-                    else:
-                        scale = m2**half_power
-                    f = wgt / scale
-                    q = complex(re * f, im * f)
-                    m = np.sqrt(m2) * f
+    total = 0.0
+    for a in range(ny):
+        for b in range(nx):
+            wgt = weight[a, b]
+            if wgt == 0.0:
+                out1[a, b] = 0.0
+                out2[a, b] = 0.0
+                continue
+            u = sec_k[a, b]
+            v = ref_j[a, b]
+            re = u.real * v.real + u.imag * v.imag
+            im = u.imag * v.real - u.real * v.imag
+            m2 = re * re + im * im
+            if m2 > 0.0:
+                if power == 0.5:
+                    scale = np.sqrt(np.sqrt(m2))
+                elif power == 1.0:
+                    scale = np.sqrt(m2)
+                elif power == 0.0:
+                    scale = 1.0
                 else:
-                    q = 0j
-                    m = 0.0
-                cross[j, a, b] = q
-                keep[j, a, b] = q
-                # Hermitian half spectrum: interior columns stand for two coefficients.
-                total += m if (b == 0 or b == nx - 1) else 2.0 * m
-        wsum[j] = total
+                    scale = m2**half_power
+                f = wgt / scale
+                q = complex(re * f, im * f)
+                m = np.sqrt(m2) * f
+            else:
+                q = 0j
+                m = 0.0
+            out1[a, b] = q
+            out2[a, b] = q
+            total += m if (b == 0 or b == nx - 1) else 2.0 * m
+    return total
+
+
+@numba.njit(cache=True, parallel=True)
+def _cross_power(spec_ref, spec_sec, count, power, weight, cross, keep, wsum):
+    """Cross-power spectra of windows 0..count-1 into ``cross`` and ``keep``."""
+    for j in numba.prange(count):
+        wsum[j] = _cross_one(spec_ref[j], spec_sec[j], power, weight, cross[j], keep[j])
+
+
+@numba.njit(cache=True, parallel=True)
+def _cross_power_subset(spec_ref, spec_sub, local, power, weight, keep, wsum):
+    """Cross-power of re-centred windows: ``spec_sub[k]`` pairs with ``spec_ref[local[k]]``."""
+    for k in numba.prange(local.shape[0]):
+        j = local[k]
+        wsum[j] = _cross_one(spec_ref[j], spec_sub[k], power, weight, keep[j], keep[j])
+
+
+@numba.njit(cache=True, parallel=True)
+def _extract_subset(img, rows, cols, prow, pcol, idx, window, apod, out, good):
+    """Windows of img centred at (rows + prow, cols + pcol)[idx[k]] into out[k]."""
+    off = window // 2
+    for k in numba.prange(idx.shape[0]):
+        i = idx[k]
+        g = _copy_window(img, rows[i] - off + prow[i], cols[i] - off + pcol[i], window, apod,
+                         out, k)
+        if not g:
+            for a in range(window):
+                for b in range(window):
+                    out[k, a, b] = 0.0
+        good[k] = g
 
 
 @numba.njit(cache=True)
@@ -446,26 +490,28 @@ def freq_correlate(
         est_c = pc[:count] + fc[:count]
         shift_r = np.rint(est_r).astype(np.int64)
         shift_c = np.rint(est_c).astype(np.int64)
-        moved = ok[:count] & ((shift_r != 0) | (shift_c != 0))
-        if moved.any():
-            new_r = np.zeros(n, dtype=np.int64)
-            new_c = np.zeros(n, dtype=np.int64)
-            new_r[sl] = prow[sl] + shift_r
-            new_c[sl] = pcol[sl] + shift_c
-            real_sec = real_in[batch:]
-            _extract(sec, rows_i, cols_i, new_r, new_c, start, count, window, apod, real_sec,
-                     ok, True)
-            fwd_sec()
-            _cross_power(spec_ref, spec_sec, count, float(power), weight, cross, keep, wsum)
-            y0 = est_r - shift_r
-            x0 = est_c - shift_c
-            base_r = prow[sl] + shift_r
-            base_c = pcol[sl] + shift_c
-        else:
-            y0 = est_r
-            x0 = est_c
-            base_r = prow[sl]
-            base_c = pcol[sl]
+        moved = np.flatnonzero(ok[:count] & ((shift_r != 0) | (shift_c != 0)))
+        base_r = prow[sl] + np.where(ok[:count], shift_r, 0)
+        base_c = pcol[sl] + np.where(ok[:count], shift_c, 0)
+        y0 = est_r - (base_r - prow[sl])
+        x0 = est_c - (base_c - pcol[sl])
+        if moved.size:
+            size = 64
+            while size < moved.size:
+                size *= 2
+            fwd_sub, real_sub, spec_sub = _subset_plan(min(size, batch), window, threads)
+            for k0 in range(0, moved.size, real_sub.shape[0]):
+                local = moved[k0:k0 + real_sub.shape[0]]
+                new_r = np.zeros(n, dtype=np.int64)
+                new_c = np.zeros(n, dtype=np.int64)
+                new_r[sl] = base_r
+                new_c[sl] = base_c
+                good = np.zeros(local.size, dtype=np.bool_)
+                _extract_subset(sec, rows_i, cols_i, new_r, new_c, local + start, window, apod,
+                                real_sub, good)
+                ok[local[~good]] = False
+                fwd_sub()
+                _cross_power_subset(spec_ref, spec_sub, local, float(power), weight, keep, wsum)
         _refine(keep, wsum, ok, count, window, start, y0.astype(np.float64),
                 x0.astype(np.float64), base_r, base_c, drow, dcol, score)
         snr[sl] = np.where(np.isfinite(drow[sl]), ratio[:count], np.nan)
