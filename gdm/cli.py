@@ -1,0 +1,204 @@
+"""The ``gdm`` command line.
+
+Exit status: 0 on success, 2 on bad input (one line on stderr naming the problem),
+1 on an internal failure.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from gdmio.errors import InputError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "input"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _guarded(func: Callable[[], Any], debug: bool) -> Any:
+    """Run ``func``, turning bad input into exit 2 and bugs into exit 1 (one line each)."""
+    try:
+        return func()
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except ValidationError as exc:
+        click.echo(f"error: {_validation_message(exc)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
+        if debug:
+            traceback.print_exc()
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+                   err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+class _Progress:
+    """A tqdm bar fed by the services' ``progress(fraction, message)`` callbacks."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=desc, disable=not enabled, unit="‰",
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+                        file=sys.stderr)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.bar.set_description_str(message, refresh=False)
+        self.bar.update(max(0, int(fraction * 1000) - self.bar.n))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="gdm-service")
+def main() -> None:
+    """Ground-deformation processing: optical correlation, InSAR, stereo DSMs, campaigns.
+
+    \b
+    Start here:
+      gdm opt demo --out demo-output        simulate a fault, measure it, show products
+      gdm opt simulate --case fault --out sim
+      gdm opt run sim/S2SIM_*.tif --out products --preset etq
+    Every command has --help.
+    """
+
+
+@main.group()
+def opt() -> None:
+    """GDM-OPT: displacement from optical images (Sentinel-2, any GeoTIFF/JP2) by correlation.
+
+    \b
+    Conventions: metres, East and North positive, displacement = position in the later
+    image minus position in the earlier one. Products (fixed names): east.tif, north.tif,
+    magnitude.tif, score.tif, and for 3+ dates timeseries_east.tif, timeseries_north.tif,
+    velocity_east.tif, velocity_north.tif (m/yr), residual.tif; quicklooks (*.png),
+    report.json and item.json (STAC).
+    """
+
+
+@opt.command("run")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output folder (created; products appear only when the job succeeds).")
+@click.option("--preset", "-p", default="etq", show_default=True,
+              help="slide (landslide), etq (earthquake) or ice (glacier); see `gdm opt presets`.")
+@click.option("--window", type=int, help="Correlation window in pixels (even). Preset default.")
+@click.option("--step", type=int, help="Distance between windows in pixels. Preset default.")
+@click.option("--search", type=int, help="Largest displacement searched, pixels.")
+@click.option("--method", type=click.Choice(["freq", "ncc"]),
+              help="freq (frequency domain, default) or ncc (spatial, low texture).")
+@click.option("--min-score", type=float, help="Reject windows scoring below this (0..1).")
+@click.option("--stable", help="Offset correction: none, auto, or a mask raster (1 = stable).")
+@click.option("--pairs", type=click.Choice(["all", "sequential", "span"]), default="all",
+              show_default=True, help="Pairs correlated when there are 3+ dates.")
+@click.option("--max-span-days", type=float, help="Longest pair span for --pairs span/all.")
+@click.option("--band", default="B04", show_default=True, help="Band read from Sentinel-2 SAFE.")
+@click.option("--resolution", type=float, help="Common grid pixel size, metres.")
+@click.option("--crs", help="Common grid CRS, e.g. EPSG:32631.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
+def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None,
+            step: int | None, search: int | None, method: str | None, min_score: float | None,
+            stable: str | None, pairs: str, max_span_days: float | None, band: str,
+            resolution: float | None, crs: str | None, quiet: bool, debug: bool) -> None:
+    """Correlate IMAGES (2 or more dates of one area) and write products into --out.
+
+    \b
+    Example:
+      gdm opt run before.tif after.tif --out quake --preset etq
+      gdm opt run S2*.SAFE --out slide --preset slide --window 64 --step 16
+    """
+    from gdm_opt.config import OptConfig
+    from gdm_opt.pipeline import run
+
+    def job() -> Any:
+        cfg = OptConfig(images=list(images), out=out, preset=preset, window=window, step=step,
+                        search=search, method=method, min_score=min_score, stable=stable,
+                        pairs=pairs, max_span_days=max_span_days, band=band,
+                        resolution=resolution, crs=crs)
+        bar = _Progress(not quiet, "gdm-opt")
+        try:
+            return run(cfg, progress=bar)
+        finally:
+            bar.close()
+
+    outputs = _guarded(job, debug)
+    click.echo(f"products in {outputs.out_dir}")
+    for p in outputs.all_paths():
+        click.echo(f"  {p}")
+
+
+@opt.command("simulate")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Folder for the simulated images and truth.")
+@click.option("--case", type=click.Choice(["fault", "landslide", "glacier", "zero"]),
+              default="fault", show_default=True, help="Displacement field.")
+@click.option("--size", type=int, default=1024, show_default=True, help="Image side, pixels.")
+@click.option("--dates", type=int, default=2, show_default=True, help="Number of dates.")
+@click.option("--interval-days", type=int, default=60, show_default=True)
+@click.option("--amplitude", type=float, default=2.0, show_default=True,
+              help="Largest displacement at the last date, pixels.")
+@click.option("--snr", type=float, default=30.0, show_default=True, help="Noise level, dB.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
+def opt_simulate(out: Path, case: str, size: int, dates: int, interval_days: int,
+                 amplitude: float, snr: float, seed: int, debug: bool) -> None:
+    """Simulate Sentinel-2-like images warped by a known displacement field, with truth."""
+    from gdm_opt.simulate import SimulateConfig, simulate
+
+    def job() -> Any:
+        cfg = SimulateConfig(case=case, size=size, dates=dates, interval_days=interval_days,
+                             amplitude_px=amplitude, snr_db=snr, seed=seed)
+        return simulate(cfg, out)
+
+    sim = _guarded(job, debug)
+    click.echo(f"simulated {len(sim.images)} images in {out}")
+    for p in sim.images:
+        click.echo(f"  {p}")
+    click.echo(f"  truth: {sim.truth_east}, {sim.truth_north}, {sim.truth_json}")
+
+
+@opt.command("presets")
+def opt_presets() -> None:
+    """List the parameter presets."""
+    from gdm_opt.config import PRESETS
+
+    for name, p in PRESETS.items():
+        click.echo(f"{name:6s} {p.description}")
+        click.echo(f"       window={p.window} step={p.step} search={p.search} "
+                   f"method={p.method} min_score={p.min_score} stable={p.stable}")
+
+
+@opt.command("demo")
+@click.option("--out", "-o", default=Path("demo-output"), type=click.Path(path_type=Path),
+              show_default=True, help="Folder for inputs and products.")
+@click.option("--size", type=int, default=1024, show_default=True, help="Image side, pixels.")
+@click.option("--dates", type=int, default=3, show_default=True, help="Number of dates.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
+def opt_demo(out: Path, size: int, dates: int, quiet: bool, debug: bool) -> None:
+    """Simulate a fault over several dates, run GDM-OPT on it and compare with the truth."""
+    from gdm_opt.demo import demo
+
+    summary = _guarded(lambda: demo(out, size=size, dates=dates, progress=not quiet), debug)
+    click.echo(summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,414 @@
+"""GDM-OPT: ``run(cfg)`` turns two or more optical images into displacement products.
+
+Steps: open the images and bring them to a common grid; choose pairs; correlate each
+pair block by block on a regular grid of windows (coarse to fine when the search range
+is large); reject outliers (score threshold, then a median/NMAD filter); correct the
+stable-area offset; for three dates or more, invert the pair network per window for a
+time series and a velocity; write COGs, quicklooks and a STAC item, all at once into the
+output folder (nothing is left there when a step fails).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from gdm_opt.config import OptConfig, Resolved
+from gdmio.blocks import iter_blocks
+from gdmio.cog import write_cog
+from gdmio.errors import InputError
+from gdmio.grid import Grid, common_grid, read_on_grid
+from gdmio.products import ProductDir
+from gdmio.quicklook import quicklook
+from gdmio.raster import RasterInfo, open_info
+from gdmio.stac import write_item
+from kernels.outliers import apply_offset, reject_outliers, stable_offset
+from kernels.pyramid import WindowGrid, correlate_grid, pyramid_levels, window_grid
+from kernels.timeseries import invert_timeseries, select_pairs
+
+__all__ = ["OptOutputs", "PairResult", "run", "Progress"]
+
+Progress = Callable[[float, str], None]
+"""Progress callback: fraction done in [0, 1] and a short message."""
+
+
+@dataclass
+class PairResult:
+    """Correlation of one pair on the output grid (pixels of the common grid)."""
+
+    i: int
+    j: int
+    drow: np.ndarray
+    dcol: np.ndarray
+    score: np.ndarray
+    offset: tuple[float, float] = (0.0, 0.0)
+    valid_fraction: float = 0.0
+
+
+@dataclass
+class OptOutputs:
+    """Paths of the products written by :func:`run`."""
+
+    out_dir: Path
+    east: Path
+    north: Path
+    magnitude: Path
+    score: Path
+    item: Path
+    report: Path
+    quicklooks: list[Path] = field(default_factory=list)
+    timeseries_east: Path | None = None
+    timeseries_north: Path | None = None
+    velocity_east: Path | None = None
+    velocity_north: Path | None = None
+    residual: Path | None = None
+    pair_products: list[Path] = field(default_factory=list)
+
+    def all_paths(self) -> list[Path]:
+        """Every product file."""
+        paths = [self.east, self.north, self.magnitude, self.score, self.item, self.report]
+        for p in (self.timeseries_east, self.timeseries_north, self.velocity_east,
+                  self.velocity_north, self.residual):
+            if p is not None:
+                paths.append(p)
+        return paths + list(self.quicklooks) + list(self.pair_products)
+
+
+def _target_crs(info: RasterInfo, crs: str | None) -> CRS:
+    if crs is not None:
+        try:
+            return CRS.from_user_input(crs)
+        except Exception as exc:  # rasterio raises CRSError
+            raise InputError(f"unknown CRS {crs!r}: {exc}") from None
+    if info.crs.is_projected:
+        return info.crs
+    # Geographic input: work in the UTM zone of the image centre, in metres.
+    lon, lat = info.transform @ (info.width / 2, info.height / 2)
+    zone = int((lon + 180) // 6) + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def _open_all(cfg: OptConfig) -> list[RasterInfo]:
+    if len(cfg.images) < 2:
+        raise InputError(f"GDM-OPT needs at least 2 images, got {len(cfg.images)}")
+    infos = [open_info(p, band=cfg.band if _is_safe(p) else None) for p in cfg.images]
+    for info in infos:
+        if info.date is None:
+            raise InputError(
+                f"no acquisition date for {info.name}: put YYYYMMDD in the file name or set "
+                "TIFFTAG_DATETIME"
+            )
+    infos.sort(key=lambda x: x.date)  # type: ignore[arg-type, return-value]
+    for a, b in zip(infos, infos[1:], strict=False):
+        if a.date == b.date:
+            raise InputError(f"two images have the same date {a.date}: {a.name} and {b.name}")
+    return infos
+
+
+def _is_safe(path: Path) -> bool:
+    name = Path(path).name.upper()
+    return name.endswith(".SAFE") or name.endswith(".ZIP")
+
+
+def _output_transform(grid: Grid, wgrid: WindowGrid) -> Affine:
+    """Geotransform of the output raster whose pixel (i, j) is centred on window (i, j)."""
+    s = wgrid.step
+    return grid.transform @ Affine.translation(
+        wgrid.col0 + 0.5 - s / 2.0, wgrid.row0 + 0.5 - s / 2.0
+    ) @ Affine.scale(s)
+
+
+def _correlate_pair(
+    ref: RasterInfo,
+    sec: RasterInfo,
+    grid: Grid,
+    wgrid: WindowGrid,
+    par: Resolved,
+    block_windows: int,
+    progress: Callable[[int], None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlate one pair block by block; returns (drow, dcol, score) on the window grid."""
+    drow = np.full((wgrid.ny, wgrid.nx), np.nan, np.float32)
+    dcol = np.full_like(drow, np.nan)
+    score = np.zeros_like(drow)
+    levels = pyramid_levels(par.window, par.search)
+    margin = par.window // 2 + par.search + 2 * 2**levels + 2
+    for block in iter_blocks(wgrid.nx, wgrid.ny, block_size=block_windows, overlap=0):
+        core = block.core
+        i0, j0 = int(core.row_off), int(core.col_off)
+        ni, nj = int(core.height), int(core.width)
+        r_first = wgrid.row0 + i0 * wgrid.step
+        c_first = wgrid.col0 + j0 * wgrid.step
+        r_last = r_first + (ni - 1) * wgrid.step
+        c_last = c_first + (nj - 1) * wgrid.step
+        top = max(0, r_first - margin)
+        left = max(0, c_first - margin)
+        bottom = min(grid.height, r_last + margin + 1)
+        right = min(grid.width, c_last + margin + 1)
+        win = Window(left, top, right - left, bottom - top)
+        a = read_on_grid(ref, grid, win)
+        b = read_on_grid(sec, grid, win)
+        local = WindowGrid(r_first - top, c_first - left, wgrid.step, ni, nj)
+        res = correlate_grid(a, b, local, par.window, par.search, method=par.method,
+                             levels=levels)
+        drow[i0:i0 + ni, j0:j0 + nj] = res.drow
+        dcol[i0:i0 + ni, j0:j0 + nj] = res.dcol
+        score[i0:i0 + ni, j0:j0 + nj] = res.score
+        progress(ni * nj)
+    return drow, dcol, score
+
+
+def _stable_mask(spec: str, grid: Grid, out_transform: Affine, shape: tuple[int, int]
+                 ) -> np.ndarray | None | str:
+    if spec == "none":
+        return "none"
+    if spec == "auto":
+        return None
+    path = Path(spec)
+    info = open_info(path)
+    out_grid = Grid(grid.crs, out_transform, shape[1], shape[0])
+    mask = read_on_grid(info, out_grid, resampling="nearest")
+    return np.isfinite(mask) & (mask != 0)
+
+
+def _to_metres(transform: Affine, drow: np.ndarray, dcol: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel displacements to map East/North metres with the grid's linear part."""
+    east = transform.a * dcol + transform.b * drow
+    north = transform.d * dcol + transform.e * drow
+    return east.astype(np.float32), north.astype(np.float32)
+
+
+def _decimal_years(dates: list[dt.date]) -> np.ndarray:
+    t0 = dates[0]
+    return np.array([(d - t0).days / 365.25 for d in dates], dtype=np.float64)
+
+
+def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
+    """Run a GDM-OPT job and write its products into ``cfg.out``.
+
+    Raises
+    ------
+    InputError
+        For bad input (fewer than two images, unreadable file, no overlap, no date...).
+    """
+    report_progress = progress or (lambda frac, msg: None)
+    par = cfg.resolved()
+    if par.window % 2:
+        raise InputError(f"window must be even, got {par.window}")
+    if par.stable not in ("none", "auto") and not Path(par.stable).exists():
+        raise InputError(f"stable-area mask not found: {par.stable}")
+    infos = _open_all(cfg)
+    dates = [i.date for i in infos]
+    assert all(d is not None for d in dates)
+    crs = _target_crs(infos[0], cfg.crs)
+    grid = common_grid(infos, resolution=cfg.resolution, crs=crs)
+    wgrid = window_grid(grid.height, grid.width, par.window, par.step)
+    if wgrid.ny < 3 or wgrid.nx < 3:
+        raise InputError(
+            f"overlap of the images ({grid.width}x{grid.height} px) is too small for "
+            f"{par.window}-px windows every {par.step} px"
+        )
+    if len(infos) == 2:
+        pairs = [(0, 1)]
+    else:
+        pairs = select_pairs(dates, mode=cfg.pairs, max_span_days=cfg.max_span_days,  # type: ignore[arg-type]
+                             min_span_days=cfg.min_span_days, neighbours=cfg.neighbours)
+        if not pairs:
+            raise InputError("no pair of dates satisfies the span limits")
+    out_transform = _output_transform(grid, wgrid)
+    shape = (wgrid.ny, wgrid.nx)
+    stable = _stable_mask(par.stable, grid, out_transform, shape)
+
+    total = len(pairs) * wgrid.ny * wgrid.nx
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        report_progress(0.9 * done / total, "correlating")
+
+    results: list[PairResult] = []
+    for i, j in pairs:
+        drow, dcol, score = _correlate_pair(infos[i], infos[j], grid, wgrid, par,
+                                            cfg.block_windows, tick)
+        valid = reject_outliers(drow, dcol, score, par.min_score, radius=par.outlier_radius,
+                                nmad_k=par.nmad_k) if par.outlier_radius > 0 else (
+            np.isfinite(drow) & (score >= par.min_score))
+        drow = np.where(valid, drow, np.nan).astype(np.float32)
+        dcol = np.where(valid, dcol, np.nan).astype(np.float32)
+        offset = (0.0, 0.0)
+        if not isinstance(stable, str):
+            try:
+                offset = stable_offset(drow, dcol, valid, stable)
+            except ValueError as exc:
+                raise InputError(f"stable-area correction impossible: {exc}") from None
+            drow, dcol = apply_offset(drow, dcol, offset)
+        results.append(PairResult(i, j, drow, dcol, score, offset, float(valid.mean())))
+
+    report_progress(0.9, "writing products")
+    with ProductDir(cfg.out) as stage:
+        outputs = _write_products(stage, cfg, par, infos, grid, out_transform, results)
+    outputs = _relocate(outputs, stage, Path(cfg.out))
+    report_progress(1.0, "done")
+    return outputs
+
+
+def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[RasterInfo],
+                    grid: Grid, transform: Affine, results: list[PairResult]) -> OptOutputs:
+    dates = [i.date for i in infos]
+    crs = grid.crs
+    n_dates = len(infos)
+
+    def cog(name: str, data: np.ndarray, desc: list[str] | None = None,
+            tags: dict | None = None) -> Path:
+        return write_cog(stage / name, data, crs, transform, descriptions=desc, tags=tags)
+
+    common_tags = {"WINDOW": str(par.window), "STEP": str(par.step), "SEARCH": str(par.search),
+                   "METHOD": par.method, "UNITS": "m", "CONVENTION": "east/north positive, "
+                   "later minus earlier position"}
+    ts_paths: dict[str, Path] = {}
+    pair_paths: list[Path] = []
+    residual_path = None
+    if n_dates == 2:
+        r = results[0]
+        east, north = _to_metres(transform_pixel(grid), r.drow, r.dcol)
+        score = r.score
+    else:
+        pairs = np.array([(r.i, r.j) for r in results], dtype=np.int64)
+        t_years = _decimal_years(dates)  # type: ignore[arg-type]
+        weights = np.stack([np.where(np.isfinite(r.drow), np.maximum(r.score, 1e-3), 0)
+                            for r in results]).astype(np.float32)
+        ts = {}
+        for comp in ("drow", "dcol"):
+            obs = np.stack([getattr(r, comp) for r in results]).astype(np.float32)
+            ts[comp] = invert_timeseries(pairs, obs, weights, t_years)
+        ser_e, ser_n = _to_metres(transform_pixel(grid), ts["drow"].series, ts["dcol"].series)
+        vel_e, vel_n = _to_metres(transform_pixel(grid), ts["drow"].velocity,
+                                  ts["dcol"].velocity)
+        desc = [d.isoformat() for d in dates]  # type: ignore[union-attr]
+        ts_paths["timeseries_east"] = cog("timeseries_east.tif", ser_e, desc,
+                                          {**common_tags, "REFERENCE_DATE": desc[0]})
+        ts_paths["timeseries_north"] = cog("timeseries_north.tif", ser_n, desc,
+                                           {**common_tags, "REFERENCE_DATE": desc[0]})
+        ts_paths["velocity_east"] = cog("velocity_east.tif", vel_e, ["velocity east (m/yr)"],
+                                        {**common_tags, "UNITS": "m/yr"})
+        ts_paths["velocity_north"] = cog("velocity_north.tif", vel_n, ["velocity north (m/yr)"],
+                                         {**common_tags, "UNITS": "m/yr"})
+        res_px = np.hypot(ts["drow"].residual_rms, ts["dcol"].residual_rms)
+        residual_path = cog("residual.tif", (res_px * grid.resolution).astype(np.float32),
+                            ["RMS pair misfit (m)"], common_tags)
+        east, north = ser_e[-1], ser_n[-1]
+        score = np.mean(np.stack([r.score for r in results]), axis=0).astype(np.float32)
+        (stage / "pairs").mkdir(exist_ok=True)
+        for r in results:
+            e, n = _to_metres(transform_pixel(grid), r.drow, r.dcol)
+            tag = f"{dates[r.i]:%Y%m%d}_{dates[r.j]:%Y%m%d}"  # type: ignore[str-format]
+            pair_paths.append(cog(f"pairs/{tag}_east.tif", e, ["east (m)"], common_tags))
+            pair_paths.append(cog(f"pairs/{tag}_north.tif", n, ["north (m)"], common_tags))
+            pair_paths.append(cog(f"pairs/{tag}_score.tif", r.score, ["score"], common_tags))
+    magnitude = np.hypot(east, north).astype(np.float32)
+    span = f"{dates[0]} to {dates[-1]}"
+    east_p = cog("east.tif", east, [f"east displacement (m), {span}"], common_tags)
+    north_p = cog("north.tif", north, [f"north displacement (m), {span}"], common_tags)
+    mag_p = cog("magnitude.tif", magnitude, [f"displacement magnitude (m), {span}"], common_tags)
+    score_p = cog("score.tif", np.where(np.isfinite(score), score, 0).astype(np.float32),
+                  ["correlation score"], {**common_tags, "UNITS": "1"})
+
+    looks = [
+        quicklook(east_p, stage / "east.png", f"East displacement {span}", "m"),
+        quicklook(north_p, stage / "north.png", f"North displacement {span}", "m"),
+        quicklook(mag_p, stage / "magnitude.png", f"Displacement magnitude {span}", "m",
+                  cmap="viridis", symmetric=False),
+        quicklook(score_p, stage / "score.png", "Correlation score", "", cmap="gray",
+                  symmetric=False, vmin=0.0, vmax=1.0),
+    ]
+    if "velocity_east" in ts_paths:
+        looks.append(quicklook(ts_paths["velocity_east"], stage / "velocity_east.png",
+                               f"East velocity {span}", "m/yr"))
+        looks.append(quicklook(ts_paths["velocity_north"], stage / "velocity_north.png",
+                               f"North velocity {span}", "m/yr"))
+
+    valid = [r.valid_fraction for r in results]
+    report = {
+        "process": "gdm-opt",
+        "preset": cfg.preset,
+        "parameters": par.model_dump(),
+        "inputs": [{"name": i.name, "path": i.path, "date": i.date.isoformat()}  # type: ignore[union-attr]
+                   for i in infos],
+        "grid": {"crs": grid.crs.to_string(), "resolution_m": grid.resolution,
+                 "width": grid.width, "height": grid.height},
+        "pairs": [{"earlier": dates[r.i].isoformat(), "later": dates[r.j].isoformat(),  # type: ignore[union-attr]
+                   "valid_fraction": r.valid_fraction,
+                   "stable_offset_px": {"row": r.offset[0], "col": r.offset[1]}}
+                  for r in results],
+        "valid_fraction": float(np.mean(valid)),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    report_p = stage / "report.json"
+    tmp = stage / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(report_p)
+
+    assets: dict[str, dict] = {}
+    media_cog = "image/tiff; application=geotiff; profile=cloud-optimized"
+    for name, p in [("east", east_p), ("north", north_p), ("magnitude", mag_p),
+                    ("score", score_p), *ts_paths.items()]:
+        assets[name] = {"href": p.name, "title": name.replace("_", " "), "roles": ["data"],
+                        "type": media_cog}
+    if residual_path is not None:
+        assets["residual"] = {"href": residual_path.name, "title": "RMS pair misfit",
+                              "roles": ["data"], "type": media_cog}
+    for q in looks:
+        assets[f"{q.stem}_quicklook"] = {"href": q.name, "title": f"{q.stem} quicklook",
+                                         "roles": ["overview"], "type": "image/png"}
+    assets["report"] = {"href": report_p.name, "title": "job report", "roles": ["metadata"],
+                        "type": "application/json"}
+    start = dt.datetime.combine(dates[0], dt.time(), dt.timezone.utc)  # type: ignore[arg-type]
+    end = dt.datetime.combine(dates[-1], dt.time(), dt.timezone.utc)  # type: ignore[arg-type]
+    ny, nx = east.shape
+    item_p = write_item(stage / "item.json", f"gdm-opt-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}",  # type: ignore[str-format]
+                        crs, transform, nx, ny, assets, start, end,
+                        properties={"gdm:process": "gdm-opt", "gdm:preset": cfg.preset,
+                                    "gdm:window": par.window, "gdm:step": par.step})
+    return OptOutputs(
+        out_dir=stage, east=east_p, north=north_p, magnitude=mag_p, score=score_p,
+        item=item_p, report=report_p, quicklooks=looks,
+        timeseries_east=ts_paths.get("timeseries_east"),
+        timeseries_north=ts_paths.get("timeseries_north"),
+        velocity_east=ts_paths.get("velocity_east"),
+        velocity_north=ts_paths.get("velocity_north"),
+        residual=residual_path, pair_products=pair_paths,
+    )
+
+
+def transform_pixel(grid: Grid) -> Affine:
+    """The common grid's transform (its linear part converts pixels to map metres)."""
+    return grid.transform
+
+
+def _relocate(outputs: OptOutputs, stage: Path, out: Path) -> OptOutputs:
+    """Rewrite staging paths to their final place in the output folder."""
+
+    def move(p: Path | None) -> Path | None:
+        return None if p is None else out / p.relative_to(stage)
+
+    return OptOutputs(
+        out_dir=out, east=move(outputs.east), north=move(outputs.north),  # type: ignore[arg-type]
+        magnitude=move(outputs.magnitude), score=move(outputs.score),  # type: ignore[arg-type]
+        item=move(outputs.item), report=move(outputs.report),  # type: ignore[arg-type]
+        quicklooks=[move(q) for q in outputs.quicklooks],  # type: ignore[misc]
+        timeseries_east=move(outputs.timeseries_east),
+        timeseries_north=move(outputs.timeseries_north),
+        velocity_east=move(outputs.velocity_east), velocity_north=move(outputs.velocity_north),
+        residual=move(outputs.residual),
+        pair_products=[move(p) for p in outputs.pair_products],  # type: ignore[misc]
+    )
