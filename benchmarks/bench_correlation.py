@@ -65,7 +65,7 @@ def skimage_pcc(ref, sec, rows, cols, window, search, grid):
     for k, (r, c) in enumerate(zip(rows, cols, strict=True)):
         a = ref[r - h:r + h, c - h:c + h]
         b = sec[r - h:r + h, c - h:c + h]
-        shift, _, _ = phase_cross_correlation(a, b, upsample_factor=100, normalization=None)
+        shift, _, _ = phase_cross_correlation(a, b, upsample_factor=100)
         # `shift` registers `b` onto `a`: the feature moved by -shift.
         if abs(shift[0]) <= search and abs(shift[1]) <= search:
             dr[k], dc[k] = -shift[0], -shift[1]
