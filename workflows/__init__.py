@@ -1,0 +1,1 @@
+"""Orchestration: job store, process registry, Celery app and queues, workers."""

@@ -1,0 +1,402 @@
+"""The job store: jobs, users and API tokens in SQLAlchemy (SQLite or PostgreSQL).
+
+Every component (HTTP front end, Celery workers, command line) reads and writes jobs
+through :class:`JobStore`; the broker only carries job identifiers. A job's life:
+``accepted`` → ``running`` → ``successful`` | ``failed`` | ``dismissed``. A running job
+holds a lease that its worker renews with each progress report; a job whose lease has
+expired (its worker died) can be claimed again by another worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+__all__ = ["JobStore", "Job", "User", "STATUSES", "FINAL_STATUSES", "ROLES", "QuotaExceeded"]
+
+STATUSES = ("accepted", "running", "successful", "failed", "dismissed")
+FINAL_STATUSES = ("successful", "failed", "dismissed")
+ROLES = ("user", "operator", "admin")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    """SQLite drops time zones: give UTC back to naive timestamps."""
+    if t is not None and t.tzinfo is None:
+        return t.replace(tzinfo=dt.timezone.utc)
+    return t
+
+
+class QuotaExceeded(Exception):
+    """The user already has as many unfinished jobs as the quota allows."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _UserRow(_Base):
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    max_active_jobs: Mapped[int] = mapped_column(Integer, default=20)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class _TokenRow(_Base):
+    __tablename__ = "tokens"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class _JobRow(_Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    process: Mapped[str] = mapped_column(String(64), index=True)
+    inputs: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="accepted")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    queue: Mapped[str] = mapped_column(String(16), default="ondemand")
+    outputs: Mapped[dict] = mapped_column(JSON, default=dict)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    subscriber: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+@dataclass(frozen=True)
+class User:
+    """An account: name, role (user, operator, admin) and quota."""
+
+    name: str
+    role: str
+    max_active_jobs: int
+
+    @property
+    def may_use_rapid(self) -> bool:
+        """Operators and admins may submit to the ``rapid`` queue."""
+        return self.role in ("operator", "admin")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job (detached from the database)."""
+
+    id: str
+    owner: str
+    process: str
+    inputs: dict[str, Any]
+    status: str
+    progress: int
+    message: str
+    queue: str
+    outputs: dict[str, Any]
+    public: bool
+    subscriber: dict | None
+    created: dt.datetime
+    started: dt.datetime | None
+    finished: dt.datetime | None
+    updated: dt.datetime
+    expires: dt.datetime | None
+    worker: str | None
+    lease_until: dt.datetime | None
+    attempts: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """True once the job can change no more."""
+        return self.status in FINAL_STATUSES
+
+    def visible_to(self, user: User | None) -> bool:
+        """Owners and admins see a job; anyone sees a public one."""
+        if self.public:
+            return True
+        if user is None:
+            return False
+        return user.role == "admin" or user.name == self.owner
+
+    @classmethod
+    def _from_row(cls, row: _JobRow) -> Job:
+        return cls(
+            id=row.id, owner=row.owner, process=row.process, inputs=dict(row.inputs or {}),
+            status=row.status, progress=row.progress, message=row.message or "",
+            queue=row.queue, outputs=dict(row.outputs or {}), public=row.public,
+            subscriber=row.subscriber, created=_aware(row.created),  # type: ignore[arg-type]
+            started=_aware(row.started), finished=_aware(row.finished),
+            updated=_aware(row.updated), expires=_aware(row.expires),  # type: ignore[arg-type]
+            worker=row.worker, lease_until=_aware(row.lease_until), attempts=row.attempts,
+        )
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class JobStore:
+    """Jobs, users and tokens in one SQLAlchemy database.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL, e.g. ``sqlite:////path/jobs.sqlite`` or
+        ``postgresql+psycopg2://user@127.0.0.1/db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._session() as s, s.begin():
+            yield s
+
+    # ----------------------------------------------------------------- accounts
+    def create_user(self, name: str, role: str = "user", max_active_jobs: int = 20
+                    ) -> tuple[User, str]:
+        """Create (or update) an account and return it with a new API token."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        token = secrets.token_urlsafe(32)
+        with self._tx() as s:
+            row = s.get(_UserRow, name)
+            if row is None:
+                row = _UserRow(name=name, role=role, max_active_jobs=max_active_jobs)
+                s.add(row)
+            else:
+                row.role = role
+                row.max_active_jobs = max_active_jobs
+            s.flush()
+            s.add(_TokenRow(digest=_digest(token), user=name))
+        return User(name, role, max_active_jobs), token
+
+    def user_for_token(self, token: str) -> User | None:
+        """The account an API token belongs to, or None."""
+        with self._tx() as s:
+            tok = s.get(_TokenRow, _digest(token))
+            if tok is None:
+                return None
+            row = s.get(_UserRow, tok.user)
+            return None if row is None else User(row.name, row.role, row.max_active_jobs)
+
+    def get_user(self, name: str) -> User | None:
+        """An account by name."""
+        with self._tx() as s:
+            row = s.get(_UserRow, name)
+            return None if row is None else User(row.name, row.role, row.max_active_jobs)
+
+    def count_users(self) -> int:
+        """Number of accounts (0 means the single-user embedded mode)."""
+        with self._tx() as s:
+            return int(s.scalar(select(func.count()).select_from(_UserRow)) or 0)
+
+    # --------------------------------------------------------------------- jobs
+    def create_job(self, owner: str, process: str, inputs: dict[str, Any], queue: str,
+                   public: bool = False, subscriber: dict | None = None,
+                   expires_in: dt.timedelta | None = dt.timedelta(days=30),
+                   max_active_jobs: int | None = None) -> Job:
+        """Record a new accepted job.
+
+        Raises
+        ------
+        QuotaExceeded
+            When ``max_active_jobs`` is given and the owner already has that many
+            accepted or running jobs.
+        """
+        now = _now()
+        row = _JobRow(id=str(uuid.uuid4()), owner=owner, process=process, inputs=inputs,
+                      status="accepted", progress=0, message="accepted", queue=queue,
+                      outputs={}, public=public, subscriber=subscriber, created=now,
+                      updated=now, expires=(now + expires_in) if expires_in else None,
+                      attempts=0)
+        with self._tx() as s:
+            if max_active_jobs is not None:
+                active = s.scalar(select(func.count()).select_from(_JobRow).where(
+                    _JobRow.owner == owner, _JobRow.status.in_(("accepted", "running"))))
+                if (active or 0) >= max_active_jobs:
+                    raise QuotaExceeded(
+                        f"{owner} already has {active} unfinished jobs (quota {max_active_jobs})")
+            s.add(row)
+        return Job._from_row(row)
+
+    def get(self, job_id: str) -> Job | None:
+        """A job by id, or None."""
+        with self._tx() as s:
+            row = s.get(_JobRow, job_id)
+            return None if row is None else Job._from_row(row)
+
+    def list(self, owner: str | None = None, statuses: Sequence[str] | None = None,
+             processes: Sequence[str] | None = None, include_public: bool = False,
+             limit: int = 100, offset: int = 0) -> list[Job]:
+        """Jobs, newest first; ``owner=None`` lists everyone's (admins)."""
+        q = select(_JobRow)
+        if owner is not None:
+            q = q.where((_JobRow.owner == owner) | (_JobRow.public.is_(True))
+                        if include_public else _JobRow.owner == owner)
+        if statuses:
+            q = q.where(_JobRow.status.in_(list(statuses)))
+        if processes:
+            q = q.where(_JobRow.process.in_(list(processes)))
+        q = q.order_by(_JobRow.created.desc(), _JobRow.id).limit(limit).offset(offset)
+        with self._tx() as s:
+            return [Job._from_row(r) for r in s.scalars(q)]
+
+    def claim(self, job_id: str, worker: str, lease_seconds: int) -> Job | None:
+        """Mark a job running for ``worker`` if it is accepted, or running on an expired lease.
+
+        Returns the job when this worker now owns it, else None (already finished,
+        dismissed, or running elsewhere on a live lease).
+        """
+        now = _now()
+        with self._tx() as s:
+            row = s.get(_JobRow, job_id, with_for_update=True)
+            if row is None or row.status in FINAL_STATUSES:
+                return None
+            lease = _aware(row.lease_until)
+            if row.status == "running" and lease is not None and lease > now \
+                    and row.worker != worker:
+                return None
+            row.status = "running"
+            row.worker = worker
+            row.started = row.started or now
+            row.updated = now
+            row.lease_until = now + dt.timedelta(seconds=lease_seconds)
+            row.attempts = (row.attempts or 0) + 1
+            row.message = "running"
+            return Job._from_row(row)
+
+    def report(self, job_id: str, progress: int, message: str, worker: str,
+               lease_seconds: int) -> str:
+        """Record progress and renew the lease; returns the job's current status.
+
+        A worker that sees ``dismissed`` stops its work (cooperative cancellation).
+        """
+        now = _now()
+        with self._tx() as s:
+            row = s.get(_JobRow, job_id)
+            if row is None:
+                return "dismissed"
+            if row.status == "running" and row.worker == worker:
+                row.progress = max(0, min(100, int(progress)))
+                row.message = message[:2000]
+                row.updated = now
+                row.lease_until = now + dt.timedelta(seconds=lease_seconds)
+            return row.status
+
+    def finish(self, job_id: str, outputs: dict[str, Any], worker: str | None = None
+               ) -> Job | None:
+        """Mark a running job successful with its outputs (ignored if it was dismissed)."""
+        return self._final(job_id, "successful", "done", outputs, worker)
+
+    def fail(self, job_id: str, message: str, worker: str | None = None) -> Job | None:
+        """Mark a job failed with a message naming the problem."""
+        return self._final(job_id, "failed", message, None, worker)
+
+    def dismiss(self, job_id: str) -> Job | None:
+        """Dismiss a job: an accepted one never starts, a running one is told to stop."""
+        now = _now()
+        with self._tx() as s:
+            row = s.get(_JobRow, job_id)
+            if row is None:
+                return None
+            if row.status not in FINAL_STATUSES:
+                row.status = "dismissed"
+                row.message = "dismissed"
+                row.finished = now
+                row.updated = now
+            return Job._from_row(row)
+
+    def _final(self, job_id: str, status: str, message: str, outputs: dict | None,
+               worker: str | None) -> Job | None:
+        now = _now()
+        with self._tx() as s:
+            row = s.get(_JobRow, job_id)
+            if row is None:
+                return None
+            if row.status in FINAL_STATUSES:
+                return Job._from_row(row)
+            if worker is not None and row.worker not in (None, worker):
+                return Job._from_row(row)  # another worker took the job over
+            row.status = status
+            row.message = message[:2000]
+            row.finished = now
+            row.updated = now
+            row.lease_until = None
+            if status == "successful":
+                row.progress = 100
+            if outputs is not None:
+                row.outputs = outputs
+            return Job._from_row(row)
+
+    def stale_running(self) -> list[Job]:
+        """Running jobs whose lease has expired (their worker is gone)."""
+        now = _now()
+        with self._tx() as s:
+            rows = s.scalars(select(_JobRow).where(_JobRow.status == "running"))
+            return [Job._from_row(r) for r in rows
+                    if r.lease_until is None or _aware(r.lease_until) < now]  # type: ignore[operator]
+
+    def set_public(self, job_id: str, public: bool) -> None:
+        """Publish (or hide) a job's results."""
+        with self._tx() as s:
+            s.execute(update(_JobRow).where(_JobRow.id == job_id).values(public=public))
+
+    def counts(self, owner: str | None = None) -> dict[str, int]:
+        """Number of jobs per status."""
+        q = select(_JobRow.status, func.count()).group_by(_JobRow.status)
+        if owner is not None:
+            q = q.where(_JobRow.owner == owner)
+        with self._tx() as s:
+            return {status: int(n) for status, n in s.execute(q)}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,67 @@
+"""Service settings, from the environment (one place for every component).
+
+Embedded default (nothing else running): everything under ``GDM_HOME`` (default
+``./.gdm``) — SQLite job store, SQLAlchemy/SQLite Celery broker and result backend,
+products and uploads. Production: point ``GDM_DATABASE_URL`` at PostgreSQL and
+``GDM_BROKER_URL`` at Redis or RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "get_settings", "QUEUES"]
+
+QUEUES = ("rapid", "ondemand", "batch")
+"""Celery queues: CIEST² activations, user jobs, FLATSIM campaigns."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the job store, broker, products and uploads live."""
+
+    home: Path
+    database_url: str
+    broker_url: str
+    result_backend: str
+    products_dir: Path
+    uploads_dir: Path
+    visibility_timeout: int
+    lease_seconds: int
+    public_url: str | None
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker is the embedded SQLite one (``gdm serve`` starts a worker)."""
+        return self.broker_url.startswith("sqla+sqlite")
+
+    def ensure_dirs(self) -> None:
+        """Create the folders the settings point to."""
+        for p in (self.home, self.products_dir, self.uploads_dir):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: ``os.environ``).
+
+    Variables: ``GDM_HOME``, ``GDM_DATABASE_URL``, ``GDM_BROKER_URL``,
+    ``GDM_RESULT_BACKEND``, ``GDM_PRODUCTS_DIR``, ``GDM_UPLOADS_DIR``,
+    ``GDM_VISIBILITY_TIMEOUT`` (s, default 43200), ``GDM_LEASE_SECONDS`` (s, default 60:
+    a running job whose worker has not reported for this long is given to another
+    worker), ``GDM_PUBLIC_URL`` (the URL clients reach the server at).
+    """
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("GDM_HOME", ".gdm")).absolute()
+    return Settings(
+        home=home,
+        database_url=env.get("GDM_DATABASE_URL", f"sqlite:///{home / 'jobs.sqlite'}"),
+        broker_url=env.get("GDM_BROKER_URL", f"sqla+sqlite:///{home / 'broker.sqlite'}"),
+        result_backend=env.get("GDM_RESULT_BACKEND", f"db+sqlite:///{home / 'results.sqlite'}"),
+        products_dir=Path(env.get("GDM_PRODUCTS_DIR", home / "products")).absolute(),
+        uploads_dir=Path(env.get("GDM_UPLOADS_DIR", home / "uploads")).absolute(),
+        visibility_timeout=int(env.get("GDM_VISIBILITY_TIMEOUT", "43200")),
+        lease_seconds=int(env.get("GDM_LEASE_SECONDS", "60")),
+        public_url=env.get("GDM_PUBLIC_URL"),
+    )

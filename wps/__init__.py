@@ -1,0 +1,1 @@
+"""HTTP front end: OGC WPS 1.0/2.0, OGC API - Processes, the web form and downloads."""

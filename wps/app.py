@@ -1,0 +1,29 @@
+"""The WSGI application: one Flask app serving every face of the service."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from workflows.jobstore import JobStore
+from workflows.settings import Settings, get_settings
+from wps.context import AppState
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Flask:
+    """Build the application: web form at ``/``, WPS at ``/wps``, OGC API at ``/ogcapi``."""
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 4 * 1024**3
+    app.extensions["gdm"] = AppState(settings=settings, store=store or JobStore(settings.database_url))
+
+    from wps.ogcapi import bp as ogcapi_bp
+    from wps.webform import bp as webform_bp
+    from wps.wps1 import bp as wps_bp
+
+    app.register_blueprint(ogcapi_bp, url_prefix="/ogcapi")
+    app.register_blueprint(wps_bp, url_prefix="/wps")
+    app.register_blueprint(webform_bp)
+    return app
