@@ -30,7 +30,7 @@ def quiet_rasterio() -> Iterator[None]:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (for one-line errors)."""
+    """Return the first non-empty line of an exception's message (for one-line errors)."""
     for line in str(exc).splitlines():
         if line.strip():
             return line.strip()
@@ -38,7 +38,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def temp_sibling(path: Path, suffix: str = ".tmp") -> Path:
-    """A hidden, unique temporary name in the same folder as ``path``.
+    """Return a hidden, unique temporary name in the same folder as ``path``.
 
     Same folder means same file system, so ``os.replace`` onto ``path`` is atomic.
     """

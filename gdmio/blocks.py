@@ -28,6 +28,7 @@ class Block:
         Pixels this block owns in the output.
     core_in_read : tuple of slice
         ``(rows, cols)`` slices of the read array that correspond to the core.
+
     """
 
     read: Window
@@ -53,7 +54,7 @@ def _check(width: int, height: int, overlap: int) -> None:
 def count_blocks(
     width: int, height: int, block_size: int = 2048, overlap: int = 0, align: int = 1
 ) -> int:
-    """Number of blocks :func:`iter_blocks` yields for the same arguments."""
+    """Count the blocks :func:`iter_blocks` yields for the same arguments."""
     _check(width, height, overlap)
     step = _step(block_size, align)
     return math.ceil(width / step) * math.ceil(height / step)
@@ -80,6 +81,7 @@ def iter_blocks(
     Yields
     ------
     Block
+
     """
     _check(width, height, overlap)
     step = _step(block_size, align)

@@ -126,6 +126,7 @@ class CogWriter:
         Metadata per band.
     compress : str
         "DEFLATE" (default, readable everywhere), "ZSTD" or "LZW".
+
     """
 
     def __init__(
@@ -211,6 +212,7 @@ class CogWriter:
             Where the block goes (integer offsets; whole raster if None).
         band : int, optional
             1-based band for a 2-D array (may be omitted when ``count`` is 1).
+
         """
         if self._ds is None:
             raise RuntimeError("CogWriter.write called outside its 'with' block")
@@ -295,6 +297,7 @@ def write_cog(
     -------
     pathlib.Path
         ``path``.
+
     """
     arr = np.asarray(data)
     if arr.ndim == 2:
@@ -316,6 +319,7 @@ def validate_cog(path: str | os.PathLike[str]) -> tuple[bool, list[str], list[st
     -------
     tuple
         ``(is_valid, errors, warnings)``.
+
     """
     from rio_cogeo.cogeo import cog_validate
 

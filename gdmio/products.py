@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from gdmio.errors import InputError
+
 __all__ = ["ProductDir", "STAGING_PREFIX"]
 
 STAGING_PREFIX = ".partial-"
@@ -39,6 +41,7 @@ class ProductDir:
         The staging folder (valid inside the ``with`` block).
     moved : list of pathlib.Path
         Final paths of the files published, after a successful exit.
+
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], last: Sequence[str] = ("*.json",)):
@@ -54,23 +57,30 @@ class ProductDir:
         while not p.exists():
             missing.append(p)
             p = p.parent
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._created = missing  # deepest first: removed in this order on failure
-        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise InputError(f"output folder {self.out_dir} exists and is not a folder")
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._created = missing  # deepest first: removed in this order on failure
+            self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+        except OSError as exc:
+            self._cleanup(failed=True)
+            raise InputError(
+                f"cannot write to output folder {self.out_dir}: {exc.strerror or exc}"
+            ) from exc
         return self.staging
 
-    def _files(self) -> list[Path]:
-        assert self.staging is not None
-        files = [p for p in self.staging.rglob("*") if p.is_file() or p.is_symlink()]
+    def _files(self, staging: Path) -> list[Path]:
+        files = [p for p in staging.rglob("*") if p.is_file() or p.is_symlink()]
         return sorted(files, key=lambda p: (
             any(fnmatch.fnmatch(p.name, pat) for pat in self.last),
-            len(p.relative_to(self.staging).parts),
+            len(p.relative_to(staging).parts),
             str(p),
         ))
 
     def _publish(self) -> None:
         assert self.staging is not None
-        for src in self._files():
+        for src in self._files(self.staging):
             dest = self.out_dir / src.relative_to(self.staging)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dest)

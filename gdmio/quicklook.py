@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from matplotlib import colormaps, patheffects
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioError
@@ -30,6 +31,7 @@ __all__ = ["display_limits", "quicklook"]
 _NAN_COLOUR = "#c8c8c8"
 _DPI = 100
 _IMAGE_PX = 800  # long side of the image area in the PNG
+_MIN_WIDTH_PX = 640  # room for the title above narrow images
 
 
 def display_limits(
@@ -152,6 +154,7 @@ def quicklook(
     -------
     pathlib.Path
         ``png_path``.
+
     """
     src = Path(tif_path)
     dest = Path(png_path)
@@ -164,8 +167,10 @@ def quicklook(
     aspect = rows / cols
     img_w = _IMAGE_PX if aspect <= 1 else max(120, round(_IMAGE_PX / aspect))
     img_h = _IMAGE_PX if aspect > 1 else max(120, round(_IMAGE_PX * aspect))
-    left, right, bottom, top = 20, 130, 20, 60  # margins in PNG pixels
-    fig_w, fig_h = img_w + left + right, img_h + bottom + top
+    right, bottom, top = 130, 20, 60  # margins in PNG pixels (colour bar, -, title)
+    fig_w = max(img_w + 20 + right, _MIN_WIDTH_PX)
+    left = (fig_w - img_w - right) // 2
+    fig_h = img_h + bottom + top
     fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
@@ -174,7 +179,7 @@ def quicklook(
                       aspect="auto")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=12)
+    fig.suptitle(title, fontsize=12, y=1 - 12 / fig_h, va="top", wrap=True)
 
     finite = arr[np.isfinite(arr)]
     below = bool(finite.size and finite.min() < lo)
@@ -208,13 +213,10 @@ def _draw_scale_bar(ax: Axes, cols: int, rows: int, pixel_m: float) -> None:
     length_m = _nice_length(cols * pixel_m / 4)
     length_px = length_m / pixel_m
     label = f"{length_m / 1000:g} km" if length_m >= 1000 else f"{length_m:g} m"
-    x0 = cols * 0.05
-    y0 = rows * 0.95
-    ax.plot([x0, x0 + length_px], [y0, y0], color="black", linewidth=4,
-            solid_capstyle="butt",
-            path_effects=[patheffects.withStroke(linewidth=7, foreground="white")])
-    ax.text(x0 + length_px / 2, y0 - rows * 0.02, label, ha="center", va="bottom",
-            fontsize=10, bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none",
-                               "pad": 1.5})
-    ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5, -0.5)
+    bar = AnchoredSizeBar(ax.transData, length_px, label, loc="lower left", pad=0.4,
+                          borderpad=0.8, sep=4, frameon=True,
+                          size_vertical=max(rows, cols) / 150)
+    bar.patch.set_facecolor("white")
+    bar.patch.set_alpha(0.75)
+    bar.patch.set_edgecolor("none")
+    ax.add_artist(bar)

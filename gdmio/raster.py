@@ -70,6 +70,7 @@ class RasterInfo:
         Acquisition date (from the name, else ``TIFFTAG_DATETIME``), None if unknown.
     name : str
         Short human label (file name; ``<SAFE name>:<band>`` for Sentinel-2).
+
     """
 
     path: str
@@ -111,6 +112,7 @@ def date_from_name(name: str) -> dt.date | None:
     --------
     >>> date_from_name("S2A_MSIL1C_20230415T103021_N0509_R108_T31TGL_20230415T141222.SAFE")
     datetime.date(2023, 4, 15)
+
     """
     for m in _DATE_TOKEN.finditer(name):
         y, mo, d = (int(g) for g in m.groups())
@@ -139,7 +141,7 @@ def _date_from_tags(tags: dict[str, str]) -> dt.date | None:
 
 
 def _is_gdal_name(text: str) -> bool:
-    """True for GDAL dataset names that are not local paths (/vsi..., DRIVER:..., URLs)."""
+    """Tell whether ``text`` is a GDAL dataset name, not a local path (/vsi..., URL...)."""
     if re.match(r"^[A-Za-z]:[\\/]", text):  # a Windows drive letter
         return False
     return bool(_GDAL_NAME.match(text))
@@ -155,13 +157,16 @@ def open_dataset(path: str, name: str | None = None) -> Iterator[DatasetReader]:
         GDAL dataset name (as in :attr:`RasterInfo.path`).
     name : str, optional
         Label used in error messages (default: ``path``).
+
     """
     label = name or path
     try:
         with quiet_rasterio():
             ds = rasterio.open(path)
     except RasterioError as exc:
-        raise InputError(f"cannot read {label}: not a raster or corrupt ({first_line(exc)})") from exc
+        raise InputError(
+            f"cannot read {label}: not a raster or corrupt ({first_line(exc)})"
+        ) from exc
     try:
         yield ds
     finally:
@@ -272,7 +277,9 @@ def _probe(ds: DatasetReader, band: int, label: str) -> None:
     try:
         ds.read(band, window=Window(ds.width - 1, ds.height - 1, 1, 1))
     except RasterioError as exc:
-        raise InputError(f"cannot read {label}: file is corrupt or truncated ({first_line(exc)})") from exc
+        raise InputError(
+            f"cannot read {label}: file is corrupt or truncated ({first_line(exc)})"
+        ) from exc
 
 
 def open_info(path: str | os.PathLike[str], band: str | int | None = None) -> RasterInfo:
@@ -297,6 +304,7 @@ def open_info(path: str | os.PathLike[str], band: str | int | None = None) -> Ra
     ------
     InputError
         Missing file, unreadable or corrupt raster, no CRS or geotransform, band not found.
+
     """
     text = os.fspath(path)
     p = Path(text)
@@ -374,7 +382,9 @@ def read_window(
     """
     try:
         raw = ds.read(info.band, window=window)
-        mask = ds.read_masks(info.band, window=window) if _dataset_mask_needed(ds, info.band) else None
+        mask = None
+        if _dataset_mask_needed(ds, info.band):
+            mask = ds.read_masks(info.band, window=window)
     except RasterioError as exc:
         raise InputError(f"cannot read {info.name}: file is corrupt ({first_line(exc)})") from exc
     return _mask_invalid(raw, info.nodata, mask)
@@ -394,10 +404,13 @@ def read_band(info: RasterInfo, window: Window | None = None) -> np.ndarray:
     -------
     numpy.ndarray
         float32 (complex64 for complex rasters), NaN where nodata.
+
     """
     if window is None:
         window = Window(0, 0, info.width, info.height)
-    c0, r0, w, h = (int(round(v)) for v in (window.col_off, window.row_off, window.width, window.height))
+    c0, r0, w, h = (
+        int(round(v)) for v in (window.col_off, window.row_off, window.width, window.height)
+    )
     if c0 < 0 or r0 < 0 or w < 0 or h < 0 or c0 + w > info.width or r0 + h > info.height:
         raise ValueError(
             f"window {window} is not inside {info.name} ({info.width}x{info.height})"

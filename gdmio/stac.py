@@ -25,12 +25,12 @@ _EDGE_POINTS = 16  # points per grid edge, so curved edges in lon/lat are follow
 
 
 def to_utc(value: dt.datetime | dt.date) -> dt.datetime:
-    """A timezone-aware UTC datetime (naive values are taken as UTC, dates as 00:00)."""
+    """Return a timezone-aware UTC datetime (naive values taken as UTC, dates as 00:00)."""
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def footprint_wgs84(
@@ -100,6 +100,7 @@ def write_item(
     -------
     pathlib.Path
         ``path``.
+
     """
     dest = Path(path)
     crs_obj = crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
@@ -114,7 +115,7 @@ def write_item(
     else:
         item = pystac.Item(item_id, geometry, bbox, None, props, start_datetime=t0,
                            end_datetime=t1)
-    item.common_metadata.created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    item.common_metadata.created = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = crs_obj.to_epsg()

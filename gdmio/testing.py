@@ -94,6 +94,7 @@ def make_safe(
     -------
     pathlib.Path
         The ``.SAFE`` folder or the ``.SAFE.zip`` file.
+
     """
     stamp = f"{date:%Y%m%d}T103019"
     name = f"S2B_MSI{level}_{stamp}_N0509_R108_T{tile}_{date:%Y%m%d}T123456.SAFE"

@@ -206,3 +206,28 @@ def test_read_band_window_outside(tmp_path: Path) -> None:
     info = open_info(path)
     with pytest.raises(ValueError, match="not inside"):
         read_band(info, Window(10, 10, 8, 8))
+
+
+def test_internal_mask_becomes_nan(tmp_path: Path) -> None:
+    import rasterio
+
+    from gdmio.grid import common_grid, read_on_grid
+
+    data = _uint16((40, 50), 11)
+    path = tmp_path / "masked.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=50, height=40, count=1,
+                       dtype="uint16", crs="EPSG:32631", transform=T10) as ds:
+        ds.write(data, 1)
+        mask = np.full((40, 50), 255, np.uint8)
+        mask[:10, :] = 0
+        ds.write_mask(mask)
+    info = open_info(path)
+    arr = read_band(info)
+    assert np.isnan(arr[:10]).all() and np.isfinite(arr[10:]).all()
+    np.testing.assert_array_equal(arr[10:], data[10:].astype(np.float32))
+    on_grid = read_on_grid(info, common_grid([info]))
+    assert np.array_equal(on_grid, arr, equal_nan=True)
+    # The warper honours the mask too (Lambert-93 grid, ~1 px of rotation).
+    lam = common_grid([info], crs="EPSG:2154")
+    warped = read_on_grid(info, lam, resampling="bilinear")
+    assert np.isnan(warped[:9]).all() and np.isfinite(warped[12:-2, 2:-2]).all()
