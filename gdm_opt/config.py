@@ -91,7 +91,8 @@ class OptConfig(BaseModel):
         "0 disables it."
     )
     nmad_k: float | None = Field(
-        None, gt=0.0, le=50.0, description="Reject windows further than k NMAD from the local median."
+        None, gt=0.0, le=50.0,
+        description="Reject windows further than k NMAD from the local median."
     )
     stable: str | None = Field(
         None, description="Stable-area offset correction: 'none', 'auto' (median of all valid "

@@ -199,6 +199,7 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
     ------
     InputError
         For bad input (fewer than two images, unreadable file, no overlap, no date...).
+
     """
     report_progress = progress or (lambda frac, msg: None)
     par = cfg.resolved()
@@ -351,7 +352,7 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
                    "stable_offset_px": {"row": r.offset[0], "col": r.offset[1]}}
                   for r in results],
         "valid_fraction": float(np.mean(valid)),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     report_p = stage / "report.json"
     tmp = stage / ".report.json.tmp"
@@ -372,8 +373,8 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
                                          "roles": ["overview"], "type": "image/png"}
     assets["report"] = {"href": report_p.name, "title": "job report", "roles": ["metadata"],
                         "type": "application/json"}
-    start = dt.datetime.combine(dates[0], dt.time(), dt.timezone.utc)  # type: ignore[arg-type]
-    end = dt.datetime.combine(dates[-1], dt.time(), dt.timezone.utc)  # type: ignore[arg-type]
+    start = dt.datetime.combine(dates[0], dt.time(), dt.UTC)  # type: ignore[arg-type]
+    end = dt.datetime.combine(dates[-1], dt.time(), dt.UTC)  # type: ignore[arg-type]
     ny, nx = east.shape
     item_p = write_item(stage / "item.json", f"gdm-opt-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}",  # type: ignore[str-format]
                         crs, transform, nx, ny, assets, start, end,

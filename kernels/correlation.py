@@ -52,6 +52,7 @@ def apodization(window: int, taper: float) -> np.ndarray:
     -------
     numpy.ndarray
         float32 (window, window) weights in [0, 1].
+
     """
     if not 0.0 <= taper <= 1.0:
         raise ValueError(f"taper must be in [0, 1], got {taper}")
@@ -426,6 +427,7 @@ def freq_correlate(
     Correlation
         drow, dcol (pixels), score in [0, 1] (height of the correlation peak relative to
         a perfect match), snr (peak over mean absolute surface).
+
     """
     ref = _check_image(ref, "ref")
     sec = _check_image(sec, "sec")

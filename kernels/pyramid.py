@@ -173,6 +173,7 @@ def correlate_grid(
     -------
     GridCorrelation
         Displacements in full-resolution pixels on ``grid``.
+
     """
     if levels is None:
         levels = pyramid_levels(window, search)

@@ -21,6 +21,7 @@ class Correlation:
     snr
         float32 (n,) peak-to-mean ratio of the correlation surface (>= 1); NaN for
         failed windows.
+
     """
 
     drow: np.ndarray

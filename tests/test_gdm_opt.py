@@ -178,7 +178,7 @@ def _make_safe(folder: Path, tif: Path, date: str) -> Path:
 def test_sentinel2_safe_folders_are_read(tmp_path):
     sim = simulate(SimulateConfig(case="landslide", size=256, dates=2, amplitude_px=2.0,
                                   snr_db=30.0, seed=15), tmp_path / "in")
-    safes = [_make_safe(tmp_path, p, f"{d:%Y%m%d}") for p, d in zip(sim.images, sim.dates)]
+    safes = [_make_safe(tmp_path, p, f"{d:%Y%m%d}") for p, d in zip(sim.images, sim.dates, strict=True)]
     out = run(OptConfig(images=safes, out=tmp_path / "out", preset="slide", stable="none"))
     acc = accuracy_against_truth(out.east, out.north, sim.truth_east, sim.truth_north, band=2,
                                  resolution=RES)

@@ -47,11 +47,12 @@ def test_matches_bruteforce_reference(spec):
     sec = shifted(spec, 1.23, -0.64)
     rng = np.random.default_rng(1)
     ref = ref + rng.normal(0, 0.05, ref.shape).astype(np.float32)
-    rows = np.array([64, 100, 150]); cols = np.array([80, 120, 170])
+    rows = np.array([64, 100, 150])
+    cols = np.array([80, 120, 170])
     # Without re-centring (the shift rounds to (1, -1)), compare on the re-centred window.
     res = freq_correlate(ref, sec, rows, cols, 32, 6, prior_rows=np.array([1, 1, 1]),
                          prior_cols=np.array([-1, -1, -1]))
-    for k, (r, c) in enumerate(zip(rows, cols)):
+    for k, (r, c) in enumerate(zip(rows, cols, strict=True)):
         a = ref[r - 16:r + 16, c - 16:c + 16].astype(np.float64)
         b = sec[r - 15:r + 17, c - 17:c + 15].astype(np.float64)
         yr, xr = naive_freq_window(a, b, 0.5, 0.5, 6)
@@ -63,7 +64,8 @@ def test_nan_and_out_of_bounds_windows_fail_cleanly(spec):
     ref = shifted(spec, 0, 0)
     sec = shifted(spec, 0.5, 0.5)
     ref[100, 100] = np.nan
-    rows = np.array([100, 5, 200]); cols = np.array([100, 100, 200])
+    rows = np.array([100, 5, 200])
+    cols = np.array([100, 100, 200])
     res = freq_correlate(ref, sec, rows, cols, 32, 6)
     assert np.isnan(res.drow[0]) and res.score[0] == 0
     assert np.isnan(res.drow[1]) and res.score[1] == 0
@@ -73,7 +75,8 @@ def test_nan_and_out_of_bounds_windows_fail_cleanly(spec):
 def test_prior_is_included_in_displacement(spec):
     ref = shifted(spec, 0, 0)
     sec = shifted(spec, 10.3, -12.2)
-    rows = np.array([128]); cols = np.array([128])
+    rows = np.array([128])
+    cols = np.array([128])
     res = freq_correlate(ref, sec, rows, cols, 32, 4, prior_rows=np.array([10]),
                          prior_cols=np.array([-12]))
     assert abs(res.drow[0] - 10.3) < 0.03 and abs(res.dcol[0] + 12.2) < 0.03
@@ -99,7 +102,8 @@ def test_pyramid_finds_displacement_beyond_quarter_window(spec):
 
 def test_input_validation(spec):
     img = shifted(spec, 0, 0)
-    r = np.array([128]); c = np.array([128])
+    r = np.array([128])
+    c = np.array([128])
     with pytest.raises(ValueError, match="even"):
         freq_correlate(img, img, r, c, 31, 4)
     with pytest.raises(ValueError, match="search"):

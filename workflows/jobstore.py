@@ -43,13 +43,13 @@ ROLES = ("user", "operator", "admin")
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _aware(t: dt.datetime | None) -> dt.datetime | None:
     """SQLite drops time zones: give UTC back to naive timestamps."""
     if t is not None and t.tzinfo is None:
-        return t.replace(tzinfo=dt.timezone.utc)
+        return t.replace(tzinfo=dt.UTC)
     return t
 
 
@@ -177,6 +177,7 @@ class JobStore:
     url
         SQLAlchemy URL, e.g. ``sqlite:////path/jobs.sqlite`` or
         ``postgresql+psycopg2://user@127.0.0.1/db``.
+
     """
 
     def __init__(self, url: str) -> None:
@@ -246,6 +247,7 @@ class JobStore:
         QuotaExceeded
             When ``max_active_jobs`` is given and the owner already has that many
             accepted or running jobs.
+
         """
         now = _now()
         row = _JobRow(id=str(uuid.uuid4()), owner=owner, process=process, inputs=inputs,
