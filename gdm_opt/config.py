@@ -10,12 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = ["OptConfig", "Preset", "PRESETS", "Resolved"]
 
 
-class Preset(BaseModel):
-    """Correlation parameters tuned for one kind of deformation."""
+class Resolved(BaseModel):
+    """Parameters after applying the preset and the explicit overrides."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    description: str
     window: int
     step: int
     search: int
@@ -24,6 +23,12 @@ class Preset(BaseModel):
     outlier_radius: int
     nmad_k: float
     stable: str
+
+
+class Preset(Resolved):
+    """Correlation parameters tuned for one kind of deformation."""
+
+    description: str
 
 
 PRESETS: dict[str, Preset] = {
@@ -43,21 +48,6 @@ PRESETS: dict[str, Preset] = {
         nmad_k=3.0, stable="auto",
     ),
 }
-
-
-class Resolved(BaseModel):
-    """Parameters after applying the preset and the explicit overrides."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window: int
-    step: int
-    search: int
-    method: Literal["freq", "ncc"]
-    min_score: float
-    outlier_radius: int
-    nmad_k: float
-    stable: str
 
 
 class OptConfig(BaseModel):
