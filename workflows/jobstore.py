@@ -188,6 +188,11 @@ class JobStore:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite runs a SELECT outside any transaction and opens one only at the
+            # first write, so claim/dismiss/finish could each overwrite a status committed
+            # in between (a dismissal lost to a worker's claim). Take the write lock first.
+            event.listen(self.engine, "begin",
+                         lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         _Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -342,7 +347,7 @@ class JobStore:
         """Dismiss a job: an accepted one never starts, a running one is told to stop."""
         now = _now()
         with self._tx() as s:
-            row = s.get(_JobRow, job_id)
+            row = s.get(_JobRow, job_id, with_for_update=True)
             if row is None:
                 return None
             if row.status not in FINAL_STATUSES:
@@ -356,7 +361,7 @@ class JobStore:
                worker: str | None) -> Job | None:
         now = _now()
         with self._tx() as s:
-            row = s.get(_JobRow, job_id)
+            row = s.get(_JobRow, job_id, with_for_update=True)
             if row is None:
                 return None
             if row.status in FINAL_STATUSES:
@@ -382,6 +387,35 @@ class JobStore:
             return [Job._from_row(r) for r in rows
                     if r.lease_until is None or _aware(r.lease_until) < now]  # type: ignore[operator]
 
+    def requeue_stale(self, job_id: str, max_attempts: int) -> str | None:
+        """Take a running job whose lease has expired back to ``accepted`` (worker lost).
+
+        One atomic conditional update, so when several reapers race exactly one wins.
+        A job already tried ``max_attempts`` times fails instead.
+
+        Returns
+        -------
+        str or None
+            ``"accepted"`` (re-enqueue it), ``"failed"`` (gave up), or None when the job
+            is not (or no longer) running on an expired lease.
+
+        """
+        now = _now()
+        stale = ((_JobRow.id == job_id) & (_JobRow.status == "running")
+                 & (_JobRow.lease_until.is_(None) | (_JobRow.lease_until < now)))
+        with self._tx() as s:
+            gave_up = s.execute(update(_JobRow).where(
+                stale & (_JobRow.attempts >= max_attempts)).values(
+                status="failed", finished=now, updated=now, lease_until=None,
+                message=f"gave up after {max_attempts} attempts: the worker running the "
+                "job was lost each time")).rowcount  # type: ignore[attr-defined]
+            if gave_up:
+                return "failed"
+            requeued = s.execute(update(_JobRow).where(stale).values(
+                status="accepted", worker=None, lease_until=None, updated=now,
+                message="requeued: its worker was lost")).rowcount  # type: ignore[attr-defined]
+            return "accepted" if requeued else None
+
     def set_public(self, job_id: str, public: bool) -> None:
         """Publish (or hide) a job's results."""
         with self._tx() as s:
@@ -397,6 +431,7 @@ class JobStore:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun by SQLAlchemy's "begin" hook
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gdm_opt.config import OptConfig
+from gdm_sar.config import SarConfig
 from gdmio.errors import InputError
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "PROCESSES", "get_process",
@@ -173,10 +174,51 @@ def _gdm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
 
     raw = inputs.model_dump()
     images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(raw.pop("images"))]
+    if raw.get("stable") not in (None, "none", "auto"):
+        # A mask comes like any other input file (URL or upload), never as a server path.
+        raw["stable"] = str(resolve_reference(raw["stable"], ctx, len(images)))
     cfg = OptConfig(images=images, out=ctx.workdir / "products", **raw)
     out = run(cfg, progress=ctx.progress)
     result: dict[str, Any] = {}
     for name in _OPT_FILES:
+        path = getattr(out, name, None)
+        if path is not None:
+            result[name] = str(Path(path).relative_to(ctx.workdir))
+    result["quicklooks"] = [str(Path(q).relative_to(ctx.workdir)) for q in out.quicklooks]
+    return result
+
+
+# -------------------------------------------------------------------- gdm-sar
+_SAR_FIELDS = {name: (f.annotation, f) for name, f in SarConfig.model_fields.items()
+               if name not in ("stack", "out", "block_mb")}  # memory is the server's call
+SarJobInputs = create_model(  # type: ignore[call-overload]
+    "SarJobInputs",
+    __config__=ConfigDict(extra="forbid"),
+    slcs=(list[str], Field(
+        description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
+        "convention): http(s) URLs or names of uploaded files.", min_length=2,
+        max_length=1000)),
+    **_SAR_FIELDS,
+)
+_SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
+              "misclosure", "mean_coherence", "dem_error", "network", "item", "report")
+
+
+def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+    from gdm_sar.pipeline import run
+
+    raw = inputs.model_dump()
+    stack = ctx.workdir / "inputs" / "stack"
+    stack.mkdir(parents=True, exist_ok=True)
+    for i, ref in enumerate(raw.pop("slcs")):
+        src = resolve_reference(ref, ctx, i)
+        dest = stack / src.name
+        if not dest.exists():
+            dest.symlink_to(src.resolve())
+    cfg = SarConfig(stack=stack, out=ctx.workdir / "products", **raw)
+    out = run(cfg, progress=ctx.progress)
+    result: dict[str, Any] = {}
+    for name in _SAR_FILES:
         path = getattr(out, name, None)
         if path is not None:
             result[name] = str(Path(path).relative_to(ctx.workdir))
@@ -214,6 +256,27 @@ PROCESSES: dict[str, ProcessSpec] = {
             "report": OutputSpec("Job report", "file", "application/json"),
         },
         execute=_gdm_opt, keywords=("optical", "correlation", "Sentinel-2", "deformation"),
+    ),
+    "gdm-sar": ProcessSpec(
+        id="gdm-sar", title="GDM-SAR: InSAR time series and LOS velocity", version="1.0.0",
+        description="Small-baseline InSAR of a coregistered Sentinel-1 SLC stack: "
+        "interferograms, coherence, filtering, phase unwrapping, NSBAS time series and "
+        "line-of-sight velocity (metres, positive towards the satellite).",
+        inputs_model=SarJobInputs,
+        outputs={
+            "velocity": OutputSpec("LOS velocity (m/yr)", "file", _COG),
+            "timeseries": OutputSpec("LOS displacement time series (m)", "file", _COG),
+            "velocity_std": OutputSpec("Velocity 1-sigma (m/yr)", "file", _COG),
+            "temporal_coherence": OutputSpec("Temporal coherence", "file", _COG),
+            "residual": OutputSpec("RMS pair misfit (m)", "file", _COG),
+            "misclosure": OutputSpec("RMS triplet misclosure (m)", "file", _COG),
+            "mean_coherence": OutputSpec("Mean coherence", "file", _COG),
+            "dem_error": OutputSpec("DEM error (m)", "file", _COG),
+            "network": OutputSpec("Network plot", "file", "image/png"),
+            "item": OutputSpec("STAC item", "file", "application/geo+json"),
+            "report": OutputSpec("Job report", "file", "application/json"),
+        },
+        execute=_gdm_sar, keywords=("InSAR", "Sentinel-1", "SBAS", "deformation"),
     ),
 }
 

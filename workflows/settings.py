@@ -31,6 +31,7 @@ class Settings:
     visibility_timeout: int
     lease_seconds: int
     public_url: str | None
+    queue_prefix: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -50,7 +51,9 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
     ``GDM_RESULT_BACKEND``, ``GDM_PRODUCTS_DIR``, ``GDM_UPLOADS_DIR``,
     ``GDM_VISIBILITY_TIMEOUT`` (s, default 43200), ``GDM_LEASE_SECONDS`` (s, default 60:
     a running job whose worker has not reported for this long is given to another
-    worker), ``GDM_PUBLIC_URL`` (the URL clients reach the server at).
+    worker), ``GDM_PUBLIC_URL`` (the URL clients reach the server at),
+    ``GDM_QUEUE_PREFIX`` (prepended to the broker's queue names, so that several
+    deployments or test runs can share one Redis or RabbitMQ server).
     """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("GDM_HOME", ".gdm")).absolute()
@@ -64,4 +67,5 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         visibility_timeout=int(env.get("GDM_VISIBILITY_TIMEOUT", "43200")),
         lease_seconds=int(env.get("GDM_LEASE_SECONDS", "60")),
         public_url=env.get("GDM_PUBLIC_URL"),
+        queue_prefix=env.get("GDM_QUEUE_PREFIX", ""),
     )

@@ -17,7 +17,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     settings.ensure_dirs()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024**3
-    app.extensions["gdm"] = AppState(settings=settings, store=store or JobStore(settings.database_url))
+    store = store or JobStore(settings.database_url)
+    app.extensions["gdm"] = AppState(settings=settings, store=store)
 
     from wps.ogcapi import bp as ogcapi_bp
     from wps.webform import bp as webform_bp

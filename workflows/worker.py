@@ -1,0 +1,225 @@
+"""Worker processes and the lease reaper.
+
+:func:`start_worker` starts a real ``celery worker`` process (``gdm serve`` uses it for
+its embedded workers, tests for theirs); ``gdm worker`` runs the same worker in the
+foreground on any machine that reaches the broker and the job store.
+
+The lease reaper runs in every worker: at start and then every ``lease_seconds`` it
+takes running jobs whose lease has expired (their worker died) back to ``accepted`` and
+re-enqueues them. The take-back is one conditional update, so when several workers
+reap at once exactly one re-enqueues; a job lost :data:`MAX_ATTEMPTS` times fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from workflows.jobstore import JobStore
+from workflows.settings import QUEUES, Settings, get_settings
+
+__all__ = ["start_worker", "stop_worker", "stop_workers", "wait_ready", "worker_argv",
+           "reap_once", "Reaper", "MAX_ATTEMPTS"]
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+"""A job whose worker was lost this many times fails instead of being re-enqueued."""
+
+
+def _queue_list(queues: Sequence[str] | str, settings: Settings) -> list[str]:
+    names = [q.strip() for q in (queues.split(",") if isinstance(queues, str) else queues)]
+    names = [q for q in names if q]
+    if not names:
+        raise ValueError("no queue given")
+    for q in names:
+        if q not in QUEUES:
+            raise ValueError(f"unknown queue {q!r}; known: {', '.join(QUEUES)}")
+    from workflows.celery_app import queue_name
+
+    return [queue_name(q, settings) for q in names]
+
+
+def worker_argv(queues: Sequence[str] | str, *, concurrency: int = 1, name: str | None = None,
+                loglevel: str = "INFO", settings: Settings | None = None) -> list[str]:
+    """Arguments of ``celery worker`` for the given logical queues."""
+    settings = settings or get_settings()
+    qnames = _queue_list(queues, settings)
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    label = "-".join(q.strip() for q in (queues.split(",") if isinstance(queues, str)
+                                         else queues) if q.strip())
+    name = name or f"gdm-{label}-{uuid.uuid4().hex[:6]}@%h"
+    return ["worker", "--queues", ",".join(qnames), "--concurrency", str(concurrency),
+            "--pool", "prefork", "--hostname", name, "--loglevel", loglevel,
+            "--without-gossip", "--without-mingle", "--prefetch-multiplier", "1"]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    from workflows.runner import set_parent_death_signal
+
+    set_parent_death_signal(signal.SIGTERM)
+
+
+def start_worker(queues: Sequence[str] | str, env: Mapping[str, str] | None = None,
+                 concurrency: int = 1, name: str | None = None, *,
+                 ready_file: str | os.PathLike[str] | None = None,
+                 log_file: str | os.PathLike[str] | None = None,
+                 loglevel: str = "INFO", die_with_parent: bool = True) -> subprocess.Popen:
+    """Start a ``celery worker`` process consuming ``queues``.
+
+    Parameters
+    ----------
+    queues
+        Logical queues (``rapid``, ``ondemand``, ``batch``), a list or comma-separated.
+    env
+        Environment variables added to this process's (``GDM_*`` settings).
+    concurrency
+        Jobs run at once by this worker (one pool process each).
+    name
+        Celery node name (default: ``gdm-<queues>-<random>@<host>``).
+    ready_file
+        The worker writes its pid there once it consumes (see :func:`wait_ready`).
+    log_file
+        Where the worker's output goes (default: this process's stdout/stderr).
+    loglevel
+        Celery log level.
+    die_with_parent
+        Terminate the worker when the process that started it dies (Linux).
+
+    Returns
+    -------
+    subprocess.Popen
+        The worker, leader of its own process group (see :func:`stop_worker`).
+
+    """
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    settings = get_settings(full_env)
+    argv = worker_argv(queues, concurrency=concurrency, name=name, loglevel=loglevel,
+                       settings=settings)
+    if ready_file is not None:
+        Path(ready_file).unlink(missing_ok=True)
+        full_env["GDM_WORKER_READY_FILE"] = str(Path(ready_file).absolute())
+    out: IO | None = None
+    if log_file is not None:
+        out = open(log_file, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workflows.tasks", *argv],
+            env=full_env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+        )
+    finally:
+        if out is not None:
+            out.close()
+
+
+def wait_ready(ready_file: str | os.PathLike[str], proc: subprocess.Popen | None = None,
+               timeout: float = 60.0) -> float:
+    """Wait until a worker wrote its ready file; returns the seconds waited.
+
+    Raises
+    ------
+    RuntimeError
+        When the worker exits first or ``timeout`` passes.
+
+    """
+    t0 = time.monotonic()
+    path = Path(ready_file)
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"worker exited with status {proc.returncode} before ready")
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"worker not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def stop_worker(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """Stop a worker started by :func:`start_worker` and reap its process group.
+
+    A warm shutdown first (SIGTERM: the running job may finish within ``timeout``),
+    then a cold one (SIGQUIT), then SIGKILL to the whole group. A job cut short stays
+    ``running`` until its lease expires; then any worker's reaper re-enqueues it.
+    Returns the worker's exit status.
+    """
+    return stop_workers([proc], timeout)[0]
+
+
+def stop_workers(procs: Sequence[subprocess.Popen], timeout: float = 10.0) -> list[int]:
+    """Stop several workers at once (see :func:`stop_worker`); returns their statuses."""
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGQUIT, 5.0)):
+        alive = [p for p in procs if p.poll() is None]
+        for p in alive:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(sig)
+        deadline = time.monotonic() + wait_s
+        for p in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        # pool processes and job children left over
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)
+    return [p.wait() for p in procs]
+
+
+# ------------------------------------------------------------------- reaper
+def reap_once(store: JobStore, settings: Settings, max_attempts: int = MAX_ATTEMPTS
+              ) -> list[str]:
+    """Re-enqueue running jobs whose lease expired; returns the ids re-enqueued."""
+    from workflows.celery_app import enqueue
+    from workflows.runner import notify
+
+    requeued = []
+    for job in store.stale_running():
+        outcome = store.requeue_stale(job.id, max_attempts)
+        if outcome == "accepted":
+            current = store.get(job.id)
+            if current is not None:
+                enqueue(current, settings)
+                requeued.append(job.id)
+                log.warning("job %s: worker %s lost (attempt %d); re-enqueued on %s",
+                            job.id, job.worker, job.attempts, job.queue)
+        elif outcome == "failed":
+            current = store.get(job.id)
+            log.error("job %s failed: worker lost %d times", job.id, job.attempts)
+            if current is not None:
+                notify(current, settings)
+    return requeued
+
+
+class Reaper(threading.Thread):
+    """Background thread of a worker that runs :func:`reap_once` every ``interval`` s."""
+
+    def __init__(self, store: JobStore, settings: Settings, interval: float | None = None):
+        super().__init__(name="gdm-lease-reaper", daemon=True)
+        self.store = store
+        self.settings = settings
+        self.interval = interval or max(1, settings.lease_seconds)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Reap now, then every ``interval`` seconds until stopped."""
+        while not self._stop_event.is_set():
+            try:
+                reap_once(self.store, self.settings)
+            except Exception:  # noqa: BLE001 - a periodic sweep must survive outages
+                log.exception("lease reaper: sweep failed; retrying in %s s", self.interval)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        """Ask the thread to end after its current sweep."""
+        self._stop_event.set()

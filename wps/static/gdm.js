@@ -1,0 +1,646 @@
+/* Web form of the ground deformation service: plain JavaScript, no build step, no CDN.
+ *
+ * GDM.indexPage(): process picker, a form generated from the process's JSON schema,
+ *   uploads (POST /ogcapi/uploads), async submission (POST /ogcapi/processes/{id}/execution
+ *   with Prefer: respond-async) and a job list polling GET /ogcapi/jobs.
+ * GDM.jobPage(): one job: status, downloads, quicklooks, click-a-pixel time-series plot.
+ * Every call is same-origin, so the gdm_token cookie authenticates it.
+ */
+"use strict";
+
+const GDM = (() => {
+  const ROOT = document.body.dataset.root || "";
+  const FINAL = ["successful", "failed", "dismissed"];
+  const SVGNS = "http://www.w3.org/2000/svg";
+
+  // ------------------------------------------------------------------ utilities
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "text") node.textContent = v;
+      else if (k === "class") node.className = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) {
+      if (c !== undefined && c !== null) node.append(c);
+    }
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  async function api(method, url, body, headers) {
+    const opts = { method, credentials: "same-origin", headers: { Accept: "application/json", ...(headers || {}) } };
+    if (body instanceof FormData) opts.body = body;
+    else if (body !== undefined) {
+      opts.body = JSON.stringify(body);
+      opts.headers["Content-Type"] = "application/json";
+    }
+    const resp = await fetch(ROOT + url, opts);
+    let data = null;
+    const type = resp.headers.get("Content-Type") || "";
+    if (type.includes("json")) data = await resp.json().catch(() => null);
+    else data = await resp.text().catch(() => null);
+    return { ok: resp.ok, status: resp.status, data, headers: resp.headers };
+  }
+
+  function errorText(r) {
+    const d = r.data;
+    if (d && typeof d === "object") {
+      return d.detail || d.error || d.message || d.title || JSON.stringify(d);
+    }
+    if (typeof d === "string" && d.trim()) {
+      const m = d.match(/<p>([\s\S]*?)<\/p>/);
+      return (m ? m[1] : d).replace(/<[^>]+>/g, "").trim().slice(0, 300);
+    }
+    return `HTTP ${r.status}`;
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const t = new Date(iso);
+    return isNaN(t) ? iso : t.toLocaleString();
+  }
+
+  function badge(status) {
+    return el("span", { class: `badge ${status}`, text: status });
+  }
+
+  function progressBar(pct) {
+    const p = Math.max(0, Math.min(100, Number(pct) || 0));
+    return el("div", { class: "bar", title: `${p}%` }, el("div", { style: `width: ${p}%` }));
+  }
+
+  // ----------------------------------------------------------------------- login
+  function setupAccount() {
+    const login = document.getElementById("login");
+    if (login) {
+      login.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        const tok = document.getElementById("token").value.trim();
+        if (!tok) return;
+        document.cookie = `gdm_token=${encodeURIComponent(tok)}; path=/; SameSite=Strict`;
+        location.reload();
+      });
+    }
+    const logout = document.getElementById("logout");
+    if (logout) {
+      logout.addEventListener("click", () => {
+        document.cookie = "gdm_token=; path=/; SameSite=Strict; Max-Age=0";
+        location.reload();
+      });
+    }
+  }
+
+  // ------------------------------------------------------- schema -> form widgets
+  function unwrapNullable(schema) {
+    if (Array.isArray(schema.anyOf)) {
+      const rest = schema.anyOf.filter((s) => s.type !== "null");
+      if (rest.length === 1) {
+        const merged = { ...schema, ...rest[0] };
+        delete merged.anyOf;
+        return [merged, rest.length < schema.anyOf.length];
+      }
+    }
+    if (Array.isArray(schema.type) && schema.type.includes("null")) {
+      const types = schema.type.filter((t) => t !== "null");
+      return [{ ...schema, type: types.length === 1 ? types[0] : types }, true];
+    }
+    return [schema, false];
+  }
+
+  function isFileList(name, schema) {
+    if (schema.type !== "array" || !schema.items || schema.items.type !== "string") return false;
+    const text = `${name} ${schema.title || ""} ${schema.description || ""}`;
+    return /upload|url|file|image|scene|slc/i.test(text);
+  }
+
+  let uid = 0;
+  function fieldId(name) { uid += 1; return `f-${name.replace(/[^\w-]/g, "_")}-${uid}`; }
+
+  // A widget: { node, get: async () => value | undefined (omitted), error: string setter }
+  function makeWidget(name, rawSchema, required) {
+    const [schema, nullable] = unwrapNullable(rawSchema);
+    const optional = !required || nullable;
+    const id = fieldId(name);
+    const hasDefault = schema.default !== undefined && schema.default !== null;
+    const defText = hasDefault ? `default: ${JSON.stringify(schema.default)}` : "preset / automatic";
+
+    if (isFileList(name, schema)) return fileListWidget(name, schema, id, required);
+
+    if (Array.isArray(schema.enum)) {
+      const select = el("select", { id, name });
+      if (optional && !hasDefault) select.append(el("option", { value: "", text: `(${defText})` }));
+      for (const v of schema.enum) {
+        select.append(el("option", { value: JSON.stringify(v), text: String(v), selected: hasDefault && v === schema.default }));
+      }
+      return { node: select, id, get: async () => (select.value === "" ? undefined : JSON.parse(select.value)) };
+    }
+
+    if (schema.type === "boolean") {
+      if (nullable) {
+        const select = el("select", { id, name },
+          el("option", { value: "", text: `(${defText})` }),
+          el("option", { value: "true", text: "yes" }), el("option", { value: "false", text: "no" }));
+        return { node: select, id, get: async () => (select.value === "" ? undefined : select.value === "true") };
+      }
+      const box = el("input", { id, name, type: "checkbox", checked: schema.default === true });
+      return { node: box, id, get: async () => box.checked };
+    }
+
+    if (schema.type === "integer" || schema.type === "number") {
+      const lo = schema.minimum ?? schema.exclusiveMinimum;
+      const hi = schema.maximum ?? schema.exclusiveMaximum;
+      const input = el("input", {
+        id, name, type: "number", min: lo, max: hi,
+        step: schema.type === "integer" ? (schema.multipleOf || 1) : "any",
+        placeholder: optional ? defText : "",
+        value: hasDefault ? String(schema.default) : undefined,
+      });
+      const get = async () => {
+        const text = input.value.trim();
+        if (text === "") {
+          if (!optional) throw new Error("a value is required");
+          return undefined;
+        }
+        const v = Number(text);
+        if (!Number.isFinite(v)) throw new Error("not a number");
+        if (schema.type === "integer" && !Number.isInteger(v)) throw new Error("must be a whole number");
+        if (schema.minimum !== undefined && v < schema.minimum) throw new Error(`must be at least ${schema.minimum}`);
+        if (schema.maximum !== undefined && v > schema.maximum) throw new Error(`must be at most ${schema.maximum}`);
+        if (schema.exclusiveMinimum !== undefined && v <= schema.exclusiveMinimum) throw new Error(`must be above ${schema.exclusiveMinimum}`);
+        if (schema.exclusiveMaximum !== undefined && v >= schema.exclusiveMaximum) throw new Error(`must be below ${schema.exclusiveMaximum}`);
+        return v;
+      };
+      return { node: input, id, get };
+    }
+
+    if (schema.type === "string") {
+      const long = (schema.maxLength || 0) > 1000;
+      const input = long
+        ? el("textarea", { id, name, rows: 3, maxlength: schema.maxLength })
+        : el("input", { id, name, type: "text", maxlength: schema.maxLength, pattern: schema.pattern,
+                        placeholder: optional && !hasDefault ? defText : "" });
+      if (hasDefault) input.value = schema.default;
+      const get = async () => {
+        const v = input.value;
+        if (v === "" && optional) return undefined;
+        if (schema.minLength && v.length < schema.minLength) throw new Error(`at least ${schema.minLength} characters`);
+        return v;
+      };
+      return { node: input, id, get };
+    }
+
+    if (schema.type === "object" && schema.properties) {
+      const box = el("fieldset", { id, class: "nested" }, el("legend", { text: schema.title || name }));
+      const req = new Set(schema.required || []);
+      const children = [];
+      for (const [sub, subSchema] of Object.entries(schema.properties)) {
+        const f = makeField(sub, subSchema, req.has(sub));
+        children.push([sub, f]);
+        box.append(f.node);
+      }
+      const get = async () => {
+        const out = {};
+        for (const [sub, f] of children) {
+          const v = await f.get();
+          if (v !== undefined) out[sub] = v;
+        }
+        return Object.keys(out).length || !optional ? out : undefined;
+      };
+      return { node: box, id, get, nested: true };
+    }
+
+    if (schema.type === "array" && schema.items && ["number", "integer", "string"].includes(schema.items.type)) {
+      const input = el("input", { id, name, type: "text", placeholder: "comma-separated values" });
+      if (Array.isArray(schema.default)) input.value = schema.default.join(", ");
+      const get = async () => {
+        const text = input.value.trim();
+        if (text === "") {
+          if (!optional) throw new Error("a value is required");
+          return undefined;
+        }
+        const parts = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+        if (schema.items.type === "string") return parts;
+        const nums = parts.map(Number);
+        if (nums.some((n) => !Number.isFinite(n))) throw new Error("numbers separated by commas");
+        return nums;
+      };
+      return { node: input, id, get };
+    }
+
+    // Anything else: JSON text.
+    const area = el("textarea", { id, name, rows: 2, placeholder: "JSON" });
+    if (schema.default !== undefined) area.value = JSON.stringify(schema.default);
+    const get = async () => {
+      const text = area.value.trim();
+      if (text === "") {
+        if (!optional) throw new Error("a value is required");
+        return undefined;
+      }
+      try { return JSON.parse(text); } catch (e) { throw new Error("not valid JSON"); }
+    };
+    return { node: area, id, get };
+  }
+
+  function fileListWidget(name, schema, id, required) {
+    const files = el("input", { id, name: `${name}-files`, type: "file", multiple: true, class: "files" });
+    const urls = el("textarea", {
+      id: `${id}-refs`, name: `${name}-refs`, rows: 3,
+      placeholder: "or http(s) URLs / names of files uploaded earlier, one per line",
+    });
+    const list = el("ul", { class: "file-list" });
+    files.addEventListener("change", () => {
+      list.replaceChildren(...[...files.files].map((f) => el("li", { text: `${f.name} (${(f.size / 1024).toFixed(0)} KiB)` })));
+    });
+    const node = el("div", { class: "file-widget" }, files, list, urls);
+    const get = async () => {
+      const refs = [];
+      const chosen = [...files.files];
+      for (let k = 0; k < chosen.length; k += 1) {
+        const f = chosen[k];
+        setStatus(`uploading ${f.name} (${k + 1}/${chosen.length})...`);
+        const form = new FormData();
+        form.append("file", f, f.name);
+        const r = await api("POST", "/ogcapi/uploads", form);
+        if (!r.ok) throw new Error(`upload of ${f.name} failed: ${errorText(r)}`);
+        const d = r.data || {};
+        const ref = typeof d === "string" ? d.trim() : (d.reference || d.name || d.id || d.filename);
+        if (!ref) throw new Error(`upload of ${f.name}: the server gave no name back`);
+        refs.push(ref);
+      }
+      for (const line of urls.value.split(/\r?\n/)) {
+        if (line.trim()) refs.push(line.trim());
+      }
+      if (refs.length === 0 && !required) return undefined;
+      if (schema.minItems && refs.length < schema.minItems) throw new Error(`at least ${schema.minItems} needed, ${refs.length} given`);
+      if (schema.maxItems && refs.length > schema.maxItems) throw new Error(`at most ${schema.maxItems} allowed`);
+      return refs;
+    };
+    // Count without uploading (checked before anything is sent).
+    const count = () => files.files.length + urls.value.split(/\r?\n/).filter((l) => l.trim()).length;
+    const precheck = () => {
+      const n = count();
+      if (schema.minItems && n < schema.minItems) return `at least ${schema.minItems} needed, ${n} given`;
+      if (schema.maxItems && n > schema.maxItems) return `at most ${schema.maxItems} allowed`;
+      return null;
+    };
+    return { node, id, get, precheck };
+  }
+
+  function makeField(name, schema, required) {
+    const w = makeWidget(name, schema, required);
+    const err = el("div", { class: "field-error", role: "alert" });
+    const label = el("label", { for: w.id }, schema.title || name, required ? el("span", { class: "req", text: " *" }) : null);
+    const help = schema.description ? el("small", { class: "help", text: schema.description }) : null;
+    const node = w.nested ? el("div", { class: "field" }, w.node, help, err)
+      : el("div", { class: "field", "data-input": name }, label, w.node, help, err);
+    const get = async () => {
+      err.textContent = "";
+      try {
+        return await w.get();
+      } catch (e) {
+        err.textContent = e.message;
+        throw new Error(`${schema.title || name}: ${e.message}`);
+      }
+    };
+    const precheck = () => {
+      const msg = w.precheck ? w.precheck() : null;
+      err.textContent = msg || "";
+      return msg ? `${schema.title || name}: ${msg}` : null;
+    };
+    return { node, get, precheck };
+  }
+
+  let statusNode = null;
+  function setStatus(text, isError) {
+    if (!statusNode) return;
+    statusNode.textContent = text;
+    statusNode.className = isError ? "error" : "muted";
+  }
+
+  // ------------------------------------------------------------------ index page
+  function indexPage() {
+    setupAccount();
+    statusNode = document.getElementById("submit-status");
+    const processes = JSON.parse(document.getElementById("processes-data").textContent);
+    const picker = document.getElementById("process");
+    const fieldsBox = document.getElementById("fields");
+    const desc = document.getElementById("process-description");
+    const form = document.getElementById("job-form");
+    const button = document.getElementById("submit");
+    let fields = [];
+
+    function build() {
+      const proc = processes.find((p) => p.id === picker.value) || processes[0];
+      desc.textContent = proc.description;
+      fields = [];
+      const main = [];
+      const advanced = [];
+      for (const { name, schema } of proc.inputs) {
+        const f = makeField(name, schema, !!schema["x-required"]);
+        fields.push([name, f]);
+        (schema["x-required"] ? main : advanced).push(f.node);
+      }
+      fieldsBox.replaceChildren(...main);
+      if (advanced.length) {
+        fieldsBox.append(el("details", { class: "advanced" }, el("summary", { text: "Optional parameters" }), ...advanced));
+      }
+      const h = `#${proc.id}`;
+      if (location.hash !== h) history.replaceState(null, "", h);
+    }
+
+    const fromHash = decodeURIComponent(location.hash.slice(1));
+    if (processes.some((p) => p.id === fromHash)) picker.value = fromHash;
+    picker.addEventListener("change", build);
+    build();
+
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const problems = fields.map(([, f]) => f.precheck()).filter((m) => m);
+      if (problems.length) { setStatus(problems.join("; "), true); return; }
+      button.disabled = true;
+      try {
+        const inputs = {};
+        for (const [name, f] of fields) {
+          const v = await f.get();
+          if (v !== undefined) inputs[name] = v;
+        }
+        setStatus("submitting...");
+        const r = await api("POST", `/ogcapi/processes/${encodeURIComponent(picker.value)}/execution`,
+          { inputs }, { Prefer: "respond-async" });
+        if (!r.ok) throw new Error(errorText(r));
+        const d = r.data || {};
+        const loc = r.headers.get("Location") || "";
+        const jobId = d.jobID || d.id || loc.split("/").filter((s) => s).pop();
+        statusNode.replaceChildren("submitted: ", el("a", { href: `${ROOT}/jobs/${jobId}`, text: `job ${jobId}`, class: "job-link" }));
+        statusNode.className = "ok";
+        form.querySelectorAll("input[type=file]").forEach((i) => { i.value = ""; });
+        form.querySelectorAll(".file-list").forEach((l) => l.replaceChildren());
+        jobs.refresh();
+      } catch (e) {
+        setStatus(e.message, true);
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    const jobs = jobList();
+    jobs.refresh();
+  }
+
+  function jobList() {
+    const tbody = document.querySelector("#jobs tbody");
+    const empty = document.getElementById("no-jobs");
+    const errBox = document.getElementById("jobs-error");
+    const stamp = document.getElementById("jobs-updated");
+    const rows = new Map();
+    const details = new Map(); // job id -> promise of /api/jobs/{id} for finished jobs
+    let timer = null;
+
+    function resultsCell(id) {
+      const cell = el("td", { class: "results" });
+      if (!details.has(id)) details.set(id, api("GET", `/api/jobs/${id}`));
+      details.get(id).then((r) => {
+        if (!r.ok) return;
+        const s = r.data;
+        const look = s.quicklooks[0];
+        if (look) {
+          cell.append(el("a", { href: s.page, title: "open the job" },
+            el("img", { class: "thumb", src: look.href, alt: `${look.name} quicklook`, loading: "lazy" })));
+        }
+        const links = el("span", { class: "links" });
+        for (const f of s.files.slice(0, 4)) links.append(el("a", { href: f.href, download: "", text: f.name }), " ");
+        if (s.files.length > 4) links.append(el("a", { href: s.page, text: `+${s.files.length - 4} more` }));
+        for (const [k, v] of Object.entries(s.literals)) links.append(el("span", { class: "literal", text: `${k}: ${String(v).slice(0, 60)}` }));
+        cell.append(links);
+      });
+      return cell;
+    }
+
+    function render(job) {
+      const id = job.jobID || job.id;
+      const status = job.status;
+      let row = rows.get(id);
+      const sig = `${status}|${job.progress}|${job.message}`;
+      if (row && row.dataset.sig === sig) return row;
+      const dismiss = FINAL.includes(status) ? null : el("button", {
+        type: "button", class: "small", text: "Dismiss",
+        onclick: async () => {
+          const r = await api("DELETE", `/ogcapi/jobs/${id}`);
+          if (!r.ok) alert(errorText(r));
+          refresh();
+        },
+      });
+      const cells = [
+        el("td", {}, el("a", { href: `${ROOT}/jobs/${id}`, text: job.processID || job.process || "?" })),
+        el("td", { text: fmtTime(job.created), title: id }),
+        el("td", {}, badge(status)),
+        el("td", {}, progressBar(job.progress), el("small", { class: "muted msg", text: job.message || "" })),
+        status === "successful" ? resultsCell(id) : el("td", { class: "results" }),
+        el("td", {}, dismiss),
+      ];
+      if (!row) {
+        row = el("tr", { "data-job": id });
+        rows.set(id, row);
+      }
+      row.dataset.sig = sig;
+      row.dataset.status = status;
+      row.replaceChildren(...cells);
+      return row;
+    }
+
+    async function refresh() {
+      clearTimeout(timer);
+      let delay = 2000;
+      try {
+        const r = await api("GET", "/ogcapi/jobs?limit=50");
+        if (!r.ok) throw new Error(errorText(r));
+        const list = Array.isArray(r.data) ? r.data : (r.data.jobs || []);
+        const order = list.map(render);
+        const keep = new Set(order);
+        for (const [id, row] of rows) if (!keep.has(row)) { rows.delete(id); row.remove(); }
+        order.forEach((row, k) => { if (tbody.children[k] !== row) tbody.insertBefore(row, tbody.children[k] || null); });
+        empty.hidden = list.length > 0;
+        errBox.hidden = true;
+        stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
+        if (!list.some((j) => !FINAL.includes(j.status))) delay = 10000;
+      } catch (e) {
+        errBox.textContent = `job list: ${e.message}`;
+        errBox.hidden = false;
+        delay = 5000;
+      }
+      timer = setTimeout(refresh, document.hidden ? Math.max(delay, 10000) : delay);
+    }
+    return { refresh };
+  }
+
+  // -------------------------------------------------------------------- job page
+  function jobPage() {
+    setupAccount();
+    let job = JSON.parse(document.getElementById("job-data").textContent);
+    let shownFiles = "";
+    let tsReady = false;
+
+    function draw() {
+      const st = document.getElementById("job-status");
+      st.textContent = job.status;
+      st.className = `badge ${job.status}`;
+      document.getElementById("job-bar").style.width = `${job.progress}%`;
+      document.getElementById("job-progress").textContent = `${job.progress}%`;
+      document.getElementById("job-message").textContent = job.message;
+      document.getElementById("job-inputs").textContent = JSON.stringify(job.inputs, null, 2);
+      const dis = document.getElementById("dismiss");
+      dis.hidden = FINAL.includes(job.status);
+      const sig = JSON.stringify([job.files, job.quicklooks, job.literals]);
+      if (sig !== shownFiles) {
+        shownFiles = sig;
+        document.getElementById("downloads").replaceChildren(
+          ...job.files.map((f) => el("li", {}, el("a", { href: f.href, download: "", text: f.name }),
+            el("span", { class: "muted", text: ` ${f.title} — ${f.path}` }))));
+        document.getElementById("job-literals").replaceChildren(
+          ...Object.entries(job.literals).map(([k, v]) => el("p", {}, el("b", { text: `${k}: ` }), String(v))));
+        document.getElementById("quicklooks").replaceChildren(
+          ...job.quicklooks.map((q) => el("figure", {},
+            el("a", { href: q.href, target: "_blank" }, el("img", { class: "quicklook", src: q.href, alt: `${q.name} quicklook`, "data-name": q.name })),
+            el("figcaption", { text: q.name }))));
+      }
+      if (job.timeseries.length && !tsReady) {
+        tsReady = true;
+        timeSeries(job);
+      }
+    }
+
+    document.getElementById("dismiss").addEventListener("click", async () => {
+      const r = await api("DELETE", `/ogcapi/jobs/${job.id}`);
+      if (!r.ok) alert(errorText(r));
+      poll();
+    });
+
+    async function poll() {
+      const r = await api("GET", `/api/jobs/${job.id}`);
+      if (r.ok) { job = r.data; draw(); }
+      if (!FINAL.includes(job.status)) setTimeout(poll, 2000);
+    }
+    draw();
+    if (!FINAL.includes(job.status)) setTimeout(poll, 2000);
+  }
+
+  function timeSeries(job) {
+    document.getElementById("timeseries-section").hidden = false;
+    const img = document.getElementById("ts-map");
+    const marker = document.getElementById("ts-marker");
+    const info = document.getElementById("ts-info");
+    const show = (t) => {
+      img.src = t.map;
+      img.title = `${t.title}, last date: click a pixel`;
+    };
+    show(job.timeseries[0]);
+    if (job.timeseries.length > 1) {
+      const pick = el("select", { id: "ts-output", "aria-label": "map shows" },
+        ...job.timeseries.map((t, k) => el("option", { value: k, text: `map: ${t.title}` })));
+      pick.addEventListener("change", () => show(job.timeseries[Number(pick.value)]));
+      img.parentNode.before(pick);
+    }
+    img.addEventListener("click", async (ev) => {
+      const rect = img.getBoundingClientRect();
+      const fx = Math.min(Math.max((ev.clientX - rect.left) / rect.width, 0), 1);
+      const fy = Math.min(Math.max((ev.clientY - rect.top) / rect.height, 0), 1);
+      marker.style.left = `${fx * 100}%`;
+      marker.style.top = `${fy * 100}%`;
+      marker.hidden = false;
+      info.textContent = "reading...";
+      const r = await api("GET", `/api/jobs/${job.id}/pixel?x=${fx.toFixed(6)}&y=${fy.toFixed(6)}`);
+      if (!r.ok) { info.textContent = errorText(r); return; }
+      plot(document.getElementById("ts-plot"), r.data);
+      const d = r.data;
+      info.textContent = `pixel column ${d.col}, row ${d.row} of ${d.width}x${d.height}` +
+        (d.crs ? ` — ${d.crs} x=${d.x.toFixed(1)} y=${d.y.toFixed(1)}` : "");
+    });
+  }
+
+  function niceTicks(lo, hi, n) {
+    const span = hi - lo || 1;
+    const raw = span / n;
+    const mag = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+    const ticks = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+    return ticks;
+  }
+
+  const COLOURS = ["#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e"];
+
+  function plot(box, data) {
+    const W = 640, H = 320, m = { l: 70, r: 30, t: 20, b: 50 };
+    const series = data.series;
+    const useDates = series.every((s) => s.dates.every((d) => d));
+    const xval = (s, k) => (useDates ? Date.parse(s.dates[k]) : k + 1);
+    const xs = [], ys = [];
+    for (const s of series) {
+      s.values.forEach((v, k) => { xs.push(xval(s, k)); if (v !== null) ys.push(v); });
+    }
+    const units = series[0].units || "m";
+    let x0 = Math.min(...xs), x1 = Math.max(...xs);
+    if (x0 === x1) { x0 -= 1; x1 += 1; }
+    const xpad = (x1 - x0) * 0.06;
+    x0 -= xpad; x1 += xpad;
+    let y0 = Math.min(0, ...ys), y1 = Math.max(0, ...ys);
+    if (y0 === y1) { y0 -= 1e-3; y1 += 1e-3; }
+    const pad = (y1 - y0) * 0.08;
+    y0 -= pad; y1 += pad;
+    const X = (x) => m.l + (x - x0) / (x1 - x0) * (W - m.l - m.r);
+    const Y = (y) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "plot", role: "img",
+      "aria-label": "displacement time series" });
+    root.dataset.series = JSON.stringify({ col: data.col, row: data.row, series });
+    root.append(svg("rect", { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: "frame" }));
+    const yt = niceTicks(y0, y1, 5);
+    const decimals = Math.max(0, -Math.floor(Math.log10((yt[1] - yt[0]) || 1)));
+    for (const v of yt) {
+      root.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: v === 0 ? "zero" : "grid" }));
+      root.append(svg("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", class: "tick" }, v.toFixed(decimals)));
+    }
+    const xTicks = useDates ? [...new Set(xs)].sort((a, b) => a - b) : [...new Set(xs)];
+    const every = Math.ceil(xTicks.length / 7);
+    xTicks.forEach((x, k) => {
+      if (k % every) return;
+      const label = useDates ? new Date(x).toISOString().slice(0, 10) : String(x);
+      root.append(svg("text", { x: X(x), y: H - m.b + 18, "text-anchor": "middle", class: "tick" }, label));
+    });
+    root.append(svg("text", { x: 16, y: (m.t + H - m.b) / 2, transform: `rotate(-90 16 ${(m.t + H - m.b) / 2})`,
+      "text-anchor": "middle", class: "axis" }, `displacement (${units})`));
+    root.append(svg("text", { x: (m.l + W - m.r) / 2, y: H - 8, "text-anchor": "middle", class: "axis" },
+      useDates ? "date" : "band"));
+    series.forEach((s, i) => {
+      const colour = COLOURS[i % COLOURS.length];
+      const pts = s.values.map((v, k) => (v === null ? null : [X(xval(s, k)), Y(v), v, s.dates[k]]));
+      let d = "";
+      let pen = false;
+      for (const p of pts) {
+        if (!p) { pen = false; continue; }
+        d += `${pen ? "L" : "M"}${p[0].toFixed(1)},${p[1].toFixed(1)}`;
+        pen = true;
+      }
+      root.append(svg("path", { d, class: "line", stroke: colour, "data-name": s.name }));
+      for (const p of pts) {
+        if (!p) continue;
+        const c = svg("circle", { cx: p[0].toFixed(1), cy: p[1].toFixed(1), r: 3.5, fill: colour });
+        c.append(svg("title", {}, `${s.name} ${p[3] || ""}: ${p[2].toPrecision(4)} ${units}`));
+        root.append(c);
+      }
+      root.append(svg("rect", { x: m.l + 10, y: m.t + 8 + 18 * i, width: 14, height: 4, fill: colour }));
+      root.append(svg("text", { x: m.l + 30, y: m.t + 13 + 18 * i, class: "legend" }, s.title || s.name));
+    });
+    box.replaceChildren(root);
+  }
+
+  return { indexPage, jobPage, plot, makeWidget };
+})();
