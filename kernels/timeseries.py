@@ -80,10 +80,14 @@ def _as_naive_utc(d: object, k: int) -> datetime.datetime:
 
 def select_pairs(
     dates: Sequence[datetime.date],
-    mode: Literal["all", "span", "sequential"] = "all",
+    mode: Literal["all", "span", "sequential", "nearest"] = "all",
     max_span_days: float | None = None,
     min_span_days: float = 0.0,
     neighbours: int | None = None,
+    *,
+    max_days: float | None = None,
+    bperp: Sequence[float] | np.ndarray | None = None,
+    max_bperp: float | None = None,
 ) -> list[tuple[int, int]]:
     """Choose the pairs ``(i, j)``, ``i < j``, to correlate.
 
@@ -97,12 +101,19 @@ def select_pairs(
         (no upper limit when ``max_span_days`` is None). ``"span"``: the same selection,
         but ``max_span_days`` is required. ``"sequential"``: each date with its
         ``neighbours`` next dates, then filtered by the same span limits.
+        ``"nearest"``: the same as ``"sequential"`` (the k nearest successors in time,
+        small-baseline InSAR networks) but ``neighbours`` is required.
     max_span_days, min_span_days
         Span limits in days (inclusive); ``0 <= min_span_days <= max_span_days``.
     neighbours
         Number of following dates paired with each date in ``"sequential"`` mode
-        (default 1); ignored by the other modes (so a config default can be passed
-        through).
+        (default 1) and ``"nearest"`` mode (required); ignored by the other modes (so a
+        config default can be passed through).
+    max_days
+        Keyword alias of ``max_span_days`` (give one or the other).
+    bperp, max_bperp
+        Perpendicular baselines of the dates (metres, any common origin) and the
+        largest ``|bperp_j - bperp_i|`` of a pair (inclusive); both or neither.
 
     Returns
     -------
@@ -115,8 +126,17 @@ def select_pairs(
         On fewer than 2 dates, dates not strictly increasing, or bad parameters.
 
     """
-    if mode not in ("all", "span", "sequential"):
-        raise ValueError(f"mode must be 'all', 'span' or 'sequential', got {mode!r}")
+    if mode not in ("all", "span", "sequential", "nearest"):
+        raise ValueError(
+            f"mode must be 'all', 'span', 'sequential' or 'nearest', got {mode!r}")
+    if mode == "nearest" and neighbours is None:
+        raise ValueError("mode='nearest' needs neighbours (the number of successors)")
+    if max_days is not None:
+        if max_span_days is not None and max_span_days != max_days:
+            raise ValueError(
+                f"max_days={max_days} and max_span_days={max_span_days} disagree; give one")
+        max_span_days = max_days
+    bp = _check_bperp(bperp, max_bperp, len(dates))
     dts = [_as_naive_utc(d, k) for k, d in enumerate(dates)]
     if len(dts) < 2:
         raise ValueError(f"at least 2 dates are needed to form a pair, got {len(dts)}")
@@ -144,7 +164,7 @@ def select_pairs(
                 f"got {max_span_days}"
             )
         hi = float(max_span_days)
-    if mode == "sequential":
+    if mode in ("sequential", "nearest"):
         nb = 1 if neighbours is None else neighbours
         if isinstance(nb, bool) or not isinstance(nb, numbers.Integral) or nb < 1:
             raise ValueError(f"neighbours must be an integer >= 1, got {neighbours!r}")
@@ -152,13 +172,35 @@ def select_pairs(
     else:
         nb = len(dts)
     lo = float(min_span_days)
+    bp_max = float(max_bperp) if max_bperp is not None else np.inf
     pairs: list[tuple[int, int]] = []
     for i in range(len(dts)):
         for j in range(i + 1, min(len(dts), i + nb + 1)):
             span = (dts[j] - dts[i]).total_seconds() / _SECONDS_PER_DAY
-            if lo <= span <= hi:
+            if lo <= span <= hi and (bp is None or abs(bp[j] - bp[i]) <= bp_max):
                 pairs.append((i, j))
     return pairs
+
+
+def _check_bperp(bperp: object, max_bperp: float | None, n_dates: int) -> np.ndarray | None:
+    """Validate the perpendicular-baseline filter of :func:`select_pairs`."""
+    if bperp is None and max_bperp is None:
+        return None
+    if bperp is None or max_bperp is None:
+        raise ValueError("bperp and max_bperp must be given together")
+    if isinstance(max_bperp, bool) or not isinstance(max_bperp, numbers.Real):
+        raise ValueError(f"max_bperp must be a number, got {max_bperp!r}")
+    if not (np.isfinite(max_bperp) and max_bperp >= 0):
+        raise ValueError(f"max_bperp must be finite and >= 0, got {max_bperp}")
+    bp = np.asarray(bperp)
+    if bp.shape != (n_dates,):
+        raise ValueError(f"bperp must have one value per date ({n_dates}), got shape {bp.shape}")
+    if not (np.issubdtype(bp.dtype, np.floating) or np.issubdtype(bp.dtype, np.integer)):
+        raise ValueError(f"bperp must be real numbers, got dtype {bp.dtype}")
+    bp = bp.astype(np.float64)
+    if not np.all(np.isfinite(bp)):
+        raise ValueError("bperp contains non-finite values")
+    return bp
 
 
 def _check_pairs(pairs: object, n_dates: int) -> np.ndarray:

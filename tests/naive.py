@@ -298,3 +298,123 @@ def naive_invert_timeseries(pairs, obs, weights, t, gamma=1e-4):
             d, v, s, r, n = naive_invert_pixel(pairs, obs[:, y, x], w[:, y, x], t, gamma)
             series[:, y, x], vel[y, x], std[y, x], rms[y, x], npair[y, x] = d, v, s, r, n
     return series, vel, std, rms, npair
+
+
+# ======================================================================================
+# kernels.insar
+# ======================================================================================
+
+
+def naive_interferogram(ref, sec, looks=(1, 1)):
+    """Per output pixel: mean of ref*conj(sec) and sample coherence over valid samples."""
+    la, lr = looks
+    ny, nx = ref.shape[0] // la, ref.shape[1] // lr
+    ifg = np.zeros((ny, nx), complex)
+    coh = np.full((ny, nx), np.nan)
+    for r in range(ny):
+        for c in range(nx):
+            a = ref[r * la:(r + 1) * la, c * lr:(c + 1) * lr].astype(complex).ravel()
+            b = sec[r * la:(r + 1) * la, c * lr:(c + 1) * lr].astype(complex).ravel()
+            ok = np.isfinite(a) & np.isfinite(b) & (np.abs(a) > 0) & (np.abs(b) > 0)
+            if not ok.any():
+                continue
+            a, b = a[ok], b[ok]
+            s = np.sum(a * np.conj(b))
+            ifg[r, c] = s / ok.sum()
+            coh[r, c] = abs(s) / np.sqrt(np.sum(abs(a) ** 2) * np.sum(abs(b) ** 2))
+    return ifg, coh
+
+
+def naive_multilook(a, looks):
+    """NaN-aware window means."""
+    la, lr = looks
+    ny, nx = a.shape[0] // la, a.shape[1] // lr
+    out = np.full((ny, nx), np.nan, dtype=complex if np.iscomplexobj(a) else float)
+    for r in range(ny):
+        for c in range(nx):
+            w = a[r * la:(r + 1) * la, c * lr:(c + 1) * lr].ravel()
+            w = w[np.isfinite(w)]
+            if w.size:
+                out[r, c] = w.mean()
+    return out
+
+
+def naive_reference_point(quality, valid, window):
+    """Best window mean among windows fully inside the image and fully valid."""
+    h = window // 2
+    best, where = -np.inf, None
+    ny, nx = quality.shape
+    for r in range(h, ny - h):
+        for c in range(h, nx - h):
+            q = quality[r - h:r + h + 1, c - h:c + h + 1]
+            v = valid[r - h:r + h + 1, c - h:c + h + 1]
+            if v.all() and np.isfinite(q).all() and q.mean() > best:
+                best, where = q.mean(), (r, c)
+    return where
+
+
+# ======================================================================================
+# kernels.sbas
+# ======================================================================================
+
+
+def naive_invert_sbas_pixel(obs, pairs, t, w, extra, wavelength, gap_weight, ridge=1e-9):
+    """One pixel by weighted lstsq on sqrt(W)-scaled rows: pairs, temporal model, ridge.
+
+    Unknowns d_1..d_{N-1}, v, c, extra params. Returns (series, extra_params, rms, tcoh,
+    n_valid) or None-filled NaNs when no pair is valid. The extra columns are
+    normalised to unit norm before the ridge (as the kernel documents).
+    """
+    n_d = len(t)
+    k = 0 if extra is None else extra.shape[1]
+    ok = np.isfinite(obs) & np.isfinite(w) & (w > 0)
+    if not ok.any():
+        return np.full(n_d, np.nan), np.full(k, np.nan), np.nan, np.nan, 0
+    norms = np.ones(k) if extra is None else np.linalg.norm(extra, axis=0)
+    rows, rhs = [], []
+    for p, (i, j) in enumerate(pairs):
+        if not ok[p]:
+            continue
+        a = np.zeros(n_d + 1 + k)
+        a[j - 1] += 1.0
+        if i > 0:
+            a[i - 1] -= 1.0
+        if k:
+            a[n_d + 1:] = extra[p] / norms
+        rows.append(np.sqrt(w[p]) * a)
+        rhs.append(np.sqrt(w[p]) * obs[p])
+    for kk in range(n_d):
+        a = np.zeros(n_d + 1 + k)
+        if kk > 0:
+            a[kk - 1] = 1.0
+        a[n_d - 1] = -t[kk]
+        a[n_d] = -1.0
+        rows.append(np.sqrt(gap_weight) * a)
+        rhs.append(0.0)
+    for e in range(k):
+        a = np.zeros(n_d + 1 + k)
+        a[n_d + 1 + e] = np.sqrt(ridge)
+        rows.append(a)
+        rhs.append(0.0)
+    x = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+    d = np.concatenate([[0.0], x[: n_d - 1]])
+    params = x[n_d + 1:] / norms
+    res = []
+    for p, (i, j) in enumerate(pairs):
+        if ok[p]:
+            model = d[j] - d[i] + (extra[p] @ params if k else 0.0)
+            res.append(obs[p] - model)
+    res = np.array(res)
+    wv = w[ok]
+    rms = np.sqrt(np.sum(wv * res**2) / np.sum(wv))
+    tcoh = abs(np.mean(np.exp(1j * 4 * np.pi / wavelength * res))) if wavelength else np.nan
+    return d, params, rms, tcoh, int(ok.sum())
+
+
+def naive_line_fit(d, t):
+    """Ordinary least-squares slope of d(t) and its 1-sigma (n >= 3)."""
+    x = np.stack([np.ones_like(t), t], axis=1)
+    coef, *_ = np.linalg.lstsq(x, d, rcond=None)
+    e = d - x @ coef
+    cov = np.sum(e**2) / (len(t) - 2) * np.linalg.inv(x.T @ x)
+    return coef[1], np.sqrt(cov[1, 1])

@@ -1,0 +1,1 @@
+"""GDM-SAR: ground deformation from a coregistered SLC stack (interferograms to velocity)."""
