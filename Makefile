@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= demo-output
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install browser demo test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/gdm opt demo --out $(DEMO)
 
-test: install
+# Debian's Chromium, driven by the playwright package (no playwright browser download).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: install browser
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -26,6 +30,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench_correlation.py
+	$(PY) benchmarks/bench_inversion.py
 
 lint: install
 	$(VENV)/bin/ruff check .

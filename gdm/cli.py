@@ -200,5 +200,24 @@ def opt_demo(out: Path, size: int, dates: int, quiet: bool, debug: bool) -> None
     click.echo(summary)
 
 
+def _register_service_commands() -> None:
+    from gdm.cli_service import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_service_commands()
+
+
+from gdm.cli_scenes import scenes  # noqa: E402  (after main is defined)
+
+main.add_command(scenes)
+
+from gdm.cli_sar import sar  # noqa: E402
+
+main.add_command(sar)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
