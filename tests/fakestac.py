@@ -227,9 +227,11 @@ def running_stac() -> Iterator[FakeStac]:
 TILE_ORIGIN = (699960.0, 5000040.0)  # MGRS 31TGL upper-left corner, UTM 31N
 
 
-def write_cog_tile(path: Path, size: int, pixel: float = 10.0, seed: int = 0) -> Path:
+def write_cog_tile(path: Path, size: int, pixel: float = 10.0, seed: int = 0,
+                   shift_east_px: int = 0) -> Path:
     """A Sentinel-2-like uint16 COG tile (512 blocks, DEFLATE, overviews), weakly
-    compressible like real reflectances (texture plus sensor noise)."""
+    compressible like real reflectances (texture plus sensor noise); with
+    ``shift_east_px`` the ground content is moved that many pixels east."""
     import rasterio
     from scipy.ndimage import zoom
 
@@ -239,6 +241,8 @@ def write_cog_tile(path: Path, size: int, pixel: float = 10.0, seed: int = 0) ->
     tile = (1500 + 600 * low + rng.normal(0, 120, size=(block, block))).clip(1, 4095)
     reps = -(-size // block)
     arr = np.tile(tile.astype(np.uint16), (reps, reps))[:size, :size]
+    if shift_east_px:
+        arr = np.roll(arr, shift_east_px, axis=1)
     profile = dict(driver="COG", width=size, height=size, count=1, dtype="uint16",
                    crs="EPSG:32631", transform=from_origin(*TILE_ORIGIN, pixel, pixel),
                    nodata=0, BLOCKSIZE=512, COMPRESS="DEFLATE", PREDICTOR=2,

@@ -50,12 +50,36 @@ def scenes(tmp_path_factory):
     return pair, series
 
 
+STAC_SIZE = 1098
+STAC_AOI = "5.60,45.06,5.625,45.08"  # ~2 km inside the fake Sentinel-2 tile
+STAC_T0 = dt.datetime(2023, 4, 1, 10, 30, tzinfo=dt.UTC)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def stac(tmp_path_factory):
+    """A local STAC archive: one tile on three dates (the last too cloudy)."""
+    from tests.fakestac import running_stac, tile_footprint, write_cog_tile
+
+    root = tmp_path_factory.mktemp("stac")
+    with running_stac() as fake:
+        for day, cloud, shift in ((0, 4.0, 0), (10, 7.0, 1), (20, 95.0, 2)):
+            iid = f"S2B_31TGL_{STAC_T0 + dt.timedelta(days=day):%Y%m%d}_0_L2A"
+            data = write_cog_tile(root / f"{day}.tif", STAC_SIZE,
+                                  shift_east_px=shift).read_bytes()
+            href = fake.serve_file(f"/d/{iid}/B04.tif", data)
+            fake.add_item(iid, "sentinel-2-l2a", STAC_T0 + dt.timedelta(days=day),
+                          tile_footprint(STAC_SIZE), cloud,
+                          {"red": {"href": href, "type": "image/tiff; profile=cloud-optimized",
+                                   "eo:bands": [{"name": "red", "common_name": "red"}]}})
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stac):
     from tests.serverutil import running_server
 
     home = tmp_path_factory.mktemp("gdm-home")
-    with running_server({"GDM_HOME": str(home)}) as base:
+    with running_server({"GDM_HOME": str(home), "GDM_STAC_URL": stac.url}) as base:
         yield base.rstrip("/")
 
 
@@ -69,7 +93,10 @@ def submit_through_form(page, base: str, images: list[Path]) -> str:
 
 def click_submit(page) -> str:
     page.click("#submit")
-    link = page.wait_for_selector("#submit-status a.job-link", timeout=60_000)
+    try:
+        link = page.wait_for_selector("#submit-status a.job-link", timeout=60_000)
+    except Exception:
+        raise AssertionError("no job: " + page.inner_text("#submit-status")) from None
     job_id = link.get_attribute("href").rstrip("/").split("/")[-1]
     assert len(job_id) >= 8, job_id
     return job_id
@@ -207,3 +234,47 @@ def test_sign_in_with_a_token(chromium):
         page.click("#logout")
         page.wait_for_selector("#login", timeout=30_000)
         assert errors == []
+
+
+def test_scene_search_preview_then_job_by_area(chromium, server, tmp_path):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server + "/")
+    page.select_option("#process", "gdm-opt")
+    widget = "#fields .scene-widget"
+    page.fill(f"{widget} .scene-aoi", STAC_AOI)
+    page.fill(f"{widget} .scene-start", "2023-03-30")
+    page.fill(f"{widget} .scene-end", "2023-04-30")
+    page.fill(f"{widget} .scene-cloud", "20")
+    page.click(f"{widget} .scene-preview")
+    page.wait_for_selector(f"{widget} table.scenes tbody tr")
+    rows = page.eval_on_selector_all(
+        f"{widget} table.scenes tbody tr",
+        "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    # the 95 %-cloud scene is filtered out; oldest first, with the cloud cover shown
+    assert [r[0] for r in rows] == ["2023-04-01", "2023-04-11"], rows
+    assert rows[0][1] == "S2B_31TGL_20230401_0_L2A" and rows[0][2] == "4 % cloud"
+    assert page.inner_text(f"{widget} .scene-status") == "2 scene(s)"
+    page.screenshot(path=str(tmp_path / "scene-preview.png"), full_page=True)
+    # A bad area gets the server's message, not a stack trace.
+    page.fill(f"{widget} .scene-aoi", "somewhere nice")
+    page.click(f"{widget} .scene-preview")
+    page.wait_for_function(
+        "s => document.querySelector(s).textContent.includes('neither WKT')",
+        arg=f"{widget} .scene-status", timeout=30_000)
+    # The same request, submitted, runs gdm-opt on the archive's scenes.
+    page.fill(f"{widget} .scene-aoi", STAC_AOI)
+    job_id = click_submit(page)
+    status = wait_in_list(page, job_id)
+    info = requests.get(f"{server}/api/jobs/{job_id}", timeout=30).json()
+    assert status == "successful", info["message"]
+    href = next(f["href"] for f in info["files"] if f["name"] == "east")
+    east = requests.get(server + href, timeout=30)
+    assert east.status_code == 200
+    path = tmp_path / "east.tif"
+    path.write_bytes(east.content)
+    with rasterio.open(path) as ds:
+        median = float(np.ma.median(ds.read(1, masked=True)))
+    assert abs(median - 10.0) < 0.5, median  # the tile moved 1 px (10 m) east
+    assert errors == []

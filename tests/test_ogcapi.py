@@ -167,7 +167,12 @@ def test_process_list_and_description(svc):
     assert "x-required" not in echo["inputs"]["message"]["schema"]
     assert echo["outputs"]["message"]["schema"] == {"type": "string"}
     opt = svc.client.get("/ogcapi/processes/gdm-opt").get_json()
-    assert opt["inputs"]["images"]["schema"]["minItems"] == 2
+    images = opt["inputs"]["images"]
+    assert images["minOccurs"] == 0  # images, or scenes by area and dates
+    assert [s.get("minItems") for s in images["schema"]["anyOf"]] == [2, None]
+    scenes = opt["inputs"]["scenes"]["schema"]["anyOf"][0]
+    assert {"aoi", "start", "end"} <= set(scenes["required"])
+    assert opt["inputs"]["scenes"]["schema"]["x-scene-search"] == "s2"
     assert opt["inputs"]["preset"]["minOccurs"] == 0
     assert opt["outputs"]["east"]["schema"]["contentMediaType"].startswith("image/tiff")
     assert opt["outputs"]["quicklooks"]["schema"]["type"] == "array"

@@ -9,6 +9,7 @@ The server runs on a Redis broker under a queue prefix of its own with no worker
 generated jobs are recorded and queued but never executed: no generated callback URL is
 ever called and no generated input reference is ever fetched (nothing but 127.0.0.1 is
 contacted). Synchronous executions wait ``GDM_SYNC_TIMEOUT=0.3`` s, then answer 201.
+Scene searches go to the local fake STAC and ASF archives of the tests.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from hypothesis.errors import Unsatisfiable
 
 from workflows.processes import PROCESSES
 
+from .fakeasf import running_asf
+from .fakestac import running_stac
 from .serverutil import running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,7 +34,7 @@ EXAMPLES = 30  # per operation and generation mode
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     redis = pytest.importorskip("redis")
     client = redis.Redis.from_url(REDIS)
     try:
@@ -40,9 +43,11 @@ def server():
         pytest.skip("no Redis on 127.0.0.1:6379")
     prefix = f"schemathesis-{uuid.uuid4().hex[:8]}-"
     env = {"GDM_BROKER_URL": REDIS, "GDM_RESULT_BACKEND": REDIS, "GDM_QUEUE_PREFIX": prefix,
-           "GDM_SYNC_TIMEOUT": "0.3"}
+           "GDM_SYNC_TIMEOUT": "0.3",
+           "GDM_PLEIADES_INDEX": str(tmp_path_factory.mktemp("pleiades") / "index.json")}
     try:
-        with running_server(env) as url:
+        with running_stac() as stac, running_asf() as asf, \
+                running_server({**env, "GDM_STAC_URL": stac.url, "GDM_ASF_URL": asf.url}) as url:
             yield url
     finally:
         for key in client.scan_iter(f"*{prefix}*"):
@@ -84,7 +89,7 @@ def test_no_server_error_on_generated_requests(server):
     schema = schemathesis.openapi.from_url(server + "/ogcapi/api")
     ops = [op.ok() for op in schema.get_all_operations()]
     # every operation but GET /api itself (schemathesis leaves out the schema's own URL)
-    assert len(ops) == 13 + len(PROCESSES), sorted(op.label for op in ops)
+    assert len(ops) == 14 + len(PROCESSES), sorted(op.label for op in ops)
     codes: Counter[int] = Counter()
     failures: list[str] = []
     cases: Counter[str] = Counter()

@@ -93,9 +93,10 @@ def test_index_lists_every_process_with_its_schema(env):
     assert set(procs) == set(PROCESSES)
     order = [i["name"] for i in procs["gdm-opt"]["inputs"]]
     assert order == list(PROCESSES["gdm-opt"].input_schemas())  # model order, not sorted
-    assert order[:2] == ["images", "preset"]
+    assert order[:3] == ["images", "scenes", "preset"]
     opt = {i["name"]: i["schema"] for i in procs["gdm-opt"]["inputs"]}
-    assert opt["images"]["minItems"] == 2 and opt["images"]["x-required"] is True
+    assert opt["images"]["anyOf"][0]["minItems"] == 2 and opt["images"]["x-required"] is False
+    assert opt["scenes"]["x-scene-search"] == "s2" and opt["scenes"]["x-required"] is False
     assert opt["preset"]["enum"] == ["slide", "etq", "ice"]
     assert "local mode" in html  # no accounts: no login box
     # Everything the page loads comes from the app itself (no CDN).

@@ -174,8 +174,12 @@ def test_describeprocess_gdm_opt_inputs_from_model(svc):
     assert set(ins) == set(PROCESSES["gdm-opt"].input_schemas())
     images = ins["images"]
     assert images.dataType == "ComplexData"
-    assert (images.minOccurs, images.maxOccurs) == (2, 200)
+    # images or scenes (area + dates): each is optional on its own
+    assert (images.minOccurs, images.maxOccurs) == (0, 200)
     assert "image/tiff" in [f.mimeType for f in images.supportedValues]
+    scenes = ins["scenes"]
+    assert scenes.dataType == "ComplexData" and scenes.minOccurs == 0
+    assert "application/json" in [f.mimeType for f in scenes.supportedValues]
     preset = ins["preset"]
     assert preset.minOccurs == 0 and preset.defaultValue == "etq"
     assert sorted(preset.allowedValues) == ["etq", "ice", "slide"]
@@ -224,7 +228,7 @@ def test_input_kinds_cover_every_schema_shape():
     assert kinds["ratio"].data_type == "float"
     opt = input_kinds(PROCESSES["gdm-opt"])
     assert (opt["images"].kind, opt["images"].min_occurs, opt["images"].max_occurs) == \
-        ("reference", 2, 200)
+        ("reference", 0, 200)
     assert opt["stable"].kind == "literal"  # "path of a mask raster" is not a URL input
     proc = pywps_process(ODD)
     ratio = next(i for i in proc.inputs if i.identifier == "ratio")
@@ -414,7 +418,9 @@ def test_execute_picks_the_queue_and_checks_the_role(svc):
     ("service=WPS&version=1.0.0&request=Execute&identifier=echo&DataInputs=msg=1", 400,
      "InvalidParameterValue", "msg"),
     ("service=WPS&version=1.0.0&request=Execute&identifier=gdm-opt"
-     "&DataInputs=images=@xlink:href=http://h/a.tif", 400, "MissingParameterValue", "images"),
+     "&DataInputs=images=@xlink:href=http://h/a.tif", 400, "InvalidParameterValue", None),
+        ("service=WPS&version=1.0.0&request=Execute&identifier=gdm-opt&DataInputs=window=9",
+         400, "InvalidParameterValue", None),
     ("service=WPS&version=1.0.0&request=Execute&identifier=gdm-opt&DataInputs="
      "images=@xlink:href=http://h/a.tif;images=@xlink:href=http://h/b.tif;window=abc", 400,
      "InvalidParameterValue", "window"),

@@ -14,13 +14,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from gdm_opt.config import OptConfig
 from gdm_sar.config import SarConfig
 from gdmio.errors import InputError
+from gdmio.providers.resolve import SceneRequest
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "PROCESSES", "get_process",
            "resolve_reference", "Cancelled"]
@@ -50,6 +51,7 @@ class JobContext:
     workdir: Path
     uploads_dir: Path
     progress: Progress
+    scene_cache: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -153,14 +155,66 @@ def _echo(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- gdm-opt
+# ------------------------------------------------------- files or area + dates
+class S2SceneRequest(SceneRequest):
+    """Sentinel-2 scenes by area and dates (found in the STAC archive, AOI read only)."""
+
+    provider: Literal["s2"] = Field("s2", description="Sentinel-2 through the STAC API.")
+
+
+class S1SceneRequest(SceneRequest):
+    """Sentinel-1 scenes by area and dates (found in the ASF archive)."""
+
+    provider: Literal["s1"] = Field("s1", description="Sentinel-1 through ASF search.")
+
+
+class _FilesOrScenes(BaseModel):
+    """Inputs given either as files (``files_field``) or as ``scenes`` (area + dates)."""
+
+    model_config = ConfigDict(extra="forbid")
+    files_field: ClassVar[str] = "images"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _FilesOrScenes:
+        files = getattr(self, self.files_field)
+        scenes = getattr(self, "scenes")  # noqa: B009  (declared by the subclasses)
+        if files is None and scenes is None:
+            raise ValueError(f"give the scenes either as files ('{self.files_field}') or "
+                             "by area and dates ('scenes')")
+        if files is not None and scenes is not None:
+            raise ValueError(f"give either '{self.files_field}' or 'scenes', not both")
+        return self
+
+
+def _scene_files(request: SceneRequest, ctx: JobContext, min_scenes: int) -> list[Path]:
+    """Search and fetch the scenes of ``request`` through the shared scene cache."""
+    from gdmio.providers.resolve import resolve_scenes, scene_cache_from_env
+
+    cache = scene_cache_from_env(ctx.scene_cache)
+
+    def progress(fraction: float, message: str) -> None:
+        ctx.progress(0.1 * fraction, message)  # fetching is the first tenth of a job
+
+    return resolve_scenes(request, cache, progress=progress, min_scenes=min_scenes)
+
+
+def _scenes_field(kind: type[SceneRequest], what: str) -> tuple[Any, Any]:
+    return (kind | None, Field(
+        None, description=f"Instead of files: {what} by area of interest and dates "
+        "({aoi, start, end, ...}); the service finds and fetches them.",
+        json_schema_extra={"x-scene-search": kind.model_fields["provider"].default}))
+
+
+# -------------------------------------------------------------------- gdm-opt
 _OPT_FIELDS = {name: (f.annotation, f) for name, f in OptConfig.model_fields.items()
                if name not in ("images", "out")}
 OptJobInputs = create_model(  # type: ignore[call-overload]
     "OptJobInputs",
-    __config__=ConfigDict(extra="forbid"),
-    images=(list[str], Field(
-        description="Images, one per date: http(s) URLs or names of uploaded files "
+    __base__=_FilesOrScenes,
+    images=(list[str] | None, Field(
+        None, description="Images, one per date: http(s) URLs or names of uploaded files "
         "(GeoTIFF, JP2, Sentinel-2 SAFE zip).", min_length=2, max_length=200)),
+    scenes=_scenes_field(S2SceneRequest, "Sentinel-2 scenes"),
     **_OPT_FIELDS,
 )
 
@@ -173,7 +227,12 @@ def _gdm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     from gdm_opt.pipeline import run
 
     raw = inputs.model_dump()
-    images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(raw.pop("images"))]
+    request = raw.pop("scenes")
+    refs = raw.pop("images")
+    if request is not None:
+        images = _scene_files(S2SceneRequest.model_validate(request), ctx, min_scenes=2)
+    else:
+        images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
     if raw.get("stable") not in (None, "none", "auto"):
         # A mask comes like any other input file (URL or upload), never as a server path.
         raw["stable"] = str(resolve_reference(raw["stable"], ctx, len(images)))
@@ -191,13 +250,20 @@ def _gdm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
 # -------------------------------------------------------------------- gdm-sar
 _SAR_FIELDS = {name: (f.annotation, f) for name, f in SarConfig.model_fields.items()
                if name not in ("stack", "out", "block_mb")}  # memory is the server's call
+
+
+class _SarBase(_FilesOrScenes):
+    files_field: ClassVar[str] = "slcs"
+
+
 SarJobInputs = create_model(  # type: ignore[call-overload]
     "SarJobInputs",
-    __config__=ConfigDict(extra="forbid"),
-    slcs=(list[str], Field(
-        description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
+    __base__=_SarBase,
+    slcs=(list[str] | None, Field(
+        None, description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
         "convention): http(s) URLs or names of uploaded files.", min_length=2,
         max_length=1000)),
+    scenes=_scenes_field(S1SceneRequest, "Sentinel-1 scenes"),
     **_SAR_FIELDS,
 )
 _SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
@@ -210,8 +276,19 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     raw = inputs.model_dump()
     stack = ctx.workdir / "inputs" / "stack"
     stack.mkdir(parents=True, exist_ok=True)
-    for i, ref in enumerate(raw.pop("slcs")):
-        src = resolve_reference(ref, ctx, i)
+    request = raw.pop("scenes")
+    refs = raw.pop("slcs")
+    if request is not None:
+        sources = _scene_files(S1SceneRequest.model_validate(request), ctx, min_scenes=2)
+        safe = [p.name for p in sources if p.suffix.lower() not in (".tif", ".tiff")]
+        if safe:
+            raise InputError(
+                f"the archive gave Sentinel-1 SAFE products ({', '.join(safe[:3])}"
+                f"{', ...' if len(safe) > 3 else ''}); turning SAFE products into a "
+                "coregistered stack is not available yet: give coregistered SLCs in 'slcs'")
+    else:
+        sources = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+    for src in sources:
         dest = stack / src.name
         if not dest.exists():
             dest.symlink_to(src.resolve())

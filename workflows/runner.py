@@ -183,7 +183,8 @@ def _write_marker(workdir: Path, outputs: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------- child process
 def _child_main(conn: Connection, process_id: str, inputs: dict[str, Any], job_id: str,
-                workdir: str, uploads_dir: str, parent_pid: int) -> None:
+                workdir: str, uploads_dir: str, parent_pid: int,
+                scene_cache: str | None = None) -> None:
     """Entry point of the child that executes the process (sends one outcome message)."""
     set_parent_death_signal()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -205,7 +206,8 @@ def _child_main(conn: Connection, process_id: str, inputs: dict[str, Any], job_i
         spec = get_process(process_id)
         validated = spec.validate_inputs(inputs)
         ctx = JobContext(job_id=job_id, workdir=Path(workdir), uploads_dir=Path(uploads_dir),
-                         progress=progress)
+                         progress=progress,
+                         scene_cache=Path(scene_cache) if scene_cache else None)
         outputs = spec.execute(validated, ctx)
         json.dumps(outputs)  # outputs go to the job store as JSON
         outcome = ("ok", outputs)
@@ -301,7 +303,7 @@ class _Supervisor:
                                    # Each user's uploads live in their own folder (the
                                    # OGC API's POST /uploads puts them there).
                                    str(self.settings.uploads_dir / self.job.owner),
-                                   os.getpid()))
+                                   os.getpid(), str(self.settings.scene_cache)))
         child_conn.close()
         log.info("job %s (%s) attempt %d: child pid %s", self.job.id, self.job.process,
                  self.job.attempts, proc.pid)

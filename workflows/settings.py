@@ -32,6 +32,12 @@ class Settings:
     lease_seconds: int
     public_url: str | None
     queue_prefix: str = ""
+    scene_cache_dir: Path | None = None
+
+    @property
+    def scene_cache(self) -> Path:
+        """The scene cache shared by the workers (``GDM_SCENE_CACHE``, else under home)."""
+        return self.scene_cache_dir or self.home / "scenes"
 
     @property
     def embedded(self) -> bool:
@@ -53,7 +59,9 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
     a running job whose worker has not reported for this long is given to another
     worker), ``GDM_PUBLIC_URL`` (the URL clients reach the server at),
     ``GDM_QUEUE_PREFIX`` (prepended to the broker's queue names, so that several
-    deployments or test runs can share one Redis or RabbitMQ server).
+    deployments or test runs can share one Redis or RabbitMQ server),
+    ``GDM_SCENE_CACHE`` (the scene cache folder shared by all workers; default
+    ``$GDM_HOME/scenes``).
     """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("GDM_HOME", ".gdm")).absolute()
@@ -68,4 +76,6 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         lease_seconds=int(env.get("GDM_LEASE_SECONDS", "60")),
         public_url=env.get("GDM_PUBLIC_URL"),
         queue_prefix=env.get("GDM_QUEUE_PREFIX", ""),
+        scene_cache_dir=(Path(env["GDM_SCENE_CACHE"]).absolute()
+                         if env.get("GDM_SCENE_CACHE") else None),
     )

@@ -718,6 +718,18 @@ def _chunks(stream: Any, size: int = 1 << 20) -> Iterator[bytes]:
         yield chunk
 
 
+@bp.post("/scenes/search")
+def scenes_search() -> Response:
+    """Extension: the scenes a ``{provider, aoi, start, end, ...}`` request selects.
+
+    The same object a process takes as its ``scenes`` input; nothing is downloaded.
+    """
+    from workflows.scenes import preview_scenes
+
+    body = request.get_json(silent=True)
+    return jsonify(preview_scenes(body))
+
+
 @bp.post("/uploads")
 def upload() -> Response:
     """Store input files (multipart ``file`` fields, or a raw body with ``?name=``).

@@ -157,6 +157,14 @@ def _schemas() -> dict[str, Any]:
         "uploadList": {"type": "object", "properties": {"uploads": {"type": "array", "items": {
             "type": "object", "properties": {"name": {"type": "string"},
                                              "size": {"type": "integer"}}}}}},
+        "sceneList": {"type": "object", "required": ["provider", "numberMatched", "scenes"],
+                      "properties": {
+                          "provider": {"type": "string"}, "numberMatched": {"type": "integer"},
+                          "start": {"type": "string"}, "end": {"type": "string"},
+                          "scenes": {"type": "array", "items": {
+                              "type": "object", "required": ["id", "datetime"],
+                              "properties": {"id": {"type": "string"},
+                                             "datetime": {"type": "string"}}}}}},
         "subscriber": {"type": "object", "additionalProperties": False, "properties": {
             "successUri": {"type": "string", "format": "uri"},
             "failedUri": {"type": "string", "format": "uri"},
@@ -335,6 +343,18 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "responses": _responses({"201": _json("uploaded", "Stored.")},
                                     ("400", "Missing, refused or empty file name or body."),
                                     ("413", "Too large."))}}
+    from gdmio.providers.resolve import SceneRequest
+
+    schemas["sceneRequest"] = to_oas30(SceneRequest.model_json_schema())
+    paths["/scenes/search"] = {"post": {
+        "operationId": "searchScenes", "tags": ["Scenes"],
+        "summary": "Extension: the scenes a {provider, aoi, start, end} request selects "
+                   "(the 'scenes' input of gdm-opt and gdm-sar); nothing is downloaded",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": _REF + "sceneRequest"}}}},
+        "responses": _responses({"200": _json("sceneList", "The scenes, oldest first.")},
+                                ("400", "Invalid request (AOI, dates, filters)."),
+                                ("502", "The archive failed after retries."))}}
     paths["/uploads/{name}"] = {"delete": {
         "operationId": "deleteUpload", "summary": "Extension: delete an uploaded file",
         "tags": ["Uploads"],
@@ -353,7 +373,8 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                  "of input files. Once accounts exist, every request needs "
                  "`Authorization: Bearer TOKEN`."},
         "servers": [{"url": base_url}],
-        "tags": [{"name": n} for n in ("Capabilities", "Processes", "Jobs", "Uploads")],
+        "tags": [{"name": n} for n in ("Capabilities", "Processes", "Jobs", "Uploads",
+                                        "Scenes")],
         "security": [{}, {"bearerAuth": []}],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {

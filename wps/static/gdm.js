@@ -134,6 +134,7 @@ const GDM = (() => {
     const defText = hasDefault ? `default: ${JSON.stringify(schema.default)}` : "preset / automatic";
 
     if (isFileList(name, schema)) return fileListWidget(name, schema, id, required);
+    if (schema["x-scene-search"]) return sceneSearchWidget(name, schema, id, schema["x-scene-search"]);
 
     if (Array.isArray(schema.enum)) {
       const select = el("select", { id, name });
@@ -288,11 +289,78 @@ const GDM = (() => {
     const count = () => files.files.length + urls.value.split(/\r?\n/).filter((l) => l.trim()).length;
     const precheck = () => {
       const n = count();
+      if (n === 0 && !required) return null;  // optional: e.g. scenes by area instead
       if (schema.minItems && n < schema.minItems) return `at least ${schema.minItems} needed, ${n} given`;
       if (schema.maxItems && n > schema.maxItems) return `at most ${schema.maxItems} allowed`;
       return null;
     };
     return { node, id, get, precheck };
+  }
+
+  // Scenes by area and dates, with a preview of what the archive holds.
+  function sceneSearchWidget(name, schema, id, provider) {
+    const aoi = el("input", { id, name: `${name}-aoi`, type: "text", class: "scene-aoi",
+      placeholder: "west,south,east,north (WGS84) or WKT" });
+    const start = el("input", { name: `${name}-start`, type: "date", class: "scene-start" });
+    const end = el("input", { name: `${name}-end`, type: "date", class: "scene-end" });
+    const extra = [];
+    const extraGet = [];
+    if (provider === "s2") {
+      const cloud = el("input", { name: `${name}-max_cloud`, type: "number", min: 0, max: 100, step: "any",
+        class: "scene-cloud", placeholder: "max cloud %" });
+      extra.push(el("label", {}, "Max cloud cover (%) ", cloud));
+      extraGet.push(() => (cloud.value.trim() === "" ? {} : { max_cloud: Number(cloud.value) }));
+    } else if (provider === "s1") {
+      const dir = el("select", { name: `${name}-flight_direction`, class: "scene-direction" },
+        el("option", { value: "", text: "(any direction)" }),
+        el("option", { value: "ASCENDING", text: "ascending" }),
+        el("option", { value: "DESCENDING", text: "descending" }));
+      const track = el("input", { name: `${name}-relative_orbit`, type: "number", min: 1, max: 175,
+        class: "scene-track", placeholder: "track" });
+      extra.push(el("label", {}, "Direction ", dir), el("label", {}, "Relative orbit ", track));
+      extraGet.push(() => (dir.value ? { flight_direction: dir.value } : {}));
+      extraGet.push(() => (track.value.trim() === "" ? {} : { relative_orbit: Number(track.value) }));
+    }
+    const button = el("button", { type: "button", class: "scene-preview", text: "Find scenes" });
+    const status = el("span", { class: "muted scene-status", role: "status" });
+    const table = el("table", { class: "scenes", hidden: true });
+    const value = () => {
+      if (aoi.value.trim() === "") return undefined;
+      if (!start.value || !end.value) throw new Error("give the first and last dates");
+      const out = { provider, aoi: aoi.value.trim(), start: start.value, end: end.value };
+      for (const g of extraGet) Object.assign(out, g());
+      return out;
+    };
+    button.addEventListener("click", async () => {
+      let body;
+      try {
+        body = value();
+        if (body === undefined) throw new Error("give an area of interest");
+      } catch (e) {
+        status.textContent = e.message; status.className = "error scene-status"; return;
+      }
+      status.textContent = "searching..."; status.className = "muted scene-status";
+      const r = await api("POST", "/ogcapi/scenes/search", body);
+      if (!r.ok) { status.textContent = errorText(r); status.className = "error scene-status"; table.hidden = true; return; }
+      const d = r.data;
+      status.textContent = `${d.numberMatched} scene(s)`;
+      status.className = "muted scene-status";
+      const rows = d.scenes.map((sc) => {
+        const p = sc.properties || {};
+        const cloud = p["eo:cloud_cover"] ?? p.cloud_cover;
+        const track = p["sat:relative_orbit"] ?? p.relative_orbit;
+        const info = cloud !== undefined ? `${Number(cloud).toFixed(0)} % cloud`
+          : track !== undefined ? `track ${track} ${p["sat:orbit_state"] || p.flight_direction || ""}` : "";
+        return el("tr", {}, el("td", { text: sc.datetime.slice(0, 10) }), el("td", { text: sc.id }), el("td", { text: info }));
+      });
+      table.replaceChildren(el("thead", {}, el("tr", {}, el("th", { text: "Date" }), el("th", { text: "Scene" }), el("th", { text: "" }))),
+        el("tbody", {}, ...rows));
+      table.hidden = rows.length === 0;
+    });
+    const node = el("div", { class: "scene-widget" },
+      el("label", {}, "Area ", aoi), el("label", {}, "From ", start), el("label", {}, "to ", end), ...extra,
+      el("div", {}, button, " ", status), table);
+    return { node, id, get: async () => value() };
   }
 
   function makeField(name, schema, required) {
@@ -347,7 +415,10 @@ const GDM = (() => {
       for (const { name, schema } of proc.inputs) {
         const f = makeField(name, schema, !!schema["x-required"]);
         fields.push([name, f]);
-        (schema["x-required"] ? main : advanced).push(f.node);
+        // Required inputs, and the scene inputs (files or area + dates), come first.
+        const [plain] = unwrapNullable(schema);
+        const primary = schema["x-required"] || plain["x-scene-search"] || isFileList(name, plain);
+        (primary ? main : advanced).push(f.node);
       }
       fieldsBox.replaceChildren(...main);
       if (advanced.length) {
