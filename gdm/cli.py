@@ -218,6 +218,9 @@ from gdm.cli_sar import sar  # noqa: E402
 
 main.add_command(sar)
 
+from gdm.cli_activate import activate, activation  # noqa: E402
+main.add_command(activate)
+main.add_command(activation)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -130,7 +130,7 @@ def test_openapi_document_describes_every_process(svc):
         inputs = doc["components"]["schemas"][f"inputs-{pid}"]
         assert set(inputs["properties"]) == set(PROCESSES[pid].input_schemas())
     for path in ("/", "/conformance", "/processes", "/processes/{processID}", "/jobs",
-                 "/jobs/{jobID}", "/jobs/{jobID}/results", "/uploads"):
+                 "/jobs/{jobID}", "/jobs/{jobID}/results", "/uploads", "/scenes/search"):
         assert path in doc["paths"], path
     assert "delete" in doc["paths"]["/jobs/{jobID}"]
     # OpenAPI 3.0 dialect: no JSON-Schema-2020 numeric exclusive bounds, no type lists
@@ -138,7 +138,7 @@ def test_openapi_document_describes_every_process(svc):
     assert '"type": "null"' not in text and '"const"' not in text
     schemathesis = pytest.importorskip("schemathesis")
     ops = list(schemathesis.openapi.from_dict(doc).get_all_operations())
-    assert len(ops) == 14 + len(PROCESSES)
+    assert len(ops) == 15 + len(PROCESSES)
     assert all(op.ok() for op in ops)
 
 
