@@ -222,5 +222,7 @@ from gdm.cli_activate import activate, activation  # noqa: E402
 main.add_command(activate)
 main.add_command(activation)
 
+from gdm.cli_dsm import dsm  # noqa: E402
+main.add_command(dsm)
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,136 +8,31 @@ folder. Nothing here knows about HTTP or Celery.
 
 from __future__ import annotations
 
-import shutil
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gdm_opt.config import OptConfig
 from gdm_sar.config import SarConfig
 from gdmio.errors import InputError
-from gdmio.providers.resolve import SceneRequest
+from workflows.process_base import (
+    Cancelled,
+    FilesOrScenes,
+    JobContext,
+    OutputSpec,
+    PleiadesSceneRequest,
+    ProcessSpec,
+    S1SceneRequest,
+    S2SceneRequest,
+    resolve_reference,
+    scene_files,
+    scenes_field,
+)
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "PROCESSES", "get_process",
-           "resolve_reference", "Cancelled"]
-
-Progress = Callable[[float, str], None]
-
-
-class Cancelled(Exception):
-    """Raised inside a running process when its job was dismissed."""
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """One output of a process: a file (by reference) or a literal value."""
-
-    title: str
-    kind: str  # "file" or "literal"
-    media_type: str = "application/octet-stream"
-    schema: dict | None = None
-
-
-@dataclass
-class JobContext:
-    """What a process needs from its job: a work folder, uploads, progress."""
-
-    job_id: str
-    workdir: Path
-    uploads_dir: Path
-    progress: Progress
-    scene_cache: Path | None = None
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """A process: identifier, description, inputs model, outputs and its execute function."""
-
-    id: str
-    title: str
-    description: str
-    version: str
-    inputs_model: type[BaseModel]
-    outputs: dict[str, OutputSpec]
-    execute: Callable[[BaseModel, JobContext], dict[str, Any]]
-    default_queue: str = "ondemand"
-    keywords: tuple[str, ...] = ()
-
-    def validate_inputs(self, raw: dict[str, Any]) -> BaseModel:
-        """Inputs checked against the model (raises pydantic.ValidationError)."""
-        return self.inputs_model.model_validate(raw)
-
-    def input_schemas(self) -> dict[str, dict[str, Any]]:
-        """JSON schema of every input, keyed by input name (for process descriptions)."""
-        schema = self.inputs_model.model_json_schema()
-        defs = schema.get("$defs", {})
-        out = {}
-        required = set(schema.get("required", []))
-        for name, prop in schema.get("properties", {}).items():
-            prop = _inline_refs(prop, defs)
-            prop["x-required"] = name in required
-            out[name] = prop
-        return out
-
-
-def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            target = defs.get(node["$ref"].split("/")[-1], {})
-            merged = {**_inline_refs(target, defs),
-                      **{k: v for k, v in node.items() if k != "$ref"}}
-            return merged
-        return {k: _inline_refs(v, defs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_inline_refs(v, defs) for v in node]
-    return node
-
-
-# ------------------------------------------------------------------ references
-def resolve_reference(ref: str, ctx: JobContext, index: int = 0) -> Path:
-    """Bring an input file into the job's work folder and return its path.
-
-    Accepted: an ``http(s)://`` URL (downloaded), or the name of a file uploaded to the
-    service (``upload:NAME`` or ``NAME``). Paths that climb out of the uploads folder
-    (``..``) and other schemes are refused.
-    """
-    inputs_dir = ctx.workdir / "inputs"
-    inputs_dir.mkdir(parents=True, exist_ok=True)
-    parsed = urllib.parse.urlparse(ref)
-    if parsed.scheme in ("http", "https"):
-        name = Path(urllib.parse.unquote(parsed.path)).name or f"input{index}"
-        _check_name(name)
-        dest = inputs_dir / name
-        if dest.exists() and dest.stat().st_size > 0:
-            return dest  # fetched by an earlier attempt of this job
-        tmp = dest.with_name(f".{dest.name}.part")
-        try:
-            with urllib.request.urlopen(ref, timeout=120) as resp, open(tmp, "wb") as fh:
-                shutil.copyfileobj(resp, fh, length=1 << 20)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise InputError(f"cannot fetch input {ref}: {exc}") from None
-        tmp.replace(dest)
-        return dest
-    if parsed.scheme not in ("", "upload"):
-        raise InputError(f"unsupported input reference {ref!r}: use http(s):// or an upload name")
-    name = parsed.path if parsed.scheme == "upload" else ref
-    _check_name(name)
-    src = ctx.uploads_dir / name
-    if not src.is_file():
-        raise InputError(f"no uploaded file named {name!r}")
-    return src
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
-        raise InputError(f"refused file name {name!r}")
-
+           "resolve_reference", "Cancelled", "FilesOrScenes", "scene_files", "scenes_field",
+           "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest"]
 
 # ---------------------------------------------------------------------- echo
 class EchoInputs(BaseModel):
@@ -155,66 +50,16 @@ def _echo(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- gdm-opt
-# ------------------------------------------------------- files or area + dates
-class S2SceneRequest(SceneRequest):
-    """Sentinel-2 scenes by area and dates (found in the STAC archive, AOI read only)."""
-
-    provider: Literal["s2"] = Field("s2", description="Sentinel-2 through the STAC API.")
-
-
-class S1SceneRequest(SceneRequest):
-    """Sentinel-1 scenes by area and dates (found in the ASF archive)."""
-
-    provider: Literal["s1"] = Field("s1", description="Sentinel-1 through ASF search.")
-
-
-class _FilesOrScenes(BaseModel):
-    """Inputs given either as files (``files_field``) or as ``scenes`` (area + dates)."""
-
-    model_config = ConfigDict(extra="forbid")
-    files_field: ClassVar[str] = "images"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> _FilesOrScenes:
-        files = getattr(self, self.files_field)
-        scenes = getattr(self, "scenes")  # noqa: B009  (declared by the subclasses)
-        if files is None and scenes is None:
-            raise ValueError(f"give the scenes either as files ('{self.files_field}') or "
-                             "by area and dates ('scenes')")
-        if files is not None and scenes is not None:
-            raise ValueError(f"give either '{self.files_field}' or 'scenes', not both")
-        return self
-
-
-def _scene_files(request: SceneRequest, ctx: JobContext, min_scenes: int) -> list[Path]:
-    """Search and fetch the scenes of ``request`` through the shared scene cache."""
-    from gdmio.providers.resolve import resolve_scenes, scene_cache_from_env
-
-    cache = scene_cache_from_env(ctx.scene_cache)
-
-    def progress(fraction: float, message: str) -> None:
-        ctx.progress(0.1 * fraction, message)  # fetching is the first tenth of a job
-
-    return resolve_scenes(request, cache, progress=progress, min_scenes=min_scenes)
-
-
-def _scenes_field(kind: type[SceneRequest], what: str) -> tuple[Any, Any]:
-    return (kind | None, Field(
-        None, description=f"Instead of files: {what} by area of interest and dates "
-        "({aoi, start, end, ...}); the service finds and fetches them.",
-        json_schema_extra={"x-scene-search": kind.model_fields["provider"].default}))
-
-
 # -------------------------------------------------------------------- gdm-opt
 _OPT_FIELDS = {name: (f.annotation, f) for name, f in OptConfig.model_fields.items()
                if name not in ("images", "out")}
 OptJobInputs = create_model(  # type: ignore[call-overload]
     "OptJobInputs",
-    __base__=_FilesOrScenes,
+    __base__=FilesOrScenes,
     images=(list[str] | None, Field(
         None, description="Images, one per date: http(s) URLs or names of uploaded files "
         "(GeoTIFF, JP2, Sentinel-2 SAFE zip).", min_length=2, max_length=200)),
-    scenes=_scenes_field(S2SceneRequest, "Sentinel-2 scenes"),
+    scenes=scenes_field(S2SceneRequest, "Sentinel-2 scenes"),
     **_OPT_FIELDS,
 )
 
@@ -230,7 +75,7 @@ def _gdm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     request = raw.pop("scenes")
     refs = raw.pop("images")
     if request is not None:
-        images = _scene_files(S2SceneRequest.model_validate(request), ctx, min_scenes=2)
+        images = scene_files(S2SceneRequest.model_validate(request), ctx, min_scenes=2)
     else:
         images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
     if raw.get("stable") not in (None, "none", "auto"):
@@ -252,7 +97,7 @@ _SAR_FIELDS = {name: (f.annotation, f) for name, f in SarConfig.model_fields.ite
                if name not in ("stack", "out", "block_mb")}  # memory is the server's call
 
 
-class _SarBase(_FilesOrScenes):
+class _SarBase(FilesOrScenes):
     files_field: ClassVar[str] = "slcs"
 
 
@@ -263,7 +108,7 @@ SarJobInputs = create_model(  # type: ignore[call-overload]
         None, description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
         "convention): http(s) URLs or names of uploaded files.", min_length=2,
         max_length=1000)),
-    scenes=_scenes_field(S1SceneRequest, "Sentinel-1 scenes"),
+    scenes=scenes_field(S1SceneRequest, "Sentinel-1 scenes"),
     **_SAR_FIELDS,
 )
 _SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
@@ -279,7 +124,7 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     request = raw.pop("scenes")
     refs = raw.pop("slcs")
     if request is not None:
-        sources = _scene_files(S1SceneRequest.model_validate(request), ctx, min_scenes=2)
+        sources = scene_files(S1SceneRequest.model_validate(request), ctx, min_scenes=2)
         safe = [p.name for p in sources if p.suffix.lower() not in (".tif", ".tiff")]
         if safe:
             raise InputError(
@@ -364,3 +209,14 @@ def get_process(process_id: str) -> ProcessSpec:
         return PROCESSES[process_id]
     except KeyError:
         raise KeyError(f"unknown process {process_id!r}; known: {', '.join(PROCESSES)}") from None
+
+
+def _register_service_processes() -> None:
+    """Add the processes defined in their own modules (they import this one)."""
+    from workflows.process_dsm import DSM_OPT_PROCESS
+
+    for spec in (DSM_OPT_PROCESS,):
+        PROCESSES[spec.id] = spec
+
+
+_register_service_processes()

@@ -1,0 +1,1 @@
+"""DSM-OPT: digital surface models from Pléiades stereo pairs and triplets (RPC)."""

@@ -1,0 +1,888 @@
+"""Dense stereo matching of a rectified (epipolar) pair: costs, SGM, sub-pixel, checks.
+
+Convention: rows of both images are epipolar lines; the pixel ``(r, c)`` of the left
+image matches ``(r, c + d)`` of the right image, and the disparity ``d`` is searched in
+the integer interval ``[dmin, dmax]`` (either sign).
+
+Chain (:func:`match`): census or ZNCC matching cost → semi-global aggregation along 8
+paths (Hirschmüller 2008) → winner-takes-all → sub-pixel refinement (parabola or
+equiangular fit of the aggregated cost) → left–right consistency (the right disparity
+comes from the same aggregated volume) → speckle filter (small connected regions) →
+image-based sub-pixel refinement (Gauss-Newton on the ZNCC, free of pixel locking) →
+3×3 median of the valid disparities. Memory is bounded by processing tiles with an
+overlap (the cost volumes of one tile only are in memory). Every pixel gets a mask code:
+
+====  ==================================================================
+code  meaning
+====  ==================================================================
+0     valid
+1     no data: a NaN in the matching window of the left image
+2     out of range: no right pixel (image border or disparity range)
+3     mismatch: left–right check failed, a consistent disparity existed
+4     occlusion: left–right check failed, no consistent disparity at all
+5     speckle: small isolated region removed
+====  ==================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+__all__ = ["MASK", "StereoResult", "census_transform", "cost_census", "cost_zncc",
+           "aggregate_sgm", "wta_subpixel", "lr_check", "speckle_filter", "median_valid",
+           "refine_subpixel",
+           "match"]
+
+MASK = {"valid": 0, "nodata": 1, "out_of_range": 2, "mismatch": 3, "occlusion": 4,
+        "speckle": 5}
+_INVALID_COST_ZNCC = 32.0  # (1 - zncc) * 16 spans [0, 32]
+
+
+@dataclass(frozen=True)
+class StereoResult:
+    """Result of :func:`match`.
+
+    Attributes
+    ----------
+    disparity : numpy.ndarray
+        float32 (rows, cols): right column minus left column; NaN where ``mask != 0``.
+    mask : numpy.ndarray
+        uint8 codes (see :data:`MASK`).
+
+    """
+
+    disparity: np.ndarray
+    mask: np.ndarray
+
+
+def _check_image(name: str, img: np.ndarray) -> np.ndarray:
+    a = np.asarray(img)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real-valued image, got {a.dtype}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} is empty")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _check_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lf = _check_image("left", left)
+    rf = _check_image("right", right)
+    if lf.shape[0] != rf.shape[0]:
+        raise ValueError(f"left and right must have the same rows, got {lf.shape} and "
+                         f"{rf.shape}")
+    return lf, rf
+
+
+def _check_range(dmin: int, dmax: int) -> tuple[int, int]:
+    if int(dmin) != dmin or int(dmax) != dmax:
+        raise ValueError("dmin and dmax must be integers")
+    if dmax < dmin:
+        raise ValueError(f"dmax ({dmax}) must not be below dmin ({dmin})")
+    if dmax - dmin + 1 > 1024:
+        raise ValueError(f"disparity range of {dmax - dmin + 1} is too large (max 1024)")
+    return int(dmin), int(dmax)
+
+
+def _check_window(window: int) -> int:
+    w = int(window)
+    if w != window or w < 3 or w % 2 == 0 or w > 9:
+        raise ValueError(f"window must be an odd integer in 3..9, got {window}")
+    return w
+
+
+# ---------------------------------------------------------------------- census
+@numba.njit(cache=True)
+def _census_loop(img, half_r, half_c, out, bad):  # pragma: no cover - compiled
+    rows, cols = img.shape
+    for r in range(rows):
+        for c in range(cols):
+            centre = img[r, c]
+            code = np.uint64(0)
+            nan = not np.isfinite(centre)
+            for i in range(-half_r, half_r + 1):
+                for j in range(-half_c, half_c + 1):
+                    if i == 0 and j == 0:
+                        continue
+                    rr = min(max(r + i, 0), rows - 1)
+                    cc = min(max(c + j, 0), cols - 1)
+                    v = img[rr, cc]
+                    if not np.isfinite(v):
+                        nan = True
+                    code = code << np.uint64(1)
+                    if v < centre:
+                        code = code | np.uint64(1)
+            out[r, c] = code
+            bad[r, c] = nan
+
+
+def census_transform(img: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Census transform: one bit per neighbour of the window, set when it is darker.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        2-D real image (NaN = no data). Borders are replicated.
+    window : int
+        Odd window side, 3 to 9 (a 9×9 window is cut to 9×7 to fit 64 bits).
+
+    Returns
+    -------
+    codes : numpy.ndarray
+        uint64 (rows, cols).
+    bad : numpy.ndarray
+        bool (rows, cols): a NaN in the window.
+
+    """
+    a = _check_image("img", img)
+    w = _check_window(window)
+    hr = w // 2
+    hc = hr if w < 9 else 3
+    out = np.empty(a.shape, np.uint64)
+    bad = np.empty(a.shape, np.bool_)
+    _census_loop(a, hr, hc, out, bad)
+    return out, bad
+
+
+@numba.njit(cache=True)
+def _popcount(x):  # pragma: no cover - compiled
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@numba.njit(cache=True)
+def _census_cost_loop(cl, bl, cr, br, c_off, dmin, invalid, cost):  # pragma: no cover
+    rows, cols, nd = cost.shape
+    wr = cr.shape[1]
+    for r in range(rows):
+        for c in range(cols):
+            cc = c + c_off
+            if bl[r, cc]:
+                for k in range(nd):
+                    cost[r, c, k] = invalid
+                continue
+            code = cl[r, cc]
+            for k in range(nd):
+                x = cc + dmin + k
+                if x < 0 or x >= wr or br[r, x]:
+                    cost[r, c, k] = invalid
+                else:
+                    cost[r, c, k] = np.float32(_popcount(code ^ cr[r, x]))
+
+
+def cost_census(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int,
+                window: int = 7) -> np.ndarray:
+    """Census (Hamming distance) matching cost volume.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (rows, cols, dmax - dmin + 1): number of differing census bits; the
+        number of bits of the window (the largest cost) where the right pixel is out of
+        the image or a window holds a NaN.
+
+    """
+    lf, rf = _check_pair(left, right)
+    dmin, dmax = _check_range(dmin, dmax)
+    w = _check_window(window)
+    cl, bl = census_transform(lf, w)
+    cr, br = census_transform(rf, w)
+    return _census_volume(cl, bl, cr, br, 0, lf.shape[1], dmin, dmax, w)
+
+
+def _census_bits(w: int) -> int:
+    return w * (w if w < 9 else 7) - 1
+
+
+def _census_volume(cl, bl, cr, br, c0, c1, dmin, dmax, w) -> np.ndarray:
+    cost = np.empty((cl.shape[0], c1 - c0, dmax - dmin + 1), np.float32)
+    _census_cost_loop(cl, bl, cr, br, c0, dmin, np.float32(_census_bits(w)), cost)
+    return cost
+
+
+# ------------------------------------------------------------------------ ZNCC
+def cost_zncc(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int,
+              window: int = 5) -> np.ndarray:
+    """ZNCC matching cost volume, ``16 * (1 - zncc)`` in [0, 32].
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (rows, cols, dmax - dmin + 1); 32 where a window crosses a column border
+        of its image, holds a NaN, or is flat (rows are edge-replicated).
+
+    """
+    lf, rf = _check_pair(left, right)
+    dmin, dmax = _check_range(dmin, dmax)
+    w = _check_window(window)
+    return _zncc_volume(lf, rf, 0, lf.shape[1], dmin, dmax, w)
+
+
+def _box_stats(img: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    bad = ~np.isfinite(img)
+    a = np.where(bad, 0.0, img).astype(np.float64)
+    nanw = uniform_filter(bad.astype(np.float64), w, mode="nearest") > 1e-9
+    m = uniform_filter(a, w, mode="nearest")
+    v = uniform_filter(a * a, w, mode="nearest") - m * m
+    return a, m, np.sqrt(np.maximum(v, 0.0)), nanw
+
+
+def _zncc_volume(lf, rf, c0, c1, dmin, dmax, w) -> np.ndarray:
+    al, ml, sl, nl = _box_stats(lf, w)
+    ar, mr, sr, nr = _box_stats(rf, w)
+    rows, wr = rf.shape
+    nd = dmax - dmin + 1
+    cost = np.full((rows, c1 - c0, nd), _INVALID_COST_ZNCC, np.float32)
+    cols = np.arange(c0, c1)
+    for k in range(nd):
+        d = dmin + k
+        x = cols + d
+        inside = (x >= 0) & (x < wr)
+        if not inside.any():
+            continue
+        xs = np.clip(x, 0, wr - 1)
+        # mean of L(r, c) R(r, c + d) over the window: shift R by d, then box-filter
+        shifted = np.zeros_like(al)
+        lo, hi = max(0, -d), min(lf.shape[1], wr - d)
+        if hi > lo:
+            shifted[:, lo:hi] = ar[:, lo + d:hi + d]
+        prod = uniform_filter(al * shifted, w, mode="nearest")[:, c0:c1]
+        den = sl[:, c0:c1] * sr[:, xs]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (prod - ml[:, c0:c1] * mr[:, xs]) / den
+        ok = inside[None, :] & (den > 1e-6) & ~nl[:, c0:c1] & ~nr[:, xs]
+        # windows that straddle a column border are not trusted (their box sums mix
+        # replicated products): both windows must lie inside their image's columns
+        half = w // 2
+        ok &= ((x - half >= 0) & (x + half < wr) & (cols - half >= 0)
+               & (cols + half < lf.shape[1]))[None, :]
+        cost[:, :, k] = np.where(ok, 16.0 * (1.0 - np.clip(z, -1.0, 1.0)),
+                                 _INVALID_COST_ZNCC)
+    return cost
+
+
+# ------------------------------------------------------------------------- SGM
+@numba.njit(cache=True, fastmath=True)
+def _path_step(cvec, lp, mp, p1, p2, lout, s):  # pragma: no cover - compiled
+    # branch-free inner loop (the ends apart) so that LLVM vectorises it
+    nd = cvec.shape[0]
+    jump = mp + p2
+    if nd == 1:
+        val = cvec[0] + min(lp[0], jump) - mp
+        lout[0] = val
+        s[0] += val
+        return val
+    v = min(min(lp[0], lp[1] + p1), jump)
+    best = cvec[0] + v - mp
+    lout[0] = best
+    s[0] += best
+    for d in range(1, nd - 1):
+        v = min(min(lp[d], min(lp[d - 1], lp[d + 1]) + p1), jump)
+        val = cvec[d] + v - mp
+        lout[d] = val
+        s[d] += val
+        best = min(best, val)
+    v = min(min(lp[nd - 1], lp[nd - 2] + p1), jump)
+    val = cvec[nd - 1] + v - mp
+    lout[nd - 1] = val
+    s[nd - 1] += val
+    return min(best, val)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _path_start(cvec, lout, s):  # pragma: no cover - compiled
+    best = cvec[0]
+    for d in range(cvec.shape[0]):
+        lout[d] = cvec[d]
+        s[d] += cvec[d]
+        best = min(best, cvec[d])
+    return best
+
+
+@numba.njit(cache=True, fastmath=True)
+def _sgm_pass(cost, p1, p2, s, reverse):  # pragma: no cover - compiled
+    # Four of the eight paths: those coming from the previous row and previous column
+    # in scan order (scan order reversed when ``reverse``).
+    rows, cols, nd = cost.shape
+    prev = np.empty((3, cols, nd), np.float32)
+    cur = np.empty((3, cols, nd), np.float32)
+    prevmin = np.empty((3, cols), np.float32)
+    curmin = np.empty((3, cols), np.float32)
+    hbuf = np.empty((2, nd), np.float32)
+    for ir in range(rows):
+        r = rows - 1 - ir if reverse else ir
+        hmin = np.float32(0.0)
+        for ic in range(cols):
+            c = cols - 1 - ic if reverse else ic
+            cvec = cost[r, c]
+            svec = s[r, c]
+            # horizontal path, from the previous column
+            hout = hbuf[ic % 2]
+            if ic == 0:
+                hmin = _path_start(cvec, hout, svec)
+            else:
+                hmin = _path_step(cvec, hbuf[(ic + 1) % 2], hmin, p1, p2, hout, svec)
+            # three paths from the previous row: columns ic-1, ic, ic+1 in scan order
+            for k in range(3):
+                jc = ic - 1 + k
+                if ir == 0 or jc < 0 or jc >= cols:
+                    curmin[k, ic] = _path_start(cvec, cur[k, ic], svec)
+                else:
+                    curmin[k, ic] = _path_step(cvec, prev[k, jc], prevmin[k, jc], p1, p2,
+                                               cur[k, ic], svec)
+        prev, cur = cur, prev
+        prevmin, curmin = curmin, prevmin
+
+
+def aggregate_sgm(cost: np.ndarray, p1: float, p2: float) -> np.ndarray:
+    """Semi-global aggregation of a cost volume along 8 paths.
+
+    Parameters
+    ----------
+    cost : numpy.ndarray
+        (rows, cols, ndisp) float matching cost (finite).
+    p1, p2 : float
+        Penalties of a one-level disparity change and of a larger jump (``p2 >= p1 > 0``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (rows, cols, ndisp): sum of the 8 path costs.
+
+    """
+    c = np.asarray(cost)
+    if c.ndim != 3:
+        raise ValueError(f"cost must be 3-D (rows, cols, ndisp), got shape {c.shape}")
+    if not np.issubdtype(c.dtype, np.floating) and not np.issubdtype(c.dtype, np.integer):
+        raise TypeError(f"cost must be real, got {c.dtype}")
+    c = np.ascontiguousarray(c, dtype=np.float32)
+    if not np.all(np.isfinite(c)):
+        raise ValueError("cost must be finite (give invalid disparities a large cost)")
+    if not (p1 > 0 and p2 >= p1):
+        raise ValueError(f"penalties must satisfy p2 >= p1 > 0, got p1={p1}, p2={p2}")
+    s = np.zeros_like(c)
+    _sgm_pass(c, np.float32(p1), np.float32(p2), s, False)
+    _sgm_pass(c, np.float32(p1), np.float32(p2), s, True)
+    return s
+
+
+# ------------------------------------------------------------ WTA and sub-pixel
+@numba.njit(cache=True)
+def _wta_loop(s, invalid_from, equiangular, disp, ok):  # pragma: no cover - compiled
+    rows, cols, nd = s.shape
+    for r in range(rows):
+        for c in range(cols):
+            best = np.inf
+            kb = -1
+            for k in range(nd):
+                if s[r, c, k] < best:
+                    best = s[r, c, k]
+                    kb = k
+            if kb < 0 or invalid_from[r, c, kb]:
+                disp[r, c] = np.nan
+                ok[r, c] = False
+                continue
+            off = 0.0
+            if 0 < kb < nd - 1:
+                a = s[r, c, kb - 1]
+                b = s[r, c, kb]
+                e = s[r, c, kb + 1]
+                if equiangular:
+                    den = 2.0 * max(a - b, e - b)
+                    if den > 0:
+                        off = (a - e) / den
+                else:
+                    den = 2.0 * (a - 2.0 * b + e)
+                    if den > 0:
+                        off = (a - e) / den
+                off = min(max(off, -0.5), 0.5)
+            disp[r, c] = kb + off
+            ok[r, c] = True
+
+
+def wta_subpixel(aggr: np.ndarray, dmin: int, invalid: np.ndarray | None = None,
+                 method: str = "parabola") -> np.ndarray:
+    """Winner-takes-all disparity with sub-pixel refinement.
+
+    Parameters
+    ----------
+    aggr : numpy.ndarray
+        (rows, cols, ndisp) aggregated cost.
+    dmin : int
+        Disparity of the first level.
+    invalid : numpy.ndarray, optional
+        bool (rows, cols, ndisp): levels that must not be chosen (the pixel becomes NaN
+        when its minimum falls on one).
+    method : {"parabola", "equiangular"}
+        Fit through the minimum and its two neighbours.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (rows, cols) disparity, NaN where no valid minimum.
+
+    """
+    s = np.ascontiguousarray(aggr, dtype=np.float32)
+    if s.ndim != 3:
+        raise ValueError(f"aggr must be 3-D, got shape {s.shape}")
+    if method not in ("parabola", "equiangular"):
+        raise ValueError(f"unknown sub-pixel method {method!r}")
+    inv = np.zeros(s.shape, np.bool_) if invalid is None else np.asarray(invalid, np.bool_)
+    if inv.shape != s.shape:
+        raise ValueError("invalid must have the shape of aggr")
+    disp = np.empty(s.shape[:2], np.float32)
+    ok = np.empty(s.shape[:2], np.bool_)
+    _wta_loop(s, inv, method == "equiangular", disp, ok)
+    return disp + np.float32(dmin)
+
+
+# -------------------------------------------------------------- left-right check
+@numba.njit(cache=True)
+def _right_disparity(s, dmin, c_off, wr, dr):  # pragma: no cover - compiled
+    """Disparity of each right column (tile coordinates) from the left volume."""
+    rows, cols, nd = s.shape
+    best = np.empty(wr, np.float32)
+    kbest = np.empty(wr, np.int64)
+    for r in range(rows):
+        for x in range(wr):
+            best[x] = np.inf
+            kbest[x] = -1
+            dr[r, x] = -1e9
+        for c in range(cols):
+            for k in range(nd):
+                x = c + c_off + dmin + k
+                if 0 <= x < wr and s[r, c, k] < best[x]:
+                    best[x] = s[r, c, k]
+                    kbest[x] = k
+        # sub-pixel (parabola) along the right pixel's own cost curve S(x - d, d)
+        for x in range(wr):
+            k = kbest[x]
+            if k < 0:
+                continue
+            off = 0.0
+            c = x - c_off - dmin - k
+            if 0 < k < nd - 1 and 0 <= c + 1 < cols and 0 <= c - 1 < cols:
+                a = s[r, c + 1, k - 1]
+                e = s[r, c - 1, k + 1]
+                den = 2.0 * (a - 2.0 * best[x] + e)
+                if den > 0:
+                    off = min(max((a - e) / den, -0.5), 0.5)
+            dr[r, x] = dmin + k + off
+
+
+@numba.njit(cache=True)
+def _lr_loop(dl, dr, c_off, dmin, nd, thr, code):  # pragma: no cover - compiled
+    rows, cols = dl.shape
+    wr = dr.shape[1]
+    for r in range(rows):
+        for c in range(cols):
+            d = dl[r, c]
+            if not np.isfinite(d):
+                continue
+            x = int(np.floor(c + c_off + d + 0.5))
+            if x < 0 or x >= wr:
+                code[r, c] = 2
+                continue
+            if abs(dr[r, x] - d) <= thr:
+                continue
+            code[r, c] = 4
+            for k in range(nd):
+                xx = c + c_off + dmin + k
+                if 0 <= xx < wr and abs(dr[r, xx] - (dmin + k)) <= thr:
+                    code[r, c] = 3
+                    break
+
+
+def lr_check(disp_left: np.ndarray, disp_right: np.ndarray, dmin: int, dmax: int,
+             threshold: float = 1.0) -> np.ndarray:
+    """Left–right consistency codes.
+
+    Parameters
+    ----------
+    disp_left : numpy.ndarray
+        (rows, cols) left disparities (NaN = none).
+    disp_right : numpy.ndarray
+        (rows, cols_right) disparity of each right pixel, same convention (the left
+        pixel of right pixel ``x`` is ``x - d``).
+    dmin, dmax : int
+        Disparity range.
+    threshold : float
+        Largest accepted ``|d_left - d_right|`` in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 codes: 0 consistent (or NaN input: left to the caller), 2 out of range,
+        3 mismatch, 4 occlusion.
+
+    """
+    dl = np.ascontiguousarray(disp_left, dtype=np.float32)
+    drr = np.ascontiguousarray(disp_right, dtype=np.float32)
+    if dl.ndim != 2 or drr.ndim != 2 or dl.shape[0] != drr.shape[0]:
+        raise ValueError("disparities must be 2-D with the same rows")
+    dmin, dmax = _check_range(dmin, dmax)
+    drr = np.where(np.isfinite(drr), drr, np.float32(-1e9))
+    code = np.zeros(dl.shape, np.uint8)
+    _lr_loop(dl, drr, 0, dmin, dmax - dmin + 1, np.float32(threshold), code)
+    return code
+
+
+# ------------------------------------------------------- image-based refinement
+@numba.njit(cache=True)
+def _cubic_at(row, x):  # pragma: no cover - compiled
+    """Keys cubic (a = -0.5) interpolation of a 1-D row and its derivative at x."""
+    n = row.shape[0]
+    i0 = int(np.floor(x))
+    if i0 - 1 < 0 or i0 + 2 >= n:
+        return np.nan, np.nan
+    t = x - i0
+    t2 = t * t
+    t3 = t2 * t
+    a, b, c, d = row[i0 - 1], row[i0], row[i0 + 1], row[i0 + 2]
+    v = (a * (-0.5 * t3 + t2 - 0.5 * t) + b * (1.5 * t3 - 2.5 * t2 + 1.0)
+         + c * (-1.5 * t3 + 2.0 * t2 + 0.5 * t) + d * (0.5 * t3 - 0.5 * t2))
+    g = (a * (-1.5 * t2 + 2.0 * t - 0.5) + b * (4.5 * t2 - 5.0 * t)
+         + c * (-4.5 * t2 + 4.0 * t + 0.5) + d * (1.5 * t2 - t))
+    return v, g
+
+
+@numba.njit(cache=True, parallel=True)
+def _refine_loop(left, right, disp, half, n_iter, out):  # pragma: no cover - compiled
+    rows, cols = left.shape
+    nw = (2 * half + 1) * (2 * half + 1)
+    for y in numba.prange(rows):
+        lz = np.empty(nw)
+        rv = np.empty(nw)
+        gv = np.empty(nw)
+        for x in range(cols):
+            d0 = disp[y, x]
+            out[y, x] = d0
+            if not np.isfinite(d0) or y < half or y >= rows - half or x < half \
+                    or x >= cols - half:
+                continue
+            # zero-mean, unit-norm left window
+            k = 0
+            s = 0.0
+            s2 = 0.0
+            ok = True
+            for i in range(-half, half + 1):
+                for j in range(-half, half + 1):
+                    v = left[y + i, x + j]
+                    if not np.isfinite(v):
+                        ok = False
+                    lz[k] = v
+                    s += v
+                    s2 += v * v
+                    k += 1
+            if not ok:
+                continue
+            m = s / nw
+            sd = np.sqrt(max(s2 / nw - m * m, 0.0))
+            if sd < 1e-6:
+                continue
+            for q in range(nw):
+                lz[q] = (lz[q] - m) / sd
+            d = d0
+            for _ in range(n_iter):
+                k = 0
+                s = 0.0
+                s2 = 0.0
+                for i in range(-half, half + 1):
+                    for j in range(-half, half + 1):
+                        v, g = _cubic_at(right[y + i], x + j + d)
+                        if not np.isfinite(v) or not np.isfinite(g):
+                            ok = False
+                        rv[k] = v
+                        gv[k] = g
+                        s += v
+                        s2 += v * v
+                        k += 1
+                if not ok:
+                    break
+                mr = s / nw
+                sr = np.sqrt(max(s2 / nw - mr * mr, 0.0))
+                if sr < 1e-6:
+                    ok = False
+                    break
+                # exact Jacobian of the normalised window Rz = (R - mean) / std:
+                # dRz = g - Rz mean(Rz g), g = (G - mean(G)) / std
+                mg = 0.0
+                for q in range(nw):
+                    mg += gv[q]
+                mg /= nw
+                cov = 0.0
+                for q in range(nw):
+                    cov += (rv[q] - mr) / sr * (gv[q] - mg) / sr
+                cov /= nw
+                num = 0.0
+                den = 0.0
+                for q in range(nw):
+                    rz = (rv[q] - mr) / sr
+                    jz = (gv[q] - mg) / sr - rz * cov
+                    num += (lz[q] - rz) * jz
+                    den += jz * jz
+                if den <= 0.0:
+                    ok = False
+                    break
+                step = min(max(num / den, -0.5), 0.5)
+                d += step
+                if abs(step) < 0.005:
+                    break
+            if ok and abs(d - d0) <= 1.0:
+                out[y, x] = d
+
+
+def refine_subpixel(left: np.ndarray, right: np.ndarray, disp: np.ndarray, window: int = 7,
+                    iterations: int = 3) -> np.ndarray:
+    """Image-based sub-pixel refinement of a disparity map (Gauss-Newton on the ZNCC).
+
+    Each valid disparity is moved to the nearby maximum of the zero-mean normalised
+    correlation of its window (Gauss-Newton on ``sum (Lz - Rz(d))²``, which is
+    ``2 n (1 - zncc)``, with the exact Jacobian of the normalised right window), the
+    right image being interpolated by Keys' cubic convolution along the epipolar line.
+    The cost-curve fits of :func:`wta_subpixel` are biased towards integer disparities
+    (pixel locking); this is not. Moves larger than one pixel are refused (the disparity
+    is kept).
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        The rectified pair (NaN = no data).
+    disp : numpy.ndarray
+        Disparities to refine (NaN = none), same shape as ``left``.
+    window : int
+        Odd window side (3..9).
+    iterations : int
+        Gauss-Newton iterations (each moves at most half a pixel).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 refined disparities.
+
+    """
+    lf, rf = _check_pair(left, right)
+    d = _check_image("disp", disp)
+    if d.shape != lf.shape:
+        raise ValueError(f"disp must have the shape of left {lf.shape}, got {d.shape}")
+    w = _check_window(window)
+    if iterations < 1:
+        raise ValueError("iterations must be >= 1")
+    out = np.empty_like(d)
+    _refine_loop(lf.astype(np.float64), rf.astype(np.float64), d, w // 2, int(iterations),
+                 out)
+    return out
+
+
+# ------------------------------------------------------------- speckle, median
+@numba.njit(cache=True)
+def _speckle_loop(disp, max_size, max_diff, remove):  # pragma: no cover - compiled
+    rows, cols = disp.shape
+    label = np.zeros((rows, cols), np.int32)
+    stack = np.empty(rows * cols, np.int64)
+    members = np.empty(rows * cols, np.int64)
+    cur = 0
+    for r0 in range(rows):
+        for c0 in range(cols):
+            if label[r0, c0] != 0 or not np.isfinite(disp[r0, c0]):
+                continue
+            cur += 1
+            label[r0, c0] = cur
+            top = 0
+            stack[0] = r0 * cols + c0
+            top = 1
+            n = 0
+            while top > 0:
+                top -= 1
+                p = stack[top]
+                members[n] = p
+                n += 1
+                r = p // cols
+                c = p % cols
+                d = disp[r, c]
+                for k in range(4):
+                    rr = r + (1 if k == 0 else (-1 if k == 1 else 0))
+                    cc = c + (1 if k == 2 else (-1 if k == 3 else 0))
+                    if 0 <= rr < rows and 0 <= cc < cols and label[rr, cc] == 0:
+                        v = disp[rr, cc]
+                        if np.isfinite(v) and abs(v - d) <= max_diff:
+                            label[rr, cc] = cur
+                            stack[top] = rr * cols + cc
+                            top += 1
+            if n < max_size:
+                for i in range(n):
+                    remove[members[i] // cols, members[i] % cols] = True
+
+
+def speckle_filter(disp: np.ndarray, max_size: int, max_diff: float = 1.0) -> np.ndarray:
+    """Pixels of small connected regions (speckles).
+
+    Regions connect 4-neighbours whose disparities differ by at most ``max_diff``; those
+    smaller than ``max_size`` pixels are speckles.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (rows, cols): True where the pixel belongs to such a speckle.
+
+    """
+    d = _check_image("disp", disp)
+    if max_size < 0:
+        raise ValueError("max_size must be >= 0")
+    remove = np.zeros(d.shape, np.bool_)
+    if max_size > 0:
+        _speckle_loop(d, int(max_size), np.float32(max_diff), remove)
+    return remove
+
+
+@numba.njit(cache=True)
+def _median_loop(disp, out):  # pragma: no cover - compiled
+    rows, cols = disp.shape
+    buf = np.empty(9, np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            if not np.isfinite(disp[r, c]):
+                out[r, c] = np.nan
+                continue
+            n = 0
+            for i in range(max(r - 1, 0), min(r + 2, rows)):
+                for j in range(max(c - 1, 0), min(c + 2, cols)):
+                    v = disp[i, j]
+                    if np.isfinite(v):
+                        buf[n] = v
+                        n += 1
+            for i in range(1, n):  # insertion sort of at most 9 values
+                v = buf[i]
+                k = i - 1
+                while k >= 0 and buf[k] > v:
+                    buf[k + 1] = buf[k]
+                    k -= 1
+                buf[k + 1] = v
+            if n % 2 == 1:
+                out[r, c] = buf[n // 2]
+            else:
+                out[r, c] = 0.5 * (buf[n // 2 - 1] + buf[n // 2])
+
+
+def median_valid(disp: np.ndarray) -> np.ndarray:
+    """3×3 median of the finite neighbours of each finite pixel (NaN stays NaN)."""
+    d = _check_image("disp", disp)
+    out = np.empty_like(d)
+    _median_loop(d, out)
+    return out
+
+
+# ----------------------------------------------------------------- the chain
+def _tile_starts(n: int, tile: int) -> list[int]:
+    return list(range(0, n, tile)) if n > 0 else []
+
+
+def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
+          cost: str = "census", window: int = 7, p1: float = 8.0, p2: float = 32.0,
+          subpixel: str = "parabola", lr_threshold: float = 1.0, speckle_size: int = 50,
+          speckle_diff: float = 1.0, median: bool = True, refine: bool = True,
+          tile: int = 512, overlap: int = 32) -> StereoResult:
+    """Dense disparity of a rectified pair (the whole chain, tile by tile).
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        2-D real images with the same number of rows (NaN = no data).
+    dmin, dmax : int
+        Disparity search range (right column = left column + d).
+    cost : {"census", "zncc"}
+        Matching cost. Census counts differing bits (0..window²-1); ZNCC is
+        ``16 (1 - zncc)`` in [0, 32], so the same penalties suit both roughly.
+    window : int
+        Odd side of the cost window (3..9).
+    p1, p2 : float
+        SGM penalties (small and large disparity changes).
+    subpixel : {"parabola", "equiangular"}
+        Sub-pixel fit of the aggregated cost.
+    lr_threshold : float
+        Left–right tolerance in pixels.
+    speckle_size : int
+        Regions smaller than this (pixels) are removed (0: off).
+    speckle_diff : float
+        Largest disparity step inside a region.
+    median : bool
+        3×3 median of the valid disparities at the end.
+    refine : bool
+        Image-based sub-pixel refinement (:func:`refine_subpixel`) after the filters.
+    tile : int
+        Side of the core of a tile. The cost volumes of one tile only are in memory:
+        about ``9 (tile + 2 overlap) (tile + 2 (overlap + ndisp)) ndisp`` bytes (the
+        columns carry the whole disparity range on each side for the left-right check).
+    overlap : int
+        Margin added around each tile (SGM paths start there).
+
+    Returns
+    -------
+    StereoResult
+
+    """
+    lf, rf = _check_pair(left, right)
+    dmin, dmax = _check_range(dmin, dmax)
+    w = _check_window(window)
+    if cost not in ("census", "zncc"):
+        raise ValueError(f"unknown cost {cost!r}")
+    if tile < 16 or overlap < 0:
+        raise ValueError("tile must be >= 16 and overlap >= 0")
+    if not (p1 > 0 and p2 >= p1):
+        raise ValueError(f"penalties must satisfy p2 >= p1 > 0, got p1={p1}, p2={p2}")
+    rows, cols = lf.shape
+    nd = dmax - dmin + 1
+    disp = np.full((rows, cols), np.nan, np.float32)
+    code = np.zeros((rows, cols), np.uint8)
+    if cost == "census":
+        cl, bl = census_transform(lf, w)
+        cr, br = census_transform(rf, w)
+        invalid_cost = np.float32(_census_bits(w))
+    else:
+        invalid_cost = np.float32(_INVALID_COST_ZNCC)
+    nodata_l = ~np.isfinite(lf)
+    if w > 1:
+        nodata_l = uniform_filter(nodata_l.astype(np.float32), w, mode="nearest") > 1e-6
+    col_margin = overlap + nd  # the LR check needs the whole range of right candidates
+    for r0 in _tile_starts(rows, tile):
+        r1 = min(r0 + tile, rows)
+        a0, a1 = max(r0 - overlap, 0), min(r1 + overlap, rows)
+        for c0 in _tile_starts(cols, tile):
+            c1 = min(c0 + tile, cols)
+            b0, b1 = max(c0 - col_margin, 0), min(c1 + col_margin, cols)
+            if cost == "census":
+                vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0, b1,
+                                     dmin, dmax, w)
+            else:
+                vol = _zncc_volume(lf[a0:a1], rf[a0:a1], b0, b1, dmin, dmax, w)
+            inv = vol >= invalid_cost
+            s = aggregate_sgm(vol, p1, p2)
+            del vol
+            dl = wta_subpixel(s, dmin, inv, subpixel)
+            dr = np.empty((a1 - a0, rf.shape[1]), np.float32)
+            _right_disparity(s, dmin, b0, rf.shape[1], dr)
+            del s, inv
+            tc = np.zeros(dl.shape, np.uint8)
+            _lr_loop(dl, dr, b0, dmin, nd, np.float32(lr_threshold), tc)
+            tc[~np.isfinite(dl) & (tc == 0)] = 2
+            core = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
+            disp[r0:r1, c0:c1] = dl[core]
+            code[r0:r1, c0:c1] = tc[core]
+    code[nodata_l] = 1
+    disp[code != 0] = np.nan
+    if speckle_size > 0:
+        sp = speckle_filter(disp, speckle_size, speckle_diff)
+        code[sp] = 5
+        disp[sp] = np.nan
+    if refine:
+        disp = refine_subpixel(lf, rf, disp, w)
+    if median:
+        disp = median_valid(disp)
+    return StereoResult(disparity=disp, mask=code)

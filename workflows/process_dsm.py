@@ -1,0 +1,95 @@
+"""The ``dsm-opt`` process: DSM-OPT as a service process, generated from :class:`DsmConfig`.
+
+:data:`DSM_OPT_PROCESS` is registered in ``workflows.processes.PROCESSES``. The stereo
+views come as files (``images``) or by area and dates (``scenes``: registered Pléiades
+deliveries, which must select one stereo acquisition of 2 or 3 views).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+
+from dsm_opt.config import DsmConfig
+from gdmio.errors import InputError
+from workflows.process_base import (
+    FilesOrScenes,
+    JobContext,
+    OutputSpec,
+    PleiadesSceneRequest,
+    ProcessSpec,
+    resolve_reference,
+    scene_files,
+    scenes_field,
+)
+
+__all__ = ["DSM_OPT_PROCESS", "DsmJobInputs"]
+
+_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+# server-side paths are not the user's to choose: images and DEM come as references,
+# the output folder is the job's, and the catalogue is the service's configuration
+_DSM_FIELDS = {name: (f.annotation, f) for name, f in DsmConfig.model_fields.items()
+               if name not in ("images", "out", "dem", "catalogue", "tile", "overlap",
+                                "band_rows")}
+DsmJobInputs = create_model(  # type: ignore[call-overload]
+    "DsmJobInputs",
+    __base__=FilesOrScenes,
+    images=(list[str] | None, Field(
+        None, description="The stereo pair or triplet: 2 or 3 single-band images with an "
+        "RPC model (GeoTIFF with RPC metadata), as http(s) URLs or names of uploaded files.",
+        min_length=2, max_length=3)),
+    scenes=scenes_field(PleiadesSceneRequest, "the Pléiades stereo views"),
+    dem=(str | None, Field(None, description="Optional coarse DEM (GeoTIFF, ellipsoidal "
+                           "heights) bounding the height search: URL or uploaded file.")),
+    **_DSM_FIELDS,
+)
+_DSM_FILES = ("dsm", "ortho", "count", "uncertainty", "quicklook", "item", "report", "filled")
+
+
+def _dsm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+    from dsm_opt.pipeline import run
+
+    raw = inputs.model_dump()
+    refs = raw.pop("images")
+    request = raw.pop("scenes")
+    if request is not None:
+        images = scene_files(PleiadesSceneRequest.model_validate(request), ctx, min_scenes=2)
+        if len(images) > 3:
+            raise InputError(f"{len(images)} Pléiades views over the AOI and dates: narrow "
+                             "the dates to one stereo acquisition (2 or 3 views)")
+    else:
+        images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+    if raw.get("dem"):
+        raw["dem"] = resolve_reference(raw["dem"], ctx, len(images))
+    cfg = DsmConfig(images=images, out=ctx.workdir / "products", **raw)
+    out = run(cfg, progress=ctx.progress)
+    result: dict[str, Any] = {}
+    for name in _DSM_FILES:
+        path = getattr(out, name, None)
+        if path is not None:
+            result[name] = str(Path(path).relative_to(ctx.workdir))
+    return result
+
+
+DSM_OPT_PROCESS = ProcessSpec(
+    id="dsm-opt", title="DSM-OPT: digital surface model from a stereo pair or triplet",
+    version="1.0.0",
+    description="Digital surface model from Pléiades (or any RPC-modelled) stereo images: "
+    "pair selection by base-to-height ratio, epipolar rectification from the RPCs, "
+    "semi-global matching, triangulation and rasterisation on the UTM grid of the scene "
+    "(heights in metres above the WGS84 ellipsoid), with an ortho-image.",
+    inputs_model=DsmJobInputs,
+    outputs={
+        "dsm": OutputSpec("DSM (m above the WGS84 ellipsoid)", "file", _COG),
+        "ortho": OutputSpec("Ortho-image", "file", _COG),
+        "count": OutputSpec("Points per cell", "file", _COG),
+        "uncertainty": OutputSpec("Height 1-sigma (m)", "file", _COG),
+        "quicklook": OutputSpec("Hillshade quicklook", "file", "image/png"),
+        "filled": OutputSpec("Cells filled by interpolation (fill_holes)", "file", _COG),
+        "item": OutputSpec("STAC item", "file", "application/geo+json"),
+        "report": OutputSpec("Job report", "file", "application/json"),
+    },
+    execute=_dsm_opt, keywords=("optical", "stereo", "DSM", "Pléiades", "photogrammetry"),
+)
