@@ -11,7 +11,7 @@ __all__ = ["sar"]
 
 @click.group()
 def sar() -> None:
-    """GDM-SAR: InSAR time series and LOS velocity from a coregistered SLC stack.
+    """GDM-SAR: InSAR time series and LOS velocity from an SLC stack or Sentinel-1 SAFEs.
 
     \b
     Input (fixed): a folder with one CFloat32 GeoTIFF per date, YYYYMMDD in the name,
@@ -20,15 +20,20 @@ def sar() -> None:
     Products (fixed names): velocity.tif (m/yr), timeseries.tif (m, one band per date),
     velocity_std.tif, temporal_coherence.tif, interferograms/YYYYMMDD_YYYYMMDD/
     {wrapped,unwrapped,coherence,conncomp}.tif, quicklooks, report.json, item.json.
+    Sentinel-1 IW SLC products (a folder of *.SAFE folders or S1*.zip) are ingested
+    first (bursts covering --aoi, orbits, TOPS coregistration with ESD, stitching) into
+    OUT/stack; products are then geocoded to UTM in OUT/geocoded/.
     \b
     Try:
       gdm sar simulate sim --dates 24 --size 384
       gdm sar run sim/stack --out products
+      gdm sar simulate-safe s1sim
+      gdm sar run s1sim/safe --out s1products --orbits s1sim/orbits --dem s1sim/dem.tif
     """
 
 
 @sar.command("run")
-@click.argument("stack_dir", type=click.Path(path_type=Path))
+@click.argument("stack_dir", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output folder (created; products appear only when the job succeeds).")
 @click.option("--network", type=click.Choice(["nearest", "all", "span"]), default="nearest",
@@ -50,38 +55,108 @@ def sar() -> None:
               help="Reference pixel on the multilooked grid (default: automatic).")
 @click.option("--block-mb", type=int, default=256, show_default=True,
               help="Memory budget of one block of rows (MiB).")
+@click.option("--aoi", nargs=4, type=float, metavar="W S E N",
+              help="SAFE input: keep the bursts covering this lon/lat box (degrees).")
+@click.option("--orbits", type=click.Path(path_type=Path),
+              help="SAFE input: folder of EOF orbit files (precise, else restituted).")
+@click.option("--orbit-source", type=click.Choice(["auto", "precise", "annotation"]),
+              default="auto", show_default=True,
+              help="SAFE input: 'precise' requires an EOF for every date; 'auto' falls back "
+              "to the annotation state vectors.")
+@click.option("--dem", type=click.Path(path_type=Path),
+              help="SAFE input: DEM GeoTIFF (EPSG:4326, ellipsoidal heights); default "
+              "the ellipsoid.")
+@click.option("--swath", type=click.Choice(["IW1", "IW2", "IW3"]),
+              help="SAFE input: subswath (default: the one covering most of the AOI).")
+@click.option("--polarisation", type=click.Choice(["VV", "HH", "VH", "HV"]),
+              help="SAFE input: polarisation (default VV, else HH).")
+@click.option("--no-esd", is_flag=True, help="SAFE input: skip enhanced spectral diversity.")
+@click.option("--geocode/--no-geocode", default=True, show_default=True,
+              help="Geocode velocity, time series and coherence onto UTM (COGs in "
+              "OUT/geocoded/) when the stack has a radar geometry (SAFE input).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days: float | None,
             max_bperp: float | None, looks: tuple[int, int], alpha: float, unwrapper: str,
             min_coherence: float, no_dem_error: bool, reference: tuple[int, int] | None,
-            block_mb: int, quiet: bool, debug: bool) -> None:
-    """Interferograms, unwrapping, SBAS time series and velocity of STACK_DIR.
+            block_mb: int, aoi: tuple[float, float, float, float] | None,
+            orbits: Path | None, orbit_source: str, dem: Path | None, swath: str | None,
+            polarisation: str | None, no_esd: bool, geocode: bool, quiet: bool,
+            debug: bool) -> None:
+    """Interferograms, unwrapping, SBAS time series and velocity of INPUT.
 
     \b
-    Example:
+    INPUT is a coregistered stack folder, or a folder of Sentinel-1 IW SLC products
+    (*.SAFE folders or S1*.zip, one per date, one track): those are first ingested
+    (burst selection, orbits, TOPS coregistration with ESD, stitching) into OUT/stack.
+    \b
+    Examples:
       gdm sar run stack/ --out products --network nearest -k 4 --looks 4 16
+      gdm sar run safes/ --out products --orbits eof/ --dem dem.tif --aoi 5.1 45.2 5.3 45.4
     """
     from gdm.cli import _guarded, _Progress
     from gdm_sar.config import SarConfig
     from gdm_sar.pipeline import run
 
     def job():
-        cfg = SarConfig(stack=stack_dir, out=out, network=network, neighbours=neighbours,
+        from gdm_sar.ingest import IngestConfig, ingest, is_safe_folder
+        from gdmio.errors import InputError
+
+        stack = stack_dir
+        if is_safe_folder(stack_dir):
+            stack = _ingest_once(IngestConfig(
+                safe=stack_dir, out=out / "stack", orbits=orbits, orbit_source=orbit_source,
+                dem=dem, aoi=aoi or None, swath=swath, polarisation=polarisation,
+                esd=not no_esd), ingest, quiet)
+        elif aoi or orbits or dem:
+            raise InputError("--aoi, --orbits and --dem apply to SAFE inputs only; "
+                             f"{stack_dir} holds no *.SAFE folder or S1*.zip")
+        cfg = SarConfig(stack=stack, out=out, network=network, neighbours=neighbours,
                         max_days=max_days, max_bperp=max_bperp, azimuth_looks=looks[0],
                         range_looks=looks[1], filter_alpha=alpha, unwrapper=unwrapper,
                         min_coherence=min_coherence, dem_error=not no_dem_error,
                         reference=reference or None, block_mb=block_mb)
         bar = _Progress(not quiet, "gdm sar")
         try:
-            return run(cfg, progress=bar)
+            result = run(cfg, progress=bar)
         finally:
             bar.close()
+        geocoded = []
+        if geocode and (Path(stack) / "geometry.json").is_file():
+            from gdm_sar.geocode import geocode_products
 
-    outputs = _guarded(job, debug)
+            geocoded = geocode_products(result.out_dir, stack, Path(out) / "geocoded")
+        return result, geocoded
+
+    outputs, geocoded = _guarded(job, debug)
     click.echo(f"products in {outputs.out_dir}: velocity.tif, timeseries.tif, "
                f"velocity_std.tif, temporal_coherence.tif, {len(outputs.interferograms)} "
-               "interferograms, quicklooks, item.json")
+               "interferograms, quicklooks, item.json"
+               + (f"; {len(geocoded)} geocoded COG(s) in geocoded/" if geocoded else ""))
+
+
+def _ingest_once(cfg, ingest, quiet: bool) -> Path:
+    """Ingest SAFE products into ``cfg.out`` unless the same products are already there."""
+    import json
+
+    from gdm.cli import _Progress
+    from gdmio.s1.safe import find_products
+
+    report = Path(cfg.out) / "ingest_report.json"
+    if report.is_file():
+        try:
+            done = json.loads(report.read_text()).get("products", [])
+        except ValueError:
+            done = []
+        names = [p.name.removesuffix(".zip").removesuffix(".SAFE")
+                 for p in find_products(cfg.safe)]
+        if sorted(done) == sorted(names):
+            return Path(cfg.out)
+    bar = _Progress(not quiet, "ingest")
+    try:
+        return ingest(cfg, progress=bar).stack_dir
+    finally:
+        bar.close()
 
 
 @sar.command("simulate")
@@ -117,3 +192,34 @@ def sar_simulate(out: Path, dates: int, size: int, interval_days: int, deformati
         deformation=deformation, atmosphere_m=atmosphere_mm / 1000,
         dem_error_m=dem_error_m, seed=seed)), debug)
     click.echo(f"stack in {sim.stack_dir}, truth in {sim.truth_dir}")
+
+
+@sar.command("simulate-safe")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--dates", type=int, default=6, show_default=True, help="Acquisitions.")
+@click.option("--bursts", type=int, default=3, show_default=True, help="Bursts per product.")
+@click.option("--samples", type=int, default=256, show_default=True, help="Range samples.")
+@click.option("--velocity-mm", type=float, default=30.0, show_default=True,
+              help="Peak LOS velocity of the deformation bump (mm/yr).")
+@click.option("--timing-error-px", type=float, default=0.04, show_default=True,
+              help="Azimuth timing error of each secondary annotation (lines; ESD finds it).")
+@click.option("--zip", "as_zip", is_flag=True, help="Write zips instead of SAFE folders.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
+def sar_simulate_safe(out: Path, dates: int, bursts: int, samples: int, velocity_mm: float,
+                      timing_error_px: float, as_zip: bool, seed: int, debug: bool) -> None:
+    """Write simulated Sentinel-1 IW SLC products (OUT/safe), orbits, DEM and truth.
+
+    \b
+    Small but structurally faithful SAFE products (manifest, annotation, CInt16 bursts)
+    from a known orbit geometry, DEM and LOS velocity bump. Then:
+      gdm sar run OUT/safe --out products --orbits OUT/orbits --dem OUT/dem.tif
+    """
+    from gdm.cli import _guarded
+    from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe
+
+    sim = _guarded(lambda: simulate_safe(SimulateSafeConfig(
+        out=out, dates=dates, bursts=bursts, samples=samples, velocity=velocity_mm / 1000,
+        timing_error_px=timing_error_px, zip=as_zip, seed=seed)), debug)
+    click.echo(f"{len(sim.products)} products in {sim.safe_dir}, orbits in {sim.orbit_dir}, "
+               f"DEM {sim.dem}, truth in {sim.safe_dir.parent / 'truth.json'}")

@@ -1,0 +1,1 @@
+"""Sentinel-1 IW SLC ingestion: SAFE products, bursts, orbits."""
