@@ -54,13 +54,20 @@ class FakeAsf:
 
     def add_slc(self, start: dt.datetime, footprint: tuple[float, float, float, float],
                 direction: str = "ASCENDING", path: int = 88, size: int = 200_000,
-                platform: str = "A", md5: str | None = None) -> tuple[str, bytes]:
-        """Add an SLC granule and its zip; return (scene name, content)."""
+                platform: str = "A", md5: str | None = None, name: str | None = None,
+                data: bytes | None = None) -> tuple[str, bytes]:
+        """Add an SLC granule and its zip; return (scene name, content).
+
+        ``name`` and ``data`` serve a given product (e.g. a simulated SAFE zip) instead of
+        random bytes under a made-up name.
+        """
         stop = start + dt.timedelta(seconds=27)
         orbit = 46000 + len(self.granules)
-        name = (f"S1{platform}_IW_SLC__1SDV_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
-                f"{orbit:06d}_{orbit * 7 % 0xFFFFFF:06X}_{len(self.granules):04X}")
-        data = os.urandom(size)
+        name = name or (f"S1{platform}_IW_SLC__1SDV_{start:%Y%m%dT%H%M%S}_"
+                        f"{stop:%Y%m%dT%H%M%S}_{orbit:06d}_{orbit * 7 % 0xFFFFFF:06X}_"
+                        f"{len(self.granules):04X}")
+        data = os.urandom(size) if data is None else data
+        size = len(data)
         href = f"{self.url}/SLC/S{platform}/{name}.zip"
         self.archive.files[f"/SLC/S{platform}/{name}.zip"] = data
         attrs = {

@@ -120,3 +120,53 @@ def test_scene_preview_lists_what_a_job_would_process(stac_archive):
         preview_scenes({"provider": "s2", "aoi": "not an area", "start": "2023-03-30",
                         "end": "2023-04-30"})
     assert err.value.status == 400
+
+
+@pytest.mark.slow
+def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monkeypatch):
+    """ASF search -> SAFE zips in the cache -> ingest -> GDM-SAR -> UTM velocity."""
+    import datetime as dt
+    import shutil
+
+    import numpy as np
+    import rasterio
+    from pyproj import Transformer
+
+    from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe, velocity_at
+    from tests.fakeasf import running_asf
+
+    sim = simulate_safe(SimulateSafeConfig(out=tmp_path / "sim", dates=6, seed=3, zip=True))
+    with rasterio.open(sim.dem) as ds:
+        w, s, e, n = ds.bounds
+    uploads = tmp_path / "up"
+    uploads.mkdir()
+    shutil.copy(sim.dem, uploads / "dem.tif")
+    with running_asf() as asf:
+        for path, day in zip(sim.products, sim.dates, strict=True):
+            asf.add_slc(dt.datetime.combine(day, dt.time(5, 26, 18), tzinfo=dt.UTC),
+                        (w, s, e, n), path=37, name=path.stem, data=path.read_bytes())
+        monkeypatch.setenv("GDM_ASF_URL", asf.url)
+        spec = get_process("gdm-sar")
+        lon, lat = sim.truth["velocity_model"]["lon"], sim.truth["velocity_model"]["lat"]
+        inputs = spec.validate_inputs({
+            "scenes": {"aoi": f"{lon - 0.2},{lat - 0.15},{lon + 0.2},{lat + 0.15}",
+                       "start": "2023-03-01",
+                       "end": "2023-05-31", "relative_orbit": 37},
+            "dem": "dem.tif"})
+        ctx = JobContext(job_id="j", workdir=tmp_path / "work", uploads_dir=uploads,
+                         progress=lambda f, m: None, scene_cache=tmp_path / "cache")
+        out = spec.execute(inputs, ctx)
+    assert len(list((tmp_path / "cache").rglob("*.zip"))) == 6  # fetched once, cached
+    with rasterio.open(ctx.workdir / out["velocity_geocoded"]) as ds:
+        v = ds.read(1)
+        rows, cols = np.mgrid[:ds.height, :ds.width]
+        x, y = rasterio.transform.xy(ds.transform, rows.ravel(), cols.ravel())
+        lo, la = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    truth = velocity_at(np.reshape(la, v.shape), np.reshape(lo, v.shape), sim.truth)
+    ok = np.isfinite(v)
+    err = v - truth
+    err -= np.median(err[ok & (np.abs(truth) < 0.001)])
+    rmse = float(np.sqrt(np.mean(err[ok] ** 2)))
+    print(f"\ngdm-sar by area from Sentinel-1 products: geocoded velocity RMSE "
+          f"{rmse * 1000:.2f} mm/yr over {ok.sum()} map pixels")
+    assert ok.sum() > 1000 and rmse < 0.002

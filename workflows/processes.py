@@ -8,6 +8,7 @@ folder. Nothing here knows about HTTP or Celery.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -108,35 +109,93 @@ SarJobInputs = create_model(  # type: ignore[call-overload]
         None, description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
         "convention): http(s) URLs or names of uploaded files.", min_length=2,
         max_length=1000)),
-    scenes=scenes_field(S1SceneRequest, "Sentinel-1 scenes"),
+    scenes=scenes_field(S1SceneRequest, "Sentinel-1 IW SLC products (ingested: bursts "
+                        "over the AOI, TOPS coregistration with ESD, geocoding)"),
+    dem=(str | None, Field(
+        None, description="For Sentinel-1 products (scenes): DEM GeoTIFF in EPSG:4326 with "
+        "ellipsoidal heights (m) used for coregistration and geocoding, as an http(s) URL "
+        "or an uploaded file; none: the ellipsoid.")),
     **_SAR_FIELDS,
 )
 _SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
               "misclosure", "mean_coherence", "dem_error", "network", "item", "report")
+_GEOCODED = ("velocity", "velocity_std", "timeseries", "temporal_coherence", "mean_coherence")
+
+
+_MIN_AOI_DEG = 0.05  # smallest side of the area ingested around a point AOI (~5 km)
+
+
+def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None,
+                 ctx: JobContext) -> Path:
+    """Sentinel-1 SAFE products -> coregistered stack in the job's inputs (resumable)."""
+    import json
+
+    from gdm_sar.ingest import IngestConfig, ingest
+    from gdmio.providers.aoi import parse_aoi
+
+    safe_dir = ctx.workdir / "inputs" / "safe"
+    safe_dir.mkdir(parents=True, exist_ok=True)
+    for src in products:
+        dest = safe_dir / src.name
+        if not dest.exists():
+            dest.symlink_to(src.resolve())
+    out = ctx.workdir / "inputs" / "stack"
+    names = sorted(p.name.removesuffix(".zip").removesuffix(".SAFE") for p in products)
+    report = out / "ingest_report.json"
+    if report.is_file():
+        try:
+            if sorted(json.loads(report.read_text()).get("products", [])) == names:
+                return out  # ingested by an earlier attempt of this job
+        except ValueError:
+            pass
+    if out.exists():
+        shutil.rmtree(out)
+
+    def progress(fraction: float, message: str) -> None:
+        ctx.progress(0.1 + 0.3 * fraction, message)  # ingest: 10-40 % of the job
+
+    w, s, e, n = parse_aoi(request.aoi).bounds
+    half = _MIN_AOI_DEG / 2  # a point or a line gets a small area around it
+    if e - w < _MIN_AOI_DEG:
+        w, e = (w + e) / 2 - half, (w + e) / 2 + half
+    if n - s < _MIN_AOI_DEG:
+        s, n = (s + n) / 2 - half, (s + n) / 2 + half
+    cfg = IngestConfig(safe=safe_dir, out=out, dem=dem, orbit_source="auto",
+                       aoi=(w, s, e, n))
+    return ingest(cfg, progress=progress).stack_dir
 
 
 def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     from gdm_sar.pipeline import run
 
     raw = inputs.model_dump()
-    stack = ctx.workdir / "inputs" / "stack"
-    stack.mkdir(parents=True, exist_ok=True)
     request = raw.pop("scenes")
     refs = raw.pop("slcs")
+    dem_ref = raw.pop("dem")
+    geocode = False
     if request is not None:
-        sources = scene_files(S1SceneRequest.model_validate(request), ctx, min_scenes=2)
-        safe = [p.name for p in sources if p.suffix.lower() not in (".tif", ".tiff")]
-        if safe:
-            raise InputError(
-                f"the archive gave Sentinel-1 SAFE products ({', '.join(safe[:3])}"
-                f"{', ...' if len(safe) > 3 else ''}); turning SAFE products into a "
-                "coregistered stack is not available yet: give coregistered SLCs in 'slcs'")
+        scene_req = S1SceneRequest.model_validate(request)
+        sources = scene_files(scene_req, ctx, min_scenes=2)
+        tiffs = [p for p in sources if p.suffix.lower() in (".tif", ".tiff")]
+        if tiffs and len(tiffs) < len(sources):
+            raise InputError("the archive gave a mix of SAFE products and single bursts; "
+                             "ask for one product type ('product': 'SLC')")
+        if not tiffs:
+            dem = resolve_reference(dem_ref, ctx, len(sources)) if dem_ref else None
+            stack = _ingest_safe(sources, scene_req, dem, ctx)
+            geocode = True
+    elif dem_ref:
+        raise InputError("'dem' applies to Sentinel-1 products given as 'scenes'; "
+                         "coregistered SLCs need none")
     else:
         sources = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
-    for src in sources:
-        dest = stack / src.name
-        if not dest.exists():
-            dest.symlink_to(src.resolve())
+    if not geocode:
+        stack = ctx.workdir / "inputs" / "stack"
+        stack.mkdir(parents=True, exist_ok=True)
+        for src in sources:
+            dest = stack / src.name
+            if not dest.exists():
+                dest.symlink_to(src.resolve())
     cfg = SarConfig(stack=stack, out=ctx.workdir / "products", **raw)
     out = run(cfg, progress=ctx.progress)
     result: dict[str, Any] = {}
@@ -144,6 +203,12 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
         path = getattr(out, name, None)
         if path is not None:
             result[name] = str(Path(path).relative_to(ctx.workdir))
+    if geocode:
+        from gdm_sar.geocode import geocode_products
+
+        ctx.progress(0.97, "geocoding")
+        for path in geocode_products(out.out_dir, stack, Path(out.out_dir) / "geocoded"):
+            result[f"{path.stem}_geocoded"] = str(path.relative_to(ctx.workdir))
     result["quicklooks"] = [str(Path(q).relative_to(ctx.workdir)) for q in out.quicklooks]
     return result
 
@@ -195,6 +260,9 @@ PROCESSES: dict[str, ProcessSpec] = {
             "mean_coherence": OutputSpec("Mean coherence", "file", _COG),
             "dem_error": OutputSpec("DEM error (m)", "file", _COG),
             "network": OutputSpec("Network plot", "file", "image/png"),
+            **{f"{n}_geocoded": OutputSpec(f"{n.replace('_', ' ').capitalize()} on a UTM "
+                                           "grid (Sentinel-1 products)", "file", _COG)
+               for n in _GEOCODED},
             "item": OutputSpec("STAC item", "file", "application/geo+json"),
             "report": OutputSpec("Job report", "file", "application/json"),
         },
