@@ -219,10 +219,18 @@ from gdm.cli_sar import sar  # noqa: E402
 main.add_command(sar)
 
 from gdm.cli_activate import activate, activation  # noqa: E402
+
 main.add_command(activate)
 main.add_command(activation)
 
+from gdm.cli_campaign import campaign  # noqa: E402
+
+main.add_command(campaign)
+
 from gdm.cli_dsm import dsm  # noqa: E402
+
 main.add_command(dsm)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

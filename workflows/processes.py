@@ -282,8 +282,9 @@ def get_process(process_id: str) -> ProcessSpec:
 def _register_service_processes() -> None:
     """Add the processes defined in their own modules (they import this one)."""
     from workflows.process_dsm import DSM_OPT_PROCESS
+    from workflows.process_flatsim import FLATSIM_PROCESS
 
-    for spec in (DSM_OPT_PROCESS,):
+    for spec in (DSM_OPT_PROCESS, FLATSIM_PROCESS):
         PROCESSES[spec.id] = spec
 
 

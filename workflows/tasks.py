@@ -88,4 +88,7 @@ def _worker_shutting_down(**_: Any) -> None:
     ready = os.environ.get(READY_FILE_ENV)
     if ready:
         Path(ready).unlink(missing_ok=True)
+
+
 import workflows.activation_tasks  # noqa: E402, F401  (bulletin refresh when a job ends)
+import workflows.campaign_tasks  # noqa: E402,F401  (registers gdm.campaign.*)

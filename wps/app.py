@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.extensions["gdm"] = AppState(settings=settings, store=store)
 
     from wps.activation import bp as activation_bp
+    from wps.campaigns import bp as campaigns_bp
     from wps.ogcapi import bp as ogcapi_bp
     from wps.webform import bp as webform_bp
     from wps.wps1 import bp as wps_bp
@@ -28,5 +29,6 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.register_blueprint(ogcapi_bp, url_prefix="/ogcapi")
     app.register_blueprint(wps_bp, url_prefix="/wps")
     app.register_blueprint(webform_bp)
+    app.register_blueprint(campaigns_bp)  # FLATSIM campaign monitoring
     app.register_blueprint(activation_bp)  # CIEST² activations
     return app

@@ -1,0 +1,964 @@
+"""The steps of a FLATSIM frame, as plain functions of (campaign, frame, folder).
+
+=========  ==============================================  ================================
+step       writes (under ``<root>/<frame>/``)                skipped when
+=========  ==============================================  ================================
+ingest     ``stack/`` (links to the valid SLCs),            ``ingest.json`` reads and every
+           ``ingest.json`` (dates, dropped dates, pairs)    listed SLC exists
+pair       ``interferograms/<d1>_<d2>/``: wrapped,          ``pair.json`` and the 4 rasters
+           coherence, unwrapped, conncomp, ``pair.json``    open on the frame grid
+invert     ``ts/``: time series, velocity, quality          ``ts/inversion.json`` and its
+           layers, ``inversion.json``                       rasters open
+package    quicklooks, ``network.png``, ``item.json``       ``metadata.json`` reads and its
+           (STAC), ``metadata.json`` (written last)         files exist
+=========  ==============================================  ================================
+
+Each step writes into a hidden temporary folder or name and publishes it by one
+rename, so a step killed half-way leaves nothing that looks done; two workers running
+the same step at once (a redelivered message) both write complete, identical results
+and the second rename is a no-op. Every step is deterministic (seeds, block sizes from
+the spec's ``memory_limit``, not from the machine), so a re-run gives the same bytes of
+data.
+
+Ingestion is the seam for Sentinel-1 SAFE processing: today a frame's stack comes from
+a folder (the coregistered stack convention) or is simulated by :mod:`gdm_sar.simulate`.
+
+The frame inversion is chunked by rows with Dask (one ``dask.delayed`` task per chunk
+reads its rows of every pair, inverts them and writes them to the products; the
+synchronous scheduler keeps one chunk in memory); the chunk height comes from
+``memory_limit``, so a frame whose stack or pair cube is larger than the memory of one
+machine still runs. ``dask.array`` is not used: importing it (and pandas) costs a worker
+about 80 MB for nothing here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from flatsim.plan import Step, frame_head, network_gaps, pair_name, plan_frame, select_network
+from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
+from gdmio.cog import CogWriter, write_cog
+from gdmio.errors import InputError
+from kernels.insar import coherence_debias, goldstein, interferogram, reference_point
+from kernels.sbas import invert_sbas, years_since_first
+from kernels.unwrap import unwrap
+
+__all__ = ["FrameJob", "ingest", "run_pair", "invert", "package", "verify_ingest",
+           "verify_pair", "verify_inversion", "verify_package", "frame_plan", "raster_sha256",
+           "run_step", "run_frame_local", "run_campaign_local", "StepOutcome",
+           "INVERSION_LAYERS", "QUALITY_LAYERS"]
+
+_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+_REQUIRED = ("ACQUISITION_DATE", "WAVELENGTH", "PERPENDICULAR_BASELINE", "INCIDENCE_ANGLE",
+             "SLANT_RANGE", "HEADING")
+PAIR_FILES = ("wrapped.tif", "coherence.tif", "unwrapped.tif", "conncomp.tif")
+QUALITY_LAYERS = ("velocity_std", "temporal_coherence", "residual_rms", "misclosure",
+                  "mean_coherence", "n_pairs")
+INVERSION_LAYERS = ("velocity", "timeseries", *QUALITY_LAYERS)
+
+
+# ============================================================================ context
+@dataclass(frozen=True)
+class FrameJob:
+    """One frame of one campaign and where its products go."""
+
+    spec: CampaignSpec
+    campaign: str
+    frame: FrameSpec
+    root: Path
+
+    @property
+    def dir(self) -> Path:
+        """The frame's product folder."""
+        return self.root / self.frame.id
+
+    @property
+    def budget(self) -> int:
+        """Bytes of data a step may hold: the memory limit less a worker's baseline."""
+        return max(32 * 2**20, self.spec.memory_bytes - BASELINE_RSS_BYTES)
+
+
+def _atomic_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _publish_dir(tmp: Path, final: Path) -> None:
+    """Rename a finished temporary folder onto its final name (first writer wins)."""
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if final.is_dir():  # another attempt published the same result first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            raise
+
+
+def _tmp_dir(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".tmp-{name}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    return tmp
+
+
+def raster_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a raster's pixel values (all bands, as stored): a layout-free checksum."""
+    h = hashlib.sha256()
+    with rasterio.open(path) as ds:
+        h.update(f"{ds.count}x{ds.height}x{ds.width}:{ds.dtypes[0]}".encode())
+        for b in range(1, ds.count + 1):
+            h.update(np.ascontiguousarray(ds.read(b)).tobytes())
+    return h.hexdigest()
+
+
+# ============================================================================= ingest
+def _check_slc(path: Path, block_bytes: int) -> tuple[dict, str | None]:
+    """Header facts of one SLC and why it is unusable (None when it is fine).
+
+    The whole raster is read (in row blocks), so truncated or damaged files, and
+    files full of non-finite values or zeros, are caught here and not in a pair step.
+    """
+    facts: dict[str, Any] = {"file": path.name}
+    try:
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+            facts.update(width=ds.width, height=ds.height, crs=ds.crs.to_string()
+                         if ds.crs else None, transform=list(ds.transform)[:6])
+            if ds.count != 1 or not ds.dtypes[0].startswith("complex"):
+                return facts, f"not one complex band ({ds.count} x {ds.dtypes[0]})"
+            missing = [k for k in _REQUIRED if k not in tags]
+            if missing:
+                return facts, f"missing metadata {', '.join(missing)}"
+            facts["tags"] = {k: tags[k] for k in _REQUIRED}
+            rows = max(1, block_bytes // (8 * ds.width * 4))
+            nonzero = False
+            for r0 in range(0, ds.height, rows):
+                a = ds.read(1, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
+                if not np.isfinite(a).all():
+                    return facts, f"non-finite values from row {r0}"
+                nonzero = nonzero or bool(np.any(a != 0))
+            if not nonzero:
+                return facts, "every pixel is zero"
+    except (RasterioError, OSError) as exc:
+        return facts, f"unreadable: {str(exc).splitlines()[0][:200]}"
+    return facts, None
+
+
+def _file_date(path: Path) -> dt.date | None:
+    import re
+
+    m = re.search(r"(?<!\d)(\d{8})(?!\d)", path.name)
+    if not m:
+        return None
+    try:
+        return dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _source_files(job: FrameJob) -> list[Path]:
+    """Bring the frame's SLCs (simulate them, or list the folder): the ingest seam."""
+    if job.frame.source == "simulated":
+        from gdm_sar.simulate import SimulateSarConfig, simulate
+
+        sim_dir = job.dir / "sim"
+        done = sim_dir / "stack"
+        sim = job.spec.simulation
+        if not (sim_dir / "truth" / "truth.json").is_file():
+            tmp = _tmp_dir(job.dir, "sim")
+            simulate(SimulateSarConfig(
+                out=tmp, dates=sim.dates, size=sim.size, interval_days=sim.interval_days,
+                start=job.spec.start, seed=job.spec.frame_seed(job.frame.id),
+                atmosphere_m=sim.atmosphere_m))
+            # sim/ only ever appears complete (one rename); a concurrent attempt that
+            # published first wins and this identical copy is dropped
+            _publish_dir(tmp, sim_dir)
+        return sorted(p for p in done.iterdir() if p.suffix == ".tif")
+    folder = Path(job.frame.path)  # type: ignore[arg-type]
+    if not folder.is_dir():
+        raise InputError(f"frame {job.frame.id}: stack folder not found: {folder}")
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith("."))
+
+
+def verify_ingest(job: FrameJob) -> dict | None:
+    """The frame's ingest record when it is complete, else None."""
+    doc = _read_json(job.dir / "ingest.json")
+    if doc is None or doc.get("frame") != job.frame.id:
+        return None
+    stack = job.dir / "stack"
+    if not all((stack / f).exists() for f in doc.get("files", [])):
+        return None
+    return doc
+
+
+def ingest(job: FrameJob) -> dict:
+    """Ingest a frame: find its SLCs, drop broken dates, plan its network.
+
+    Returns the ingest record (also written to ``ingest.json``): valid dates and
+    files, dropped dates with their reason, geometry, the planned pairs.
+
+    Raises
+    ------
+    InputError
+        When fewer than ``min_dates`` valid dates remain or no network can be formed.
+
+    """
+    done = verify_ingest(job)
+    if done is not None:
+        return done
+    files = _source_files(job)
+    spec = job.spec
+    kept: list[tuple[dt.date, Path, dict]] = []
+    dropped: list[dict] = []
+    outside = 0
+    for path in files:
+        date = _file_date(path)
+        if date is None:
+            dropped.append({"date": None, "file": path.name,
+                            "reason": "no YYYYMMDD date in the file name"})
+            continue
+        if not spec.start <= date <= spec.end:
+            outside += 1
+            continue
+        facts, reason = _check_slc(path, job.budget // 4)
+        if reason is None:
+            acq = facts["tags"]["ACQUISITION_DATE"][:10]
+            if acq != date.isoformat():
+                reason = f"ACQUISITION_DATE {acq} disagrees with the file name"
+        if reason is not None:
+            dropped.append({"date": date.isoformat(), "file": path.name, "reason": reason})
+            continue
+        kept.append((date, path, facts))
+    kept.sort(key=lambda r: r[0])
+    # one grid: the most common one wins, others are dropped
+    if kept:
+        grids = [(f["width"], f["height"], f["crs"], tuple(f["transform"])) for _, _, f in kept]
+        main = max(set(grids), key=grids.count)
+        for (date, path, _f), g in zip(list(kept), grids, strict=True):
+            if g != main:
+                dropped.append({"date": date.isoformat(), "file": path.name,
+                                "reason": "not on the stack's grid (not coregistered)"})
+        kept = [k for k, g in zip(kept, grids, strict=True) if g == main]
+    seen: set[dt.date] = set()
+    unique = []
+    for rec in kept:
+        if rec[0] in seen:
+            dropped.append({"date": rec[0].isoformat(), "file": rec[1].name,
+                            "reason": "duplicate date"})
+        else:
+            seen.add(rec[0])
+            unique.append(rec)
+    kept = unique
+    if len(kept) < spec.min_dates:
+        raise InputError(f"frame {job.frame.id}: {len(kept)} valid date(s) in "
+                         f"{spec.start}..{spec.end}, fewer than min_dates={spec.min_dates}"
+                         + (f" ({len(dropped)} dropped)" if dropped else ""))
+    dates = [k[0] for k in kept]
+    tags = [k[2]["tags"] for k in kept]
+    bperp = np.array([float(t["PERPENDICULAR_BASELINE"]) for t in tags])
+    bperp = bperp - bperp[0]
+    pairs = select_network(dates, bperp, spec.network)
+    used = {k for p in pairs for k in p}
+    lonely = [dates[k].isoformat() for k in range(len(dates)) if k not in used]
+    # stack of links to the valid files (the coregistered stack convention)
+    tmp = _tmp_dir(job.dir, "stack")
+    names = []
+    for date, path, _ in kept:
+        name = f"slc_{date:%Y%m%d}.tif"
+        (tmp / name).symlink_to(path.resolve())
+        names.append(name)
+    final = job.dir / "stack"
+    if final.is_dir() and sorted(os.listdir(final)) != names:
+        # an earlier attempt kept other dates (its source folder changed): set it aside
+        old = job.dir / f".old-stack-{secrets.token_hex(4)}"
+        os.rename(final, old)
+        shutil.rmtree(old, ignore_errors=True)
+    _publish_dir(tmp, final)
+    f0 = kept[0][2]
+    doc = {
+        "frame": job.frame.id, "track": job.frame.track,
+        "pass_direction": job.frame.pass_direction, "source": job.frame.source,
+        "dates": [d.isoformat() for d in dates], "files": names,
+        "dropped": sorted(dropped, key=lambda d: d["date"] or ""),
+        "outside_range": outside,
+        "bperp_m": np.round(bperp, 3).tolist(),
+        "wavelength_m": float(np.mean([float(t["WAVELENGTH"]) for t in tags])),
+        "incidence_deg": float(np.mean([float(t["INCIDENCE_ANGLE"]) for t in tags])),
+        "slant_range_m": float(np.mean([float(t["SLANT_RANGE"]) for t in tags])),
+        "heading_deg": float(np.mean([float(t["HEADING"]) for t in tags])),
+        "width": f0["width"], "height": f0["height"], "crs": f0["crs"],
+        "transform": f0["transform"],
+        "pairs": [list(p) for p in pairs],
+        "pair_names": [pair_name(dates[i], dates[j]) for i, j in pairs],
+        "dates_in_no_pair": lonely,
+    }
+    _atomic_json(job.dir / "ingest.json", doc)
+    return doc
+
+
+def frame_plan(job: FrameJob, info: dict | None = None) -> list[Step]:
+    """The frame's steps (only its ingest step until it is ingested)."""
+    info = info or verify_ingest(job)
+    if info is None:
+        return [frame_head(job.campaign, job.frame.id)]
+    dates = [dt.date.fromisoformat(d) for d in info["dates"]]
+    return plan_frame(job.campaign, job.frame.id, dates, [tuple(p) for p in info["pairs"]])
+
+
+# =============================================================================== pairs
+def _grid(info: dict, job: FrameJob) -> tuple[int, int, Any, Any]:
+    from affine import Affine
+
+    p = job.spec.processing
+    la, lr = p.azimuth_looks, p.range_looks
+    ny, nx = info["height"] // la, info["width"] // lr
+    transform = Affine(*info["transform"]) * Affine.scale(lr, la)
+    return ny, nx, info["crs"], transform
+
+
+def verify_pair(job: FrameJob, info: dict, name: str) -> dict | None:
+    """The pair's record when its four rasters are complete on the frame grid, else None."""
+    folder = job.dir / "interferograms" / name
+    doc = _read_json(folder / "pair.json")
+    if doc is None or doc.get("pair") != name:
+        return None
+    ny, nx, _, _ = _grid(info, job)
+    try:
+        for f in PAIR_FILES:
+            with rasterio.open(folder / f) as ds:
+                if (ds.height, ds.width) != (ny, nx):
+                    return None
+    except (RasterioError, OSError):
+        return None
+    return doc
+
+
+def run_pair(job: FrameJob, info: dict, name: str) -> dict:
+    """Interferogram, coherence, filtering and unwrapping of one pair (not referenced).
+
+    Independent of every other pair (the reference point is applied in the inversion),
+    so pairs run in any order on any worker. Returns the pair record.
+    """
+    done = verify_pair(job, info, name)
+    if done is not None:
+        return done
+    t0 = time.perf_counter()
+    k = info["pair_names"].index(name)
+    i, j = info["pairs"][k]
+    proc = job.spec.processing
+    la, lr = proc.azimuth_looks, proc.range_looks
+    ny, nx, crs, transform = _grid(info, job)
+    if ny < 8 or nx < 8:
+        raise InputError(f"frame {job.frame.id}: multilooked grid {nx}x{ny} is too small")
+    width = info["width"]
+    # two complex64 SLC blocks and their product / temporaries: ~6 x 8 bytes a pixel
+    rows = max(la, (job.budget // 4 // (48 * width)) // la * la)
+    stack = job.dir / "stack"
+    ifg = np.empty((ny, nx), np.complex64)
+    coh = np.empty((ny, nx), np.float32)
+    with rasterio.Env(GDAL_CACHEMAX=min(64 * 2**20, job.budget // 8)), \
+            rasterio.open(stack / info["files"][i]) as di, \
+            rasterio.open(stack / info["files"][j]) as dj:
+        for r0 in range(0, ny * la, rows):
+            h = min(rows, ny * la - r0)
+            win = Window(0, r0, nx * lr, h)
+            b_ifg, b_coh = interferogram(di.read(1, window=win), dj.read(1, window=win),
+                                         (la, lr))
+            ifg[r0 // la: r0 // la + b_ifg.shape[0]] = b_ifg
+            coh[r0 // la: r0 // la + b_coh.shape[0]] = b_coh
+    n_looks = la * lr
+    if n_looks >= 2:
+        coh = coherence_debias(coh, n_looks)
+    if proc.filter_alpha > 0:
+        ifg = goldstein(ifg, proc.filter_alpha)
+    phase = np.angle(ifg).astype(np.float32)
+    del ifg
+    phase[~np.isfinite(coh)] = np.nan
+    res = unwrap(phase, coh, np.isfinite(phase), backend=proc.unwrapper, nlooks=n_looks,
+                 min_coherence=proc.min_coherence)
+    tmp = _tmp_dir(job.dir / "interferograms", name)
+    try:
+        write_cog(tmp / "wrapped.tif", phase, crs, transform,
+                  tags={"UNITS": "rad", "PAIR": name})
+        write_cog(tmp / "coherence.tif", coh, crs, transform,
+                  tags={"LOOKS": str(n_looks), "DEBIASED": str(n_looks >= 2)})
+        write_cog(tmp / "unwrapped.tif", res.unwrapped.astype(np.float32), crs, transform,
+                  tags={"UNITS": "rad", "REFERENCED": "no (see ts/inversion.json)",
+                        "UNWRAPPER": proc.unwrapper})
+        write_cog(tmp / "conncomp.tif", res.conncomp.astype(np.uint16), crs, transform,
+                  nodata=None, dtype="uint16")
+        doc = {"pair": name, "dates": [info["dates"][i], info["dates"][j]],
+               "components": int(res.conncomp.max()),
+               "unwrapped_fraction": float(np.isfinite(res.unwrapped).mean()),
+               "mean_coherence": float(np.nanmean(coh)) if np.isfinite(coh).any() else None,
+               "seconds": round(time.perf_counter() - t0, 3)}
+        _atomic_json(tmp / "pair.json", doc)
+        _publish_dir(tmp, job.dir / "interferograms" / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return doc
+
+
+# ============================================================================ inversion
+def verify_inversion(job: FrameJob) -> dict | None:
+    """The inversion record when ``ts/`` is complete, else None."""
+    ts = job.dir / "ts"
+    doc = _read_json(ts / "inversion.json")
+    if doc is None:
+        return None
+    try:
+        for name in doc.get("layers", []):
+            with rasterio.open(ts / f"{name}.tif"):
+                pass
+    except (RasterioError, OSError):
+        return None
+    return doc
+
+
+def _triplets(pairs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    index = {p: k for k, p in enumerate(pairs)}
+    dates = sorted({d for p in pairs for d in p})
+    return [(index[(i, j)], index[(j, k)], index[(i, k)])
+            for i, j, k in combinations(dates, 3)
+            if (i, j) in index and (j, k) in index and (i, k) in index]
+
+
+def chunk_rows(job: FrameJob, n_pairs: int, n_dates: int, nx: int, ny: int) -> int:
+    """Rows of one inversion chunk: half the step budget over the bytes of one row.
+
+    A row holds, per pair, the unwrapped phase, components, coherence, the observation
+    and its weight (and the float64 copies of the solver), and per date the series.
+    """
+    per_row = nx * (n_pairs * 48 + n_dates * 40 + 512)
+    return int(max(1, min(ny, (job.budget // 2) // per_row)))
+
+
+def invert(job: FrameJob, info: dict, available: list[str] | None = None,
+           rows: int | None = None) -> dict:
+    """NSBAS inversion of the frame's available pairs, chunked by rows with Dask.
+
+    Parameters
+    ----------
+    job, info
+        The frame and its ingest record.
+    available
+        Pair names to use (default: every planned pair whose outputs verify; pairs that
+        failed are left out and the network gaps they open are reported).
+    rows
+        Chunk height (default: from the memory limit, :func:`chunk_rows`).
+
+    Returns
+    -------
+    dict
+        The inversion record (also ``ts/inversion.json``).
+
+    """
+    import dask
+
+    done = verify_inversion(job)
+    if done is not None:
+        return done
+    t0 = time.perf_counter()
+    proc = job.spec.processing
+    dates = [dt.date.fromisoformat(d) for d in info["dates"]]
+    planned = [tuple(p) for p in info["pairs"]]
+    if available is None:
+        available = [n for n in info["pair_names"] if verify_pair(job, info, n) is not None]
+    keep = [k for k, n in enumerate(info["pair_names"]) if n in set(available)]
+    if not keep:
+        raise InputError(f"frame {job.frame.id}: no interferogram to invert")
+    pairs = [planned[k] for k in keep]
+    names = [info["pair_names"][k] for k in keep]
+    gaps = network_gaps(dates, planned, pairs)
+    ny, nx, crs, transform = _grid(info, job)
+    n_dates, n_pairs = len(dates), len(pairs)
+    rows = rows or chunk_rows(job, n_pairs, n_dates, nx, ny)
+    spans = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
+    ifg_dir = job.dir / "interferograms"
+    wavelength = info["wavelength_m"]
+    to_m = np.float32(-wavelength / (4 * math.pi))
+    cache = min(64 * 2**20, job.budget // 8)
+
+    def read_layer(fname: str, r0: int, r1: int, dtype: Any) -> np.ndarray:
+        out = np.empty((n_pairs, r1 - r0, nx), dtype)
+        for p, name in enumerate(names):
+            with rasterio.open(ifg_dir / name / fname) as ds:
+                out[p] = ds.read(1, window=Window(0, r0, nx, r1 - r0))
+        return out
+
+    # 1. mean coherence (chunked), the reference pixel, and each pair's reference value
+    def coh_block(r0: int, r1: int) -> np.ndarray:
+        c = read_layer("coherence.tif", r0, r1, np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n = np.isfinite(c).sum(axis=0)
+            return (np.nansum(c, axis=0, dtype=np.float64) / n).astype(np.float32)
+
+    with rasterio.Env(GDAL_CACHEMAX=cache):
+        mean_coh = np.concatenate(dask.compute(
+            *[dask.delayed(coh_block)(r0, r1) for r0, r1 in spans], scheduler="synchronous"))
+    try:
+        ref = reference_point(mean_coh, mean_coh >= proc.min_coherence)
+    except ValueError:
+        raise InputError(f"frame {job.frame.id}: no coherent area for the reference point "
+                         f"(mean coherence below {proc.min_coherence} everywhere)") from None
+    r, c = ref
+    win = Window(max(c - 2, 0), max(r - 2, 0), 5, 5)
+    refs: list[tuple[int, float] | None] = []
+    for name in names:
+        with rasterio.open(ifg_dir / name / "conncomp.tif") as ds:
+            lab = ds.read(1, window=win).astype(np.int64)
+        with rasterio.open(ifg_dir / name / "unwrapped.tif") as ds:
+            unw = ds.read(1, window=win)
+        good = lab[lab > 0]
+        if good.size == 0:
+            refs.append(None)
+            continue
+        label = int(np.bincount(good).argmax())
+        refs.append((label, float(np.nanmean(np.where(lab == label, unw, np.nan)))))
+
+    extra = None
+    if proc.dem_error:
+        bperp = np.asarray(info["bperp_m"])
+        sin_th = math.sin(math.radians(info["incidence_deg"]))
+        if np.ptp(bperp) >= 1.0:
+            extra = (bperp / (info["slant_range_m"] * sin_th))[:, None]
+    t_years = years_since_first(dates)
+    triplets = _triplets(pairs)
+    layers = ["velocity", "velocity_std", "temporal_coherence", "residual_rms", "misclosure",
+              "n_pairs"] + (["dem_error"] if extra is not None else [])
+    n_fixed = len(layers)
+    n_bands = n_fixed + n_dates
+
+    # 2. the inversion, one delayed block per chunk of rows
+    def inv_block(r0: int, r1: int) -> np.ndarray:
+        from gdm_sar.pipeline import temporal_fit
+
+        h = r1 - r0
+        unw = read_layer("unwrapped.tif", r0, r1, np.float32)
+        lab = read_layer("conncomp.tif", r0, r1, np.uint16)
+        for p, rv in enumerate(refs):
+            if rv is None:
+                unw[p] = np.nan
+            else:
+                unw[p] = np.where(lab[p] == rv[0], unw[p] - np.float32(rv[1]), np.nan)
+        del lab
+        obs = unw
+        obs *= to_m
+        weights = read_layer("coherence.tif", r0, r1, np.float32)
+        obs[~(weights >= proc.min_coherence)] = np.nan
+        np.nan_to_num(weights, copy=False)
+        np.clip(weights, 0.0, 0.99, out=weights)
+        weights *= weights
+        np.divide(weights, 1 - weights, out=weights)
+        res = invert_sbas(obs, pairs, dates, weights=weights, wavelength=wavelength,
+                          gap_weight=proc.gap_weight)
+        del weights
+        series, vel, vstd = res.series, res.velocity, res.velocity_std
+        dz = None
+        if extra is not None:
+            vel, vstd, dzs = temporal_fit(series, t_years, extra)
+            dz = dzs[0]
+        bad = ~(res.temporal_coherence >= proc.min_temporal_coherence) | \
+            ~(mean_coh[r0:r1] >= proc.min_mean_coherence)
+        series = np.where(bad, np.nan, series)
+        vel, vstd = np.where(bad, np.nan, vel), np.where(bad, np.nan, vstd)
+        if triplets:
+            sq = np.zeros((h, nx), np.float64)
+            cnt = np.zeros((h, nx), np.int32)
+            for a, b, cc in triplets:
+                tri = obs[a] + obs[b] - obs[cc]
+                fin = np.isfinite(tri)
+                sq[fin] += np.square(tri[fin], dtype=np.float64)
+                cnt += fin
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mis = np.sqrt(sq / cnt)
+        else:
+            mis = np.full((h, nx), np.nan)
+        out = np.empty((n_bands, h, nx), np.float32)
+        out[0], out[1], out[2] = vel, vstd, res.temporal_coherence
+        out[3], out[4], out[5] = res.residual_rms, mis, res.n_pairs
+        if dz is not None:
+            out[6] = np.where(bad, np.nan, dz)
+        out[n_fixed:] = series
+        return out
+
+    ts_tmp = _tmp_dir(job.dir, "ts")
+    tags = {"UNITS": "m", "CONVENTION": "LOS, positive towards the satellite",
+            "REFERENCE_PIXEL": f"{r},{c}"}
+    units = {"velocity": "m/yr", "velocity_std": "m/yr", "temporal_coherence": "1",
+             "residual_rms": "m", "misclosure": "m", "n_pairs": "count", "dem_error": "m"}
+    writers = {n: CogWriter(ts_tmp / f"{n}.tif", nx, ny, 1, crs, transform,
+                            tags={**tags, "UNITS": units[n]}) for n in layers}
+    writers["timeseries"] = CogWriter(ts_tmp / "timeseries.tif", nx, ny, n_dates, crs,
+                                      transform, descriptions=info["dates"], tags=tags)
+
+    lock = threading.Lock()
+
+    def store_block(r0: int, r1: int) -> int:
+        """Invert rows r0:r1 and write them (one Dask task per chunk of rows)."""
+        block = inv_block(r0, r1)
+        w = Window(0, r0, nx, r1 - r0)
+        with lock:
+            for b, name in enumerate(layers):
+                writers[name].write(block[b], w)
+            writers["timeseries"].write(block[n_fixed:], w)
+        return r1 - r0
+
+    tasks = [dask.delayed(store_block)(r0, r1) for r0, r1 in spans]
+    entered = []
+    try:
+        for w in writers.values():
+            w.__enter__()
+            entered.append(w)
+        with rasterio.Env(GDAL_CACHEMAX=cache):
+            # synchronous: one chunk in memory at a time (the budget is per chunk);
+            # the kernels are parallel inside a chunk
+            written = sum(dask.compute(*tasks, scheduler="synchronous"))
+            if written != ny:
+                raise RuntimeError(f"inversion wrote {written} rows of {ny}")
+            for w in entered:
+                w.__exit__(None, None, None)
+            write_cog(ts_tmp / "mean_coherence.tif", mean_coh, crs, transform,
+                      tags={"UNITS": "1"})
+        layers_all = ["timeseries", *layers, "mean_coherence"]
+        doc = {"frame": job.frame.id, "pairs_used": names, "pairs_planned": len(planned),
+               "network": gaps, "reference_pixel": {"row": r, "col": c},
+               "pairs_without_reference": [n for n, rv in zip(names, refs, strict=True)
+                                           if rv is None],
+               "chunk_rows": rows, "chunks": len(spans), "grid": {"width": nx, "height": ny},
+               "triplets": len(triplets), "dem_error_estimated": extra is not None,
+               "layers": layers_all, "seconds": round(time.perf_counter() - t0, 3)}
+        _atomic_json(ts_tmp / "inversion.json", doc)
+        final = job.dir / "ts"
+        if final.exists() and verify_inversion(job) is None:
+            shutil.rmtree(final)  # an incomplete earlier result (should not happen)
+        _publish_dir(ts_tmp, final)
+    except BaseException as exc:
+        for w in entered:
+            if w._staged is not None and w._staged.exists():  # still open: abort it
+                w.__exit__(type(exc), exc, exc.__traceback__)
+        shutil.rmtree(ts_tmp, ignore_errors=True)
+        raise
+    return doc
+
+
+# ============================================================================= package
+def verify_package(job: FrameJob) -> dict | None:
+    """The frame's metadata when its package is complete, else None."""
+    doc = _read_json(job.dir / "metadata.json")
+    if doc is None or doc.get("frame") != job.frame.id:
+        return None
+    if not all((job.dir / f).exists() for f in doc.get("files", [])):
+        return None
+    return doc
+
+
+def _network_plot(info: dict, inv: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dates = [dt.date.fromisoformat(d) for d in info["dates"]]
+    bperp = info["bperp_m"]
+    used = set(inv["pairs_used"])
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for (i, j), name in zip(info["pairs"], info["pair_names"], strict=True):
+        ok = name in used
+        ax.plot([dates[i], dates[j]], [bperp[i], bperp[j]],
+                color="tab:blue" if ok else "tab:red", lw=0.8 if ok else 1.4,
+                ls="-" if ok else "--", alpha=0.7 if ok else 1.0)
+    ax.plot(dates, bperp, "o", color="k", ms=3)
+    for d in info["dropped"]:
+        if d["date"]:
+            ax.axvline(dt.date.fromisoformat(d["date"]), color="tab:orange", ls=":", lw=1.5)
+    missing = len(info["pairs"]) - len(used)
+    ax.set_title(f"{info['frame']}: {len(dates)} dates, {len(used)} pairs"
+                 + (f", {missing} failed (red)" if missing else "")
+                 + (f", {len(info['dropped'])} dropped date(s) (orange)"
+                    if info["dropped"] else ""), fontsize=10)
+    ax.set_xlabel("acquisition date")
+    ax.set_ylabel("perpendicular baseline (m)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+STALE_TMP_S = 600
+"""Temporary folders older than this are leftovers of killed attempts (removed at packaging)."""
+
+
+def sweep_leftovers(job: FrameJob, min_age_s: float = STALE_TMP_S) -> list[str]:
+    """Remove the temporary folders killed attempts left in the frame; returns their names."""
+    now = time.time()
+    gone = []
+    for parent in (job.dir, job.dir / "interferograms"):
+        if not parent.is_dir():
+            continue
+        for p in parent.iterdir():
+            if p.name.startswith((".tmp-", ".old-")) and p.is_dir() and \
+                    now - p.stat().st_mtime > min_age_s:
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p.name)
+    return gone
+
+
+def package(job: FrameJob, info: dict, inv: dict) -> dict:
+    """Quicklooks, network plot, STAC item and ``metadata.json`` (last) of a frame."""
+    from gdmio.quicklook import quicklook
+    from gdmio.stac import write_item
+
+    done = verify_package(job)
+    if done is not None:
+        return done
+    d = job.dir
+    ts = d / "ts"
+    span = f"{info['dates'][0]} to {info['dates'][-1]}"
+    looks = {
+        "velocity": quicklook(ts / "velocity.tif", d / "velocity.png",
+                              f"{job.frame.id} LOS velocity {span}", "m/yr"),
+        "temporal_coherence": quicklook(ts / "temporal_coherence.tif",
+                                        d / "temporal_coherence.png",
+                                        f"{job.frame.id} temporal coherence", "",
+                                        cmap="gray", symmetric=False, vmin=0, vmax=1),
+        "mean_coherence": quicklook(ts / "mean_coherence.tif", d / "mean_coherence.png",
+                                    f"{job.frame.id} mean coherence", "", cmap="gray",
+                                    symmetric=False, vmin=0, vmax=1),
+        "network": _network_plot(info, inv, d / "network.png"),
+    }
+    wanted = set(job.spec.products)
+    assets: dict[str, dict] = {}
+    if "velocity" in wanted:
+        assets["velocity"] = {"href": "ts/velocity.tif", "title": "LOS velocity (m/yr)",
+                              "roles": ["data"], "type": _COG}
+    if "timeseries" in wanted:
+        assets["timeseries"] = {"href": "ts/timeseries.tif", "roles": ["data"],
+                                "title": "LOS displacement time series (m)", "type": _COG}
+    if "quality" in wanted:
+        for q in inv["layers"]:
+            if q in QUALITY_LAYERS or q == "dem_error":
+                assets[q] = {"href": f"ts/{q}.tif", "title": q.replace("_", " "),
+                             "roles": ["quality" if q != "dem_error" else "data"],
+                             "type": _COG}
+    if "interferograms" in wanted:
+        for name in inv["pairs_used"]:
+            assets[f"unwrapped_{name}"] = {"href": f"interferograms/{name}/unwrapped.tif",
+                                           "title": f"unwrapped phase {name} (rad)",
+                                           "roles": ["data"], "type": _COG}
+    for key, p in looks.items():
+        assets[f"{key}_quicklook"] = {"href": p.name, "title": key.replace("_", " "),
+                                      "roles": ["overview"], "type": "image/png"}
+    assets["metadata"] = {"href": "metadata.json", "title": "frame metadata",
+                          "roles": ["metadata"], "type": "application/json"}
+    ny, nx, crs, transform = _grid(info, job)
+    item = write_item(
+        d / "item.json", f"{job.campaign}-{job.frame.id}", crs or "EPSG:4326", transform,
+        nx, ny, assets, dt.date.fromisoformat(info["dates"][0]),
+        dt.date.fromisoformat(info["dates"][-1]),
+        properties={"gdm:process": "flatsim-campaign", "gdm:campaign": job.campaign,
+                    "sat:relative_orbit": job.frame.track,
+                    "sat:orbit_state": job.frame.pass_direction,
+                    "gdm:pairs": len(inv["pairs_used"]), "gdm:dates": len(info["dates"])})
+    vel_sha = raster_sha256(ts / "velocity.tif")
+    sweep_leftovers(job)
+    failed = inv["network"]["missing_pairs"]
+    files = ([f"ts/{n}.tif" for n in inv["layers"]]
+             + [f"interferograms/{n}/{f}" for n in inv["pairs_used"] for f in PAIR_FILES]
+             + [p.name for p in looks.values()] + [item.name])
+    meta = {
+        "frame": job.frame.id, "campaign": job.campaign, "track": job.frame.track,
+        "pass_direction": job.frame.pass_direction, "source": job.frame.source,
+        "dates": info["dates"], "dropped_dates": info["dropped"],
+        "pairs_planned": len(info["pairs"]), "pairs_used": len(inv["pairs_used"]),
+        "failed_pairs": failed, "network": inv["network"],
+        "reference_pixel": inv["reference_pixel"],
+        "wavelength_m": info["wavelength_m"], "incidence_deg": info["incidence_deg"],
+        "heading_deg": info["heading_deg"], "grid": inv["grid"],
+        "looks": [job.spec.processing.azimuth_looks, job.spec.processing.range_looks],
+        "conventions": "LOS metres, positive towards the satellite; "
+                       "ifg_ij = slc_i conj(slc_j), i earlier",
+        "velocity_sha256": vel_sha, "products": list(job.spec.products), "files": files,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    _atomic_json(d / "metadata.json", meta)
+    return meta
+
+
+def write_catalog(spec: CampaignSpec, campaign: str, root: Path, frames: list[str]) -> Path:
+    """The campaign's STAC catalogue linking the items of its packaged frames."""
+    import pystac
+
+    links = [{"rel": "root", "href": "./catalog.json", "type": "application/json"},
+             {"rel": "self", "href": "./catalog.json", "type": "application/json"}]
+    links += [{"rel": "item", "href": f"./{f}/item.json", "type": "application/geo+json",
+               "title": f} for f in frames if (root / f / "item.json").is_file()]
+    doc = {"type": "Catalog", "stac_version": pystac.get_stac_version(), "id": campaign,
+           "title": f"FLATSIM campaign {spec.name}",
+           "description": f"Systematic InSAR time series of {len(spec.all_frames())} "
+                          f"frame(s), {spec.start} to {spec.end}: interferograms, "
+                          "LOS time series, velocity, quality layers.",
+           "links": links}
+    path = root / "catalog.json"
+    _atomic_json(path, doc)
+    return path
+
+
+# ============================================================================ running
+@dataclass
+class StepOutcome:
+    """What running one step did: ``done``, ``skipped``, ``failed``, ``retry`` or ``stopped``."""
+
+    status: str
+    result: Any = None
+    error: str | None = None
+
+
+def _already(step: Step, job: FrameJob, info: dict | None) -> Any:
+    if step.kind == "ingest":
+        return verify_ingest(job)
+    if info is None:
+        return None
+    if step.kind == "pair":
+        return verify_pair(job, info, step.pair)  # type: ignore[arg-type]
+    if step.kind == "invert":
+        return verify_inversion(job)
+    return verify_package(job)
+
+
+def run_step(state: Any, job: FrameJob, step: Step, fn: Callable[[], Any], worker: str,
+             max_failures: int = 2) -> StepOutcome:
+    """Run one step with its bookkeeping: skip if done, record start/finish/failure.
+
+    An :class:`InputError` fails the step at once (it will not get better); any other
+    exception counts one failure, and at ``max_failures`` the step is ``failed`` for
+    good (a pair is then left out of its frame). Returns the outcome; never raises for
+    a step's own error.
+    """
+    if not state.is_active(job.campaign):
+        return StepOutcome("stopped")
+    row = state.step(step.id)
+    if row is not None and row["status"] == "failed":
+        return StepOutcome("failed", error=row["error"])
+    info = verify_ingest(job) if step.kind != "ingest" else None
+    prior = _already(step, job, info)
+    if prior is not None:
+        if row is None or row["status"] != "done":
+            state.ensure_steps([step])
+            state.finish_step(step.id, info=prior if step.kind == "ingest" else None,
+                              skipped=True, seconds=0.0)
+        return StepOutcome("skipped", prior)
+    state.ensure_steps([step])
+    state.start_step(step.id, worker)
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    except InputError as exc:
+        state.fail_step(step.id, f"InputError: {exc}", max_failures=1)
+        return StepOutcome("failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - recorded, counted, retried or given up
+        msg = f"{type(exc).__name__}: {exc}"
+        n = state.fail_step(step.id, msg, max_failures=max_failures)
+        return StepOutcome("failed" if n >= max_failures else "retry", error=msg)
+    state.finish_step(step.id, info=result if step.kind == "ingest" else None,
+                      seconds=time.perf_counter() - t0)
+    return StepOutcome("done", result)
+
+
+def frame_job(spec: CampaignSpec, campaign: str, root: Path, frame_id: str) -> FrameJob:
+    """The :class:`FrameJob` of one frame of a campaign."""
+    return FrameJob(spec, campaign, spec.frame(frame_id), Path(root))
+
+
+def run_frame_local(state: Any, job: FrameJob, worker: str = "local") -> dict:
+    """Run every step of one frame in this process (tests, benchmarks, inline jobs).
+
+    A pair is tried up to twice; its failure is recorded and the frame goes on without
+    it. Returns ``{"status": done|failed|stopped, "metadata": ...}``.
+    """
+    step = frame_head(job.campaign, job.frame.id)
+    out = run_step(state, job, step, lambda: ingest(job), worker)
+    if out.status in ("failed", "stopped"):
+        return {"status": out.status, "error": out.error}
+    info = out.result
+    steps = frame_plan(job, info)
+    state.ensure_steps(steps)
+    for st in steps:
+        if st.kind != "pair":
+            continue
+        while True:
+            o = run_step(state, job, st, lambda s=st: run_pair(job, info, s.pair), worker)
+            if o.status != "retry":
+                break
+        if o.status == "stopped":
+            return {"status": "stopped"}
+    inv_step = next(s for s in steps if s.kind == "invert")
+    while (o := run_step(state, job, inv_step, lambda: invert(job, info),
+                         worker)).status == "retry":
+        pass
+    if o.status != "done" and o.status != "skipped":
+        return {"status": o.status, "error": o.error}
+    inv = o.result
+    pkg_step = next(s for s in steps if s.kind == "package")
+    while (o := run_step(state, job, pkg_step, lambda: package(job, info, inv),
+                         worker)).status == "retry":
+        pass
+    if o.status not in ("done", "skipped"):
+        return {"status": o.status, "error": o.error}
+    return {"status": "done", "metadata": o.result}
+
+
+def run_campaign_local(state: Any, spec: CampaignSpec, campaign: str, root: Path,
+                       progress: Callable[[float, str], None] | None = None) -> dict:
+    """Run a registered campaign frame after frame in this process; then its report."""
+    from flatsim.report import write_report
+
+    frames = [f.id for f in spec.all_frames()]
+    results = {}
+    for k, fid in enumerate(frames):
+        if progress:
+            progress(k / len(frames), f"frame {fid}")
+        results[fid] = run_frame_local(state, frame_job(spec, campaign, root, fid))
+        if results[fid]["status"] == "stopped":
+            return {"status": "stopped", "frames": results}
+    write_catalog(spec, campaign, Path(root), frames)
+    write_report(state, campaign)
+    ok = all(r["status"] == "done" for r in results.values())
+    state.set_campaign_status(campaign, "finished" if ok else "finished_with_failures",
+                              only_from=["running"])
+    if progress:
+        progress(1.0, "campaign finished")
+    return {"status": "done" if ok else "partial", "frames": results}
