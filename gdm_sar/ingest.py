@@ -231,8 +231,9 @@ def read_geometry(stack_dir: str | Path) -> StackGeometry:
     stack_dir = Path(stack_dir)
     try:
         meta = json.loads((stack_dir / "geometry.json").read_text())
-        arrays = np.load(stack_dir / "geometry.npz")
-    except (OSError, ValueError) as exc:
+        with np.load(stack_dir / "geometry.npz") as npz:
+            arrays = {k: npz[k] for k in ("lat", "lon", "height")}
+    except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{stack_dir}: no radar geometry (not a stack ingested from SAFE "
                          f"products?): {exc}") from None
     o = meta["orbit"]

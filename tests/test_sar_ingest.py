@@ -162,8 +162,8 @@ def test_cli_safe_to_velocity_within_2_mm_per_year(sim, tmp_path):
     with rasterio.open(out / "velocity.tif") as ds:
         v = ds.read(1)
     looks = tuple(json.loads((out / "report.json").read_text())["grid"]["looks"])
-    g = np.load(out / "stack" / "geometry.npz")
-    vt = multilook(velocity_at(g["lat"], g["lon"], sim.truth).astype(np.float32), looks)
+    with np.load(out / "stack" / "geometry.npz") as g:
+        vt = multilook(velocity_at(g["lat"], g["lon"], sim.truth).astype(np.float32), looks)
     vt = vt[:v.shape[0], :v.shape[1]]
     ok = np.isfinite(v)
     err = v - vt

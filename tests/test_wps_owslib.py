@@ -81,7 +81,9 @@ def owslib_flow(base: str, scenes, tmp_path) -> dict[str, float]:
     proc = wps.describeprocess("gdm-opt")
     timings["describeprocess"] = time.monotonic() - t0
     images = next(i for i in proc.dataInputs if i.identifier == "images")
-    assert images.dataType == "ComplexData" and images.minOccurs == 2
+    # images, or scenes by area and dates: each optional on its own
+    assert images.dataType == "ComplexData" and (images.minOccurs, images.maxOccurs) == (0, 200)
+    assert {"dsm-opt", "flatsim-campaign", "gdm-sar"} <= {p.identifier for p in wps.processes}
 
     t0 = time.monotonic()
     execution = wps.execute("gdm-opt", inputs=[("images", ComplexDataInput(h)) for h in hrefs]
