@@ -37,7 +37,6 @@ from tests.fakedimap import write_view
 from tests.fakestac import running_stac, write_cog_tile
 from workflows.activation import (
     NOT_AVAILABLE,
-    SAR_AWAITING,
     ActivationError,
     ActivationRequest,
     ActivationStore,
@@ -282,7 +281,11 @@ def test_activation_launches_rapid_jobs_and_writes_the_bulletin(home, scn):
         shape = (ds.height, ds.width)
         assert ds.tags()["STAC_ITEM"] == S2_PRE
     assert 200 <= shape[0] <= 300 and 200 <= shape[1] <= 300  # AOI window, not the tile
-    assert by_role["sar"]["state"] == SAR_AWAITING and by_role["sar"]["job_id"] is None
+    sar = store.get(by_role["sar"]["job_id"])  # the pair by area: ingested by the job
+    assert sar.queue == "rapid" and sar.process == "gdm-sar"
+    assert {k: sar.inputs["scenes"][k] for k in ("start", "relative_orbit")} == \
+        {"start": "2023-02-25", "relative_orbit": 88}
+    assert sar.inputs["scenes"]["end"] > "2023-02-25" and sar.inputs["neighbours"] == 1
     assert by_role["sar"]["scenes"]["pre"][0]["id"] == scn.s1["2023-02-25/88"]
     if "dsm-opt" in PROCESSES:
         assert store.get(by_role["dsm-pre"]["job_id"]).queue == "rapid"
@@ -295,7 +298,7 @@ def test_activation_launches_rapid_jobs_and_writes_the_bulletin(home, scn):
           f"window {shape}; bulletin {len(html)} B html, {len(pdf)} B pdf; "
           f"log {[(e['who'], e['action']) for e in act.log]}")
     assert pdf.startswith(b"%PDF") and len(pdf) > 1000
-    for text in (S2_PRE, S2_POST, SAR_AWAITING, "Test quake", "Activation log",
+    for text in (S2_PRE, S2_POST, scn.s1["2023-02-25/88"], "Test quake", "Activation log",
                  "preset=etq"):
         assert text in html, text
     actions = [(e["who"], e["action"]) for e in act.log]

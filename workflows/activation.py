@@ -40,10 +40,11 @@ that day are refused (they may be before or after the event); give a time
 flight direction), the latest usable scene before the event with the earliest usable one
 after it; among geometries, the shortest pair wins.
 
-Sentinel-1: the GDM-SAR service reads coregistered SLC stacks only (DESIGN.md section
-3); SAFE ingestion is not built yet. A selected pair is therefore recorded as
-"selected, awaiting SAFE ingestion" unless the operator hands coregistered stack files
-(``slcs``) for it, in which case the co-event job runs on them.
+Sentinel-1: the co-event GDM-SAR job asks for the selected pair by area and dates
+(``scenes``: the pre and post acquisition days on the selected track and direction);
+the worker fetches the SAFE products, ingests the bursts over the AOI (TOPS
+coregistration with ESD) and geocodes the products. An operator may instead hand
+coregistered stack files (``slcs``) of the selected dates.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ __all__ = [
     "HAZARDS", "HazardDefaults", "ActivationRequest", "ActivationError", "Selection",
     "ActivationStore", "Activation", "select_s2", "select_s1", "select_pleiades",
     "search_and_select", "activate", "refresh_bulletin", "bulletin_dir", "LOCAL_OPERATOR",
-    "MIN_COVERAGE", "SAR_AWAITING", "NOT_AVAILABLE",
+    "MIN_COVERAGE", "NOT_AVAILABLE",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ MIN_COVERAGE = 0.95
 PLEIADES_STEREO_GAP_S = 300.0
 """Views of one platform less than this many seconds apart form one stereo acquisition."""
 
-SAR_AWAITING = "selected, awaiting SAFE ingestion"
 """State of a selected Sentinel-1 pair that cannot run (no coregistered stack)."""
 
 NOT_AVAILABLE = "not available"
@@ -191,8 +191,8 @@ class ActivationRequest(BaseModel):
         "preset, etq or slide).")
     slcs: list[str] | None = Field(
         None, min_length=2, description="Coregistered SLC files (stack convention, URLs or "
-        "uploads) of the selected Sentinel-1 dates; without them the SAR job waits for "
-        "SAFE ingestion.")
+        "uploads) of the selected Sentinel-1 dates; without them the SAR job ingests the "
+        "selected SAFE products itself.")
     sar_params: dict[str, Any] = Field(default_factory=dict,
                                        description="GDM-SAR job parameters.")
     dsm_params: dict[str, Any] = Field(default_factory=dict,
@@ -943,13 +943,13 @@ def _launch(sel: Selection, request: ActivationRequest, user: User, settings: Se
                                    **{**SAR_CO_EVENT, **request.sar_params}},
                 "interferogram", scenes)
         else:
-            entries.append({"role": "sar", "sensor": "s1", "process": "gdm-sar",
-                            "product": "interferogram", "scenes": scenes, "job_id": None,
-                            "state": SAR_AWAITING, "status": SAR_AWAITING,
-                            "message": "GDM-SAR reads coregistered SLC stacks only; the "
-                            "selected SAFE products wait for SAFE ingestion (or give "
-                            "coregistered files as 'slcs')",
-                            "parameters": dict(request.sar_params)})
+            pre, post = sel.pre[0].datetime, sel.post[-1].datetime
+            by_area = {"aoi": request.aoi, "start": pre.date().isoformat(),
+                       "end": post.date().isoformat(), "product": "SLC",
+                       "relative_orbit": sel.geometry["track"],
+                       "flight_direction": sel.geometry["direction"]}
+            run("sar", "gdm-sar", {"scenes": by_area, **{**SAR_CO_EVENT, **request.sar_params}},
+                "interferogram", scenes)
     else:
         if "dsm-opt" not in PROCESSES:
             entries.append({"role": "dsm", "sensor": "pleiades", "process": "dsm-opt",
