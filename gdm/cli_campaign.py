@@ -15,25 +15,20 @@ EXIT_INTERNAL = 1
 
 
 def _guard(func, debug: bool = False):
-    """Run ``func``: bad input exits 2, internal failures exit 1 (one line each)."""
-    from pydantic import ValidationError
+    """Run ``func`` like every ``gdm`` command: bad input exits 2, bugs exit 1.
 
-    from gdmio.errors import InputError
+    An unknown campaign (KeyError from the campaign state) is bad input too.
+    """
+    from gdm.cli import _guarded
 
-    try:
-        return func()
-    except (InputError, ValidationError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        click.echo(f"error: {msg}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
-        if debug:
-            import traceback
+    def job():
+        try:
+            return func()
+        except KeyError as exc:
+            click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
 
-            traceback.print_exc()
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-                   err=True)
-        sys.exit(EXIT_INTERNAL)
+    return _guarded(job, debug)
 
 
 def _state():

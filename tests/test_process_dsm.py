@@ -45,7 +45,7 @@ def test_process_runs_and_returns_products(tmp_path, uploads):
     ctx, events = _ctx(tmp_path, up)
     result = spec.execute(inputs, ctx)
     assert set(result) >= {"dsm", "ortho", "count", "quicklook", "item", "report"}
-    assert set(result) <= set(spec.outputs)
+    assert set(result) <= set(spec.outputs) | {"quicklooks"}  # the thumbnails list
     dsm = ctx.workdir / result["dsm"]
     with rasterio.open(dsm) as ds:
         d = ds.read(1)

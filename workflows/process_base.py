@@ -22,7 +22,8 @@ from gdmio.providers.resolve import SceneRequest
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
            "resolve_reference", "FilesOrScenes", "scene_files", "scenes_field",
-           "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest", "COG"]
+           "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest", "COG",
+           "product_refs"]
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 Progress = Callable[[float, str], None]
@@ -195,3 +196,20 @@ def scenes_field(kind: type[SceneRequest], what: str) -> tuple[Any, Any]:
         None, description=f"Instead of files: {what} by area of interest and dates "
         "({aoi, start, end, ...}); the service finds and fetches them.",
         json_schema_extra={"x-scene-search": kind.model_fields["provider"].default}))
+
+
+def product_refs(outputs: Any, names: tuple[str, ...], ctx: JobContext) -> dict[str, Any]:
+    """The products of a service's ``run`` as paths relative to the job's folder.
+
+    ``names`` are attributes of the service's outputs dataclass (absent or None ones are
+    left out); its ``quicklooks`` list, when it has one, comes as ``quicklooks``.
+    """
+    result: dict[str, Any] = {}
+    for name in names:
+        path = getattr(outputs, name, None)
+        if path is not None:
+            result[name] = str(Path(path).relative_to(ctx.workdir))
+    looks = getattr(outputs, "quicklooks", None)
+    if looks is not None:
+        result["quicklooks"] = [str(Path(q).relative_to(ctx.workdir)) for q in looks]
+    return result

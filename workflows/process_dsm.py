@@ -7,7 +7,6 @@ deliveries, which must select one stereo acquisition of 2 or 3 views).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, create_model
@@ -20,6 +19,7 @@ from workflows.process_base import (
     OutputSpec,
     PleiadesSceneRequest,
     ProcessSpec,
+    product_refs,
     resolve_reference,
     scene_files,
     scenes_field,
@@ -64,13 +64,7 @@ def _dsm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     if raw.get("dem"):
         raw["dem"] = resolve_reference(raw["dem"], ctx, len(images))
     cfg = DsmConfig(images=images, out=ctx.workdir / "products", **raw)
-    out = run(cfg, progress=ctx.progress)
-    result: dict[str, Any] = {}
-    for name in _DSM_FILES:
-        path = getattr(out, name, None)
-        if path is not None:
-            result[name] = str(Path(path).relative_to(ctx.workdir))
-    return result
+    return product_refs(run(cfg, progress=ctx.progress), _DSM_FILES, ctx)
 
 
 DSM_OPT_PROCESS = ProcessSpec(

@@ -26,6 +26,7 @@ from workflows.process_base import (
     ProcessSpec,
     S1SceneRequest,
     S2SceneRequest,
+    product_refs,
     resolve_reference,
     scene_files,
     scenes_field,
@@ -83,14 +84,7 @@ def _gdm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
         # A mask comes like any other input file (URL or upload), never as a server path.
         raw["stable"] = str(resolve_reference(raw["stable"], ctx, len(images)))
     cfg = OptConfig(images=images, out=ctx.workdir / "products", **raw)
-    out = run(cfg, progress=ctx.progress)
-    result: dict[str, Any] = {}
-    for name in _OPT_FILES:
-        path = getattr(out, name, None)
-        if path is not None:
-            result[name] = str(Path(path).relative_to(ctx.workdir))
-    result["quicklooks"] = [str(Path(q).relative_to(ctx.workdir)) for q in out.quicklooks]
-    return result
+    return product_refs(run(cfg, progress=ctx.progress), _OPT_FILES, ctx)
 
 
 # -------------------------------------------------------------------- gdm-sar
@@ -198,18 +192,13 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
                 dest.symlink_to(src.resolve())
     cfg = SarConfig(stack=stack, out=ctx.workdir / "products", **raw)
     out = run(cfg, progress=ctx.progress)
-    result: dict[str, Any] = {}
-    for name in _SAR_FILES:
-        path = getattr(out, name, None)
-        if path is not None:
-            result[name] = str(Path(path).relative_to(ctx.workdir))
+    result = product_refs(out, _SAR_FILES, ctx)
     if geocode:
         from gdm_sar.geocode import geocode_products
 
         ctx.progress(0.97, "geocoding")
         for path in geocode_products(out.out_dir, stack, Path(out.out_dir) / "geocoded"):
             result[f"{path.stem}_geocoded"] = str(path.relative_to(ctx.workdir))
-    result["quicklooks"] = [str(Path(q).relative_to(ctx.workdir)) for q in out.quicklooks]
     return result
 
 
