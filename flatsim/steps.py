@@ -92,8 +92,12 @@ class FrameJob:
 
     @property
     def budget(self) -> int:
-        """Bytes of data a step may hold: the memory limit less a worker's baseline."""
-        return max(32 * 2**20, self.spec.memory_bytes - BASELINE_RSS_BYTES)
+        """Bytes of data a step may plan for.
+
+        Three quarters of the memory limit less a worker's baseline: the last quarter
+        covers the temporaries of kernels and writers.
+        """
+        return max(32 * 2**20, (self.spec.memory_bytes - BASELINE_RSS_BYTES) * 3 // 4)
 
 
 def _atomic_json(path: Path, doc: dict) -> None:

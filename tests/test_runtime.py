@@ -80,10 +80,12 @@ def _upload(images, settings) -> list[str]:
     return names
 
 
-def _opt_inputs(images, settings, long: bool = False) -> dict:
+def _opt_inputs(images, settings, long: bool = False, step: int | None = None) -> dict:
     inputs = {"images": _upload(images, settings), "preset": "etq"}
     if long:
         inputs["step"] = 4
+    if step:
+        inputs["step"] = step
     return inputs
 
 
@@ -406,7 +408,8 @@ def test_dismiss_stops_running_work_within_10s(gdm_env, series_scenes):
     settings = get_settings()
     store = JobStore(settings.database_url)
     with _worker("ondemand", settings.home, env) as proc:
-        job = submit("gdm-opt", _opt_inputs(series_scenes, settings, long=True), OPERATOR,
+        # step 2: tens of seconds of work, so the dismissal lands in the middle of it
+        job = submit("gdm-opt", _opt_inputs(series_scenes, settings, step=2), OPERATOR,
                      store=store)
         _wait_for(lambda: (j := store.get(job.id)).status == "running" and j.progress >= 5,
                   timeout=90, what="the job to make progress")

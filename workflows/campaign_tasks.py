@@ -234,14 +234,20 @@ def finalize_task(self: Any, cid: str) -> str:
 # -------------------------------------------------------------- control
 def _send_frames(state: CampaignState, cid: str, settings: Settings) -> list[str]:
     _, spec, root = _load(cid, settings)
+    # Sent through the app of these settings (broker, queue prefix), not the app this
+    # module was imported with: the caller (CLI, server, tests) may use other settings.
+    control = get_app(settings)
+    q = _batch(settings)
     sent = []
     for f in spec.all_frames():
         if frame_finished(state, cid, f.id) is not None:
             continue
-        ingest_task.apply_async((cid, f.id), queue=_batch(settings))
+        control.send_task(ingest_task.name, args=(cid, f.id), queue=q, routing_key=q,
+                          exchange=q)
         sent.append(f.id)
     if not sent:
-        finalize_task.apply_async((cid,), queue=_batch(settings))
+        control.send_task(finalize_task.name, args=(cid,), queue=q, routing_key=q,
+                          exchange=q)
     return sent
 
 
