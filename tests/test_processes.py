@@ -123,8 +123,11 @@ def test_scene_preview_lists_what_a_job_would_process(stac_archive):
 
 
 @pytest.mark.slow
-def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monkeypatch):
-    """ASF search -> SAFE zips in the cache -> ingest -> GDM-SAR -> UTM velocity."""
+@pytest.mark.parametrize("orbits", ["annotation", "precise"])
+def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monkeypatch,
+                                                                 orbits):
+    """ASF search -> SAFE zips in the cache (+ precise orbits from the orbit archive)
+    -> ingest -> GDM-SAR -> UTM velocity."""
     import datetime as dt
     import shutil
 
@@ -134,6 +137,7 @@ def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monke
 
     from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe, velocity_at
     from tests.fakeasf import running_asf
+    from tests.fakes3 import running_bucket
 
     sim = simulate_safe(SimulateSafeConfig(out=tmp_path / "sim", dates=6, seed=3, zip=True))
     with rasterio.open(sim.dem) as ds:
@@ -141,7 +145,13 @@ def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monke
     uploads = tmp_path / "up"
     uploads.mkdir()
     shutil.copy(sim.dem, uploads / "dem.tif")
-    with running_asf() as asf:
+    with running_asf() as asf, running_bucket() as bucket:
+        if orbits == "precise":
+            for eof in sim.orbit_dir.rglob("*.EOF"):
+                bucket.put(f"AUX_POEORB/{eof.name}", eof.read_bytes())
+            monkeypatch.setenv("GDM_ORBIT_URL", bucket.url)
+        else:
+            monkeypatch.delenv("GDM_ORBIT_URL", raising=False)
         for path, day in zip(sim.products, sim.dates, strict=True):
             asf.add_slc(dt.datetime.combine(day, dt.time(5, 26, 18), tzinfo=dt.UTC),
                         (w, s, e, n), path=37, name=path.stem, data=path.read_bytes())
@@ -157,6 +167,10 @@ def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monke
                          progress=lambda f, m: None, scene_cache=tmp_path / "cache")
         out = spec.execute(inputs, ctx)
     assert len(list((tmp_path / "cache").rglob("*.zip"))) == 6  # fetched once, cached
+    fetched = sorted(p.name for p in (ctx.workdir / "inputs" / "orbits").glob("*.EOF")) \
+        if orbits == "precise" else []
+    assert fetched == (sorted(p.name for p in sim.orbit_dir.rglob("*.EOF"))
+                       if orbits == "precise" else [])
     with rasterio.open(ctx.workdir / out["velocity_geocoded"]) as ds:
         v = ds.read(1)
         rows, cols = np.mgrid[:ds.height, :ds.width]
@@ -167,6 +181,7 @@ def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monke
     err = v - truth
     err -= np.median(err[ok & (np.abs(truth) < 0.001)])
     rmse = float(np.sqrt(np.mean(err[ok] ** 2)))
-    print(f"\ngdm-sar by area from Sentinel-1 products: geocoded velocity RMSE "
+    print(f"\ngdm-sar by area from Sentinel-1 products ({orbits} orbits): geocoded "
+          "velocity RMSE "
           f"{rmse * 1000:.2f} mm/yr over {ok.sum()} map pixels")
     assert ok.sum() > 1000 and rmse < 0.002

@@ -116,6 +116,39 @@ _SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "r
 _GEOCODED = ("velocity", "velocity_std", "timeseries", "temporal_coherence", "mean_coherence")
 
 
+def _precise_orbits(products: list[Path], ctx: JobContext) -> Path | None:
+    """Fetch the best orbit file of each product when an orbit archive is configured.
+
+    With ``GDM_ORBIT_URL`` set (e.g. ASF's ``s1-orbits`` bucket), the newest precise
+    orbit (else a restituted one) of each product goes through the scene cache into the
+    job's ``inputs/orbits``; a product without one keeps its annotation's state vectors.
+    Without ``GDM_ORBIT_URL`` nothing is fetched.
+    """
+    import os
+
+    from gdmio.download import RemoteError
+    from gdmio.providers.orbits import OrbitClient
+    from gdmio.providers.resolve import scene_cache_from_env
+
+    if not os.environ.get("GDM_ORBIT_URL"):
+        return None
+    client = OrbitClient()
+    cache = scene_cache_from_env(ctx.scene_cache)
+    folder = ctx.workdir / "inputs" / "orbits"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, product in enumerate(products):
+        ctx.progress(0.1 * i / len(products), f"orbit of {product.stem}")
+        try:
+            path = client.fetch(product.name, cache)
+        except RemoteError as exc:  # the annotation's state vectors remain
+            ctx.progress(0.1 * i / len(products), f"no orbit file: {exc}")
+            continue
+        dest = folder / path.name
+        if not dest.exists():
+            dest.symlink_to(path.resolve())
+    return folder
+
+
 _MIN_AOI_DEG = 0.05  # smallest side of the area ingested around a point AOI (~5 km)
 
 
@@ -148,13 +181,14 @@ def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None
     def progress(fraction: float, message: str) -> None:
         ctx.progress(0.1 + 0.3 * fraction, message)  # ingest: 10-40 % of the job
 
+    orbits = _precise_orbits(products, ctx)
     w, s, e, n = parse_aoi(request.aoi).bounds
     half = _MIN_AOI_DEG / 2  # a point or a line gets a small area around it
     if e - w < _MIN_AOI_DEG:
         w, e = (w + e) / 2 - half, (w + e) / 2 + half
     if n - s < _MIN_AOI_DEG:
         s, n = (s + n) / 2 - half, (s + n) / 2 + half
-    cfg = IngestConfig(safe=safe_dir, out=out, dem=dem, orbit_source="auto",
+    cfg = IngestConfig(safe=safe_dir, out=out, dem=dem, orbit_source="auto", orbits=orbits,
                        aoi=(w, s, e, n))
     return ingest(cfg, progress=progress).stack_dir
 
