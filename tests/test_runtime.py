@@ -299,6 +299,28 @@ def test_reaper_requeues_expired_leases_once(gdm_env):
     assert final.status == "failed" and "gave up after 2 attempts" in final.message
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_accepted_job_whose_message_was_lost_is_sent_again_and_runs_once(gdm_env):
+    from workflows.celery_app import enqueue
+
+    env = gdm_env(GDM_RESEND_AFTER="1")
+    settings = get_settings()
+    store = JobStore(settings.database_url)
+    lost = submit("echo", {"message": "lost"}, OPERATOR, store=store, enqueue=False)
+    assert reap_once(store, settings) == []  # not yet overdue
+    time.sleep(1.2)
+    assert reap_once(store, settings) == [lost.id]
+    assert reap_once(store, settings) == []  # re-sent once per period, by one reaper
+    enqueue(store.get(lost.id), settings)  # and a duplicate on top of it
+    with _worker("ondemand", settings.home, env) as proc:
+        done = wait(lost.id, store=store, timeout=60, poll=0.05)
+        _wait_for(lambda: f"job {lost.id} skipped" in proc.log.read_text(), timeout=30,
+                  what="the duplicate to be skipped")
+    assert done.status == "successful" and done.outputs == {"message": "lost"}
+    assert done.attempts == 1
+
+
 # -------------------------------------------------------- real workers
 def _echo_roundtrip(store, queue="ondemand", timeout=60.0) -> float:
     t0 = time.monotonic()

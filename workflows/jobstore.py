@@ -416,6 +416,26 @@ class JobStore:
                 message="requeued: its worker was lost")).rowcount  # type: ignore[attr-defined]
             return "accepted" if requeued else None
 
+    def stale_accepted(self, older_than: dt.timedelta) -> list[Job]:
+        """Accepted jobs not started nor touched for ``older_than`` (message lost?)."""
+        cutoff = _now() - older_than
+        with self._tx() as s:
+            rows = s.scalars(select(_JobRow).where((_JobRow.status == "accepted")
+                                                   & (_JobRow.updated < cutoff)))
+            return [Job._from_row(r) for r in rows]
+
+    def touch_accepted(self, job_id: str, older_than: dt.timedelta) -> bool:
+        """Mark an accepted job as re-sent now; True for the one reaper that wins.
+
+        One atomic conditional update, so when several reapers race exactly one re-sends.
+        """
+        now = _now()
+        with self._tx() as s:
+            return bool(s.execute(update(_JobRow).where(
+                (_JobRow.id == job_id) & (_JobRow.status == "accepted")
+                & (_JobRow.updated < now - older_than)).values(
+                updated=now)).rowcount)  # type: ignore[attr-defined]
+
     def set_public(self, job_id: str, public: bool) -> None:
         """Publish (or hide) a job's results."""
         with self._tx() as s:

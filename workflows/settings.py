@@ -33,6 +33,7 @@ class Settings:
     public_url: str | None
     queue_prefix: str = ""
     scene_cache_dir: Path | None = None
+    resend_after: int = 21600
 
     @property
     def scene_cache(self) -> Path:
@@ -61,7 +62,9 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
     ``GDM_QUEUE_PREFIX`` (prepended to the broker's queue names, so that several
     deployments or test runs can share one Redis or RabbitMQ server),
     ``GDM_SCENE_CACHE`` (the scene cache folder shared by all workers; default
-    ``$GDM_HOME/scenes``).
+    ``$GDM_HOME/scenes``), ``GDM_RESEND_AFTER`` (s, default 21600: the task of a job
+    still accepted after this long is sent again, in case its broker message was lost;
+    a duplicate is skipped by the worker that gets it; 0 never re-sends).
     """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("GDM_HOME", ".gdm")).absolute()
@@ -78,4 +81,5 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         queue_prefix=env.get("GDM_QUEUE_PREFIX", ""),
         scene_cache_dir=(Path(env["GDM_SCENE_CACHE"]).absolute()
                          if env.get("GDM_SCENE_CACHE") else None),
+        resend_after=int(env.get("GDM_RESEND_AFTER", "21600")),
     )

@@ -13,6 +13,7 @@ reap at once exactly one re-enqueues; a job lost :data:`MAX_ATTEMPTS` times fail
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -179,7 +180,12 @@ def stop_workers(procs: Sequence[subprocess.Popen], timeout: float = 10.0) -> li
 # ------------------------------------------------------------------- reaper
 def reap_once(store: JobStore, settings: Settings, max_attempts: int = MAX_ATTEMPTS
               ) -> list[str]:
-    """Re-enqueue running jobs whose lease expired; returns the ids re-enqueued."""
+    """Re-enqueue running jobs whose lease expired; returns the ids re-enqueued.
+
+    Also re-sends the task of jobs still ``accepted`` after ``settings.resend_after``
+    seconds (a broker that lost a message, e.g. a Redis restart without persistence):
+    the job store decides who runs a job, so a duplicate message is skipped.
+    """
     from workflows.celery_app import enqueue
     from workflows.runner import notify
 
@@ -198,6 +204,14 @@ def reap_once(store: JobStore, settings: Settings, max_attempts: int = MAX_ATTEM
             log.error("job %s failed: worker lost %d times", job.id, job.attempts)
             if current is not None:
                 notify(current, settings)
+    if settings.resend_after > 0:
+        wait = dt.timedelta(seconds=settings.resend_after)
+        for job in store.stale_accepted(wait):
+            if store.touch_accepted(job.id, wait):
+                enqueue(job, settings)
+                requeued.append(job.id)
+                log.warning("job %s: still accepted after %d s; its task was sent again "
+                            "(a duplicate is skipped)", job.id, settings.resend_after)
     return requeued
 
 
