@@ -10,14 +10,12 @@ import datetime as dt
 import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from flask import Flask
 
-import workflows.celery_app as celery_app
-from workflows.jobstore import JobStore
-from workflows.processes import PROCESSES, JobContext, get_process
+from tests.handlerutil import service
+from workflows.processes import PROCESSES, JobContext
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 from wps.context import LOCAL_USER, AppState
@@ -33,42 +31,9 @@ def make_app(settings, store) -> Flask:
     return app
 
 
-def run_inline(store, settings, job_id: str) -> None:
-    """What a worker does, minus the child process: claim, execute, finish."""
-    job = store.claim(job_id, "inline", 60)
-    if job is None:
-        return
-    spec = get_process(job.process)
-    ctx = JobContext(job_id=job.id, workdir=job_dir(job, settings),
-                     uploads_dir=user_uploads_dir(settings.uploads_dir, job.owner),
-                     progress=lambda f, m: None)
-    try:
-        outputs = spec.execute(spec.validate_inputs(job.inputs), ctx)
-    except Exception as exc:  # noqa: BLE001 - recorded like the runner does
-        store.fail(job.id, str(exc), "inline")
-        return
-    store.finish(job.id, outputs, "inline")
-
-
 @pytest.fixture
 def svc(tmp_path, monkeypatch):
-    settings = get_settings({"GDM_HOME": str(tmp_path / "home")})
-    settings.ensure_dirs()
-    store = JobStore(settings.database_url)
-    app = make_app(settings, store)
-    app.config["GDM_SYNC_TIMEOUT"] = 2.0
-    sent: list[str] = []
-    mode = {"inline": False}
-
-    def fake_enqueue(job, settings_=None):
-        sent.append(job.id)
-        if mode["inline"]:
-            run_inline(store, settings, job.id)
-
-    monkeypatch.setattr(celery_app, "enqueue", fake_enqueue)
-    monkeypatch.setattr(celery_app, "revoke", lambda job, settings_=None: None)
-    return SimpleNamespace(app=app, client=app.test_client(), store=store,
-                           settings=settings, sent=sent, mode=mode)
+    return service(tmp_path, monkeypatch, make_app, sync_timeout=2.0)
 
 
 def make_finished_job(svc, *, files=("products/east.tif", "products/east.png"),

@@ -7,7 +7,6 @@ executor that runs the process in the test, as the worker would.
 from __future__ import annotations
 
 import urllib.parse
-from types import SimpleNamespace
 
 import pytest
 from flask import Flask
@@ -21,9 +20,8 @@ from owslib.wps import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-import workflows.celery_app as celery_app
-from workflows.jobstore import JobStore
-from workflows.processes import PROCESSES, JobContext, OutputSpec, ProcessSpec, get_process
+from tests.handlerutil import service
+from workflows.processes import PROCESSES, OutputSpec, ProcessSpec
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 from wps.context import AppState
@@ -48,41 +46,9 @@ def make_app(settings, store) -> Flask:
     return app
 
 
-def run_inline(store, settings, job_id: str) -> None:
-    job = store.claim(job_id, "inline", 60)
-    if job is None:
-        return
-    spec = get_process(job.process)
-    ctx = JobContext(job_id=job.id, workdir=job_dir(job, settings),
-                     uploads_dir=settings.uploads_dir / job.owner,
-                     progress=lambda f, m: None)
-    try:
-        outputs = spec.execute(spec.validate_inputs(job.inputs), ctx)
-    except Exception as exc:  # noqa: BLE001 - recorded like the runner does
-        store.fail(job.id, str(exc), "inline")
-        return
-    store.finish(job.id, outputs, "inline")
-
-
 @pytest.fixture
 def svc(tmp_path, monkeypatch):
-    settings = get_settings({"GDM_HOME": str(tmp_path / "home")})
-    settings.ensure_dirs()
-    store = JobStore(settings.database_url)
-    app = make_app(settings, store)
-    app.config["GDM_SYNC_TIMEOUT"] = 1.0
-    sent: list[str] = []
-    mode = {"inline": False}
-
-    def fake_enqueue(job, settings_=None):
-        sent.append(job.id)
-        if mode["inline"]:
-            run_inline(store, settings, job.id)
-
-    monkeypatch.setattr(celery_app, "enqueue", fake_enqueue)
-    monkeypatch.setattr(celery_app, "revoke", lambda job, settings_=None: None)
-    return SimpleNamespace(app=app, client=app.test_client(), store=store,
-                           settings=settings, sent=sent, mode=mode)
+    return service(tmp_path, monkeypatch, make_app, sync_timeout=1.0)
 
 
 def xml(resp):
