@@ -439,6 +439,29 @@ def _apply_override(sensor: str, scenes: Sequence[Scene], override: PairOverride
                                if s.id not in override.pre + override.post])
 
 
+def _pick_pair(sensor: str, scenes: Sequence[Scene], usable: list[Scene],
+               rejected: list[tuple[str, str]], event: dt.datetime,
+               window: tuple[dt.datetime, dt.datetime] | None, what: str,
+               key: Callable[[Scene], Any], fmt: Callable[[Any], str]
+               ) -> Selection | tuple[Any, Scene, Scene]:
+    """The closest pre/post pair within one acquisition geometry (``key``).
+
+    The other usable scenes are added to ``rejected`` with the reason; with no pair, the
+    refusal (a :class:`Selection`) is returned instead.
+    """
+    got = _pair_in_groups(usable, key, event)
+    if got is None:
+        return Selection(sensor, "no usable scene", found=len(scenes), rejected=rejected,
+                         reason=_no_pair_reason(sensor, scenes, usable, rejected, event,
+                                                window, what, key, fmt))
+    g, pre, post = got
+    rejected += [(s.id, f"{fmt(key(s))}, not the chosen {fmt(g)}") for s in usable
+                 if key(s) != g]
+    rejected += [(s.id, "not the closest to the event") for s in usable
+                 if key(s) == g and s not in (pre, post)]
+    return g, pre, post
+
+
 def select_s2(scenes: Sequence[Scene], aoi: Any, event: dt.datetime, *, max_cloud: float,
               date_only: bool = False, override: PairOverride | None = None,
               window: tuple[dt.datetime, dt.datetime] | None = None) -> Selection:
@@ -466,16 +489,11 @@ def select_s2(scenes: Sequence[Scene], aoi: Any, event: dt.datetime, *, max_clou
     def fmt(k: tuple[str, int]) -> str:
         return f"tile {k[0]} orbit R{k[1]:03d}"
 
-    got = _pair_in_groups(usable, key, event)
-    if got is None:
-        return Selection("s2", "no usable scene", found=len(scenes), rejected=rejected,
-                         reason=_no_pair_reason("s2", scenes, usable, rejected, event, window,
-                                                "tile and orbit", key, fmt))
+    got = _pick_pair("s2", scenes, usable, rejected, event, window, "tile and orbit", key,
+                     fmt)
+    if isinstance(got, Selection):
+        return got
     g, pre, post = got
-    rejected += [(s.id, f"{fmt(key(s))}, not the chosen {fmt(g)}") for s in usable
-                 if key(s) != g]
-    rejected += [(s.id, "not the closest to the event") for s in usable
-                 if key(s) == g and s not in (pre, post)]
     return Selection("s2", "selected", [pre], [post], {"tile": g[0], "orbit": g[1]},
                      reason=f"closest usable pair on {fmt(g)}: {_day(pre.datetime)} "
                      f"(cloud {s2_cloud(pre)}%) and {_day(post.datetime)} "
@@ -505,16 +523,10 @@ def select_s1(scenes: Sequence[Scene], aoi: Any, event: dt.datetime, *,
     def fmt(k: tuple[int, str]) -> str:
         return f"track {k[0]} {k[1].lower()}"
 
-    got = _pair_in_groups(usable, key, event)
-    if got is None:
-        return Selection("s1", "no usable scene", found=len(scenes), rejected=rejected,
-                         reason=_no_pair_reason("s1", scenes, usable, rejected, event, window,
-                                                "track", key, fmt))
+    got = _pick_pair("s1", scenes, usable, rejected, event, window, "track", key, fmt)
+    if isinstance(got, Selection):
+        return got
     g, pre, post = got
-    rejected += [(s.id, f"{fmt(key(s))}, not the chosen {fmt(g)}") for s in usable
-                 if key(s) != g]
-    rejected += [(s.id, "not the closest to the event") for s in usable
-                 if key(s) == g and s not in (pre, post)]
     days = (post.datetime - pre.datetime).total_seconds() / 86400
     return Selection("s1", "selected", [pre], [post], {"track": g[0], "direction": g[1]},
                      reason=f"closest pair on {fmt(g)}: {_day(pre.datetime)} and "
