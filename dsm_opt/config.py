@@ -95,6 +95,10 @@ class DsmConfig(BaseModel):
     speckle_size: int | None = Field(None, ge=0, le=100000, description="Disparity regions "
                                      "smaller than this (pixels) are removed "
                                      "(default: the preset's; 0 = off).")
+    pointing_correction: bool = Field(True, description="Measure the across-epipolar "
+                                      "misalignment left by the RPCs and shift the second "
+                                      "view's RPC to remove it (relative pointing "
+                                      "correction).")
     fill_holes: bool = Field(False, description="Fill empty DSM cells from their "
                              "neighbours (flagged in filled.tif).")
     fill_max_cells: int = Field(20, ge=1, le=1000, description="Largest distance (cells) "

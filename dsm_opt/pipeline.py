@@ -6,7 +6,9 @@ Steps:
 2. bound the heights (explicit bounds, a coarse DEM widened by the preset's margin, or
    the RPC validity range);
 3. choose the pair of a triplet by its base-to-height ratio (refuse degenerate ones);
-4. epipolar grids from the RPCs at two heights;
+4. epipolar grids from the RPCs at two heights; relative pointing correction: the
+   across-epipolar misalignment the RPCs leave is measured by phase correlation of
+   rectified tiles and removed by shifting the second view's RPC (a few rounds);
 5. band by band of epipolar rows (only the raw windows a band needs are read):
    bicubic resampling of both images, dense matching (census/ZNCC + SGM, tiled),
    left–right check, filters, triangulation of every valid disparity (intersection of
@@ -39,11 +41,13 @@ from rasterio.warp import transform_bounds
 from dsm_opt.config import DsmConfig
 from dsm_opt.geometry import (
     View,
+    correct_pointing,
     disparity_range,
     epipolar_grids,
     footprint,
     ground_sampling_distance,
     load_view,
+    pointing_offset,
     resample,
     select_pair,
     triangulate,
@@ -64,6 +68,8 @@ _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _MIN_OVERLAP = 0.05  # of the smaller footprint
 NODATA = -9999.0  # of dsm.tif
 _SIGMA_DISPARITY = 0.25  # prior matching precision (pixels) for the uncertainty layer
+_POINTING_ROUNDS = 3  # measure-and-shift rounds of the relative pointing correction
+_POINTING_TOLERANCE_PX = 0.02  # a misalignment below this is left alone
 
 
 @dataclass
@@ -223,6 +229,18 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     report_progress(0.05, f"pair {left.path.name} / {right.path.name}, B/H {bh:.3f}")
 
     grids = epipolar_grids(left, right, h0, h1)
+    pointing: dict = {"enabled": cfg.pointing_correction, "applied_px": 0.0}
+    if cfg.pointing_correction:
+        report_progress(0.07, "relative pointing correction")
+        for _ in range(_POINTING_ROUNDS):
+            dy, tiles = pointing_offset(left, right, grids)
+            pointing.update(measured_px=None if not np.isfinite(dy) else round(dy, 4),
+                            tiles=tiles)
+            if not np.isfinite(dy) or abs(dy) < _POINTING_TOLERANCE_PX:
+                break
+            right = correct_pointing(right, grids, dy)
+            grids = epipolar_grids(left, right, h0, h1)
+            pointing["applied_px"] = round(pointing["applied_px"] + dy, 4)
     d_lo, d_hi = disparity_range(left, right, grids, h0, h1)
     dmin = int(np.floor(d_lo)) - params.disparity_margin
     dmax = int(np.ceil(d_hi)) + params.disparity_margin
@@ -342,6 +360,7 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
             "heights": {"min": h0, "max": h1, "source": h_source},
             "epipolar": {"shape": list(grids.shape), "disparity_range": [dmin, dmax],
                          "metres_per_pixel_of_disparity": m_per_px},
+            "pointing": pointing,
             "matching": mask_stats,
             "triangulation": {"points": n_points,
                               "median_gap_m": float(np.median(gaps))},
