@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     update,
@@ -220,6 +221,29 @@ class CampaignState:
             c.execute(update(STEPS).where(STEPS.c.id == sid).values(
                 status="failed" if n >= max_failures else "pending"))
         return int(n)
+
+    def last_activity(self, cid: str) -> dt.datetime | None:
+        """When a step of the campaign last started or ended (or the campaign changed)."""
+        with self._tx() as c:
+            times = [c.execute(select(func.max(STEPS.c.started)).where(
+                         STEPS.c.campaign_id == cid)).scalar(),
+                     c.execute(select(func.max(STEPS.c.finished)).where(
+                         STEPS.c.campaign_id == cid)).scalar(),
+                     c.execute(select(CAMPAIGNS.c.updated).where(
+                         CAMPAIGNS.c.id == cid)).scalar()]
+        known = [t for t in times if t is not None]
+        return max(known) if known else None
+
+    def claim_stalled(self, cid: str, since: dt.datetime) -> bool:
+        """Mark a running campaign as being revived; True for the one caller that wins.
+
+        One atomic conditional update (running and unchanged since ``since``), so when
+        several watchdogs race exactly one resumes the campaign.
+        """
+        with self._tx() as c:
+            return bool(c.execute(update(CAMPAIGNS).where(CAMPAIGNS.c.id == cid).where(
+                CAMPAIGNS.c.status == "running").where(CAMPAIGNS.c.updated <= since).values(
+                updated=_now(), message="resumed: no step progressed")).rowcount)
 
     def reset_running(self, cid: str) -> int:
         """Steps left ``running`` by a crash go back to ``pending`` (on resume)."""

@@ -30,6 +30,7 @@ campaign stopped (running steps end, queued ones return at once).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from pathlib import Path
@@ -276,6 +277,39 @@ def resume(cid: str, settings: Settings | None = None) -> list[str]:
     state.set_campaign_status(cid, "running")
     state.reset_running(cid)
     return _send_frames(state, cid, settings)
+
+
+def revive_stalled(settings: Settings | None = None, stall_seconds: float | None = None
+                   ) -> list[str]:
+    """Resume running campaigns on which no step started or ended for a while.
+
+    A worker killed with steps in hand leaves their messages unacknowledged until the
+    broker's visibility timeout (hours); a lost message leaves a frame waiting for ever.
+    When nothing has moved for ``stall_seconds`` (``GDM_CAMPAIGN_STALL_SECONDS``,
+    default 1800; 0 never), the campaign is resumed: finished steps are skipped, so
+    the only cost of a false alarm (a single step longer than the period) is that step
+    run twice. Returns the campaigns resumed.
+    """
+    settings = settings or get_settings()
+    if stall_seconds is None:
+        stall_seconds = float(os.environ.get("GDM_CAMPAIGN_STALL_SECONDS", "1800"))
+    if stall_seconds <= 0:
+        return []
+    state = get_state(settings.database_url)
+    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(
+        seconds=stall_seconds)
+    revived = []
+    for row in state.campaigns():
+        if row["status"] != "running":
+            continue
+        last = state.last_activity(row["id"])
+        if last is None or last > cutoff or not state.claim_stalled(row["id"], cutoff):
+            continue
+        log.warning("campaign %s: no step moved for %.0f s; resuming it", row["id"],
+                    stall_seconds)
+        resume(row["id"], settings)
+        revived.append(row["id"])
+    return revived
 
 
 def stop(cid: str, settings: Settings | None = None) -> bool:

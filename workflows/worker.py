@@ -230,6 +230,9 @@ class Reaper(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 reap_once(self.store, self.settings)
+                from workflows.campaign_tasks import revive_stalled
+
+                revive_stalled(self.settings)
             except Exception:  # noqa: BLE001 - a periodic sweep must survive outages
                 log.exception("lease reaper: sweep failed; retrying in %s s", self.interval)
             self._stop_event.wait(self.interval)
