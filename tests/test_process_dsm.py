@@ -110,5 +110,5 @@ def test_dsm_opt_by_area_takes_the_registered_stereo_views(tmp_path, monkeypatch
         write_view(tmp_path / "d2" / f"IMG_{k}", name, t + dt.timedelta(hours=5),
                    (5.70, 45.10, 5.85, 45.22), incidence=12.0, along=10.0 * (2 * k - 1))
     index.register(tmp_path / "d2")
-    with pytest.raises(InputError, match="4 Pléiades views .* narrow the dates"):
+    with pytest.raises(InputError, match="4 Pléiades views .* narrow the dates to one stereo"):
         spec.execute(spec.validate_inputs({"scenes": request}), ctx)

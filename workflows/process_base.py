@@ -23,7 +23,7 @@ from gdmio.providers.resolve import SceneRequest
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
            "resolve_reference", "FilesOrScenes", "scene_files", "scenes_field",
            "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest", "COG",
-           "product_refs"]
+           "product_refs", "input_files"]
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 Progress = Callable[[float, str], None]
@@ -213,3 +213,24 @@ def product_refs(outputs: Any, names: tuple[str, ...], ctx: JobContext) -> dict[
     if looks is not None:
         result["quicklooks"] = [str(Path(q).relative_to(ctx.workdir)) for q in looks]
     return result
+
+
+def input_files(raw: dict[str, Any], files_field: str, request_model: type[SceneRequest],
+                ctx: JobContext, min_scenes: int = 2, max_scenes: int | None = None,
+                what: str = "scenes", hint: str = "narrow the dates") -> list[Path]:
+    """Local paths of a job's scenes, given as files or by area and dates.
+
+    Pops ``files_field`` and ``scenes`` from ``raw`` (a :class:`FilesOrScenes` dump):
+    files are resolved as references, a scene request is searched and fetched through
+    the scene cache. More than ``max_scenes`` found is an :class:`InputError` naming
+    ``what`` was found and how to narrow the request (``hint``).
+    """
+    refs = raw.pop(files_field)
+    request = raw.pop("scenes")
+    if request is None:
+        return [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+    paths = scene_files(request_model.model_validate(request), ctx, min_scenes=min_scenes)
+    if max_scenes is not None and len(paths) > max_scenes:
+        raise InputError(f"{len(paths)} {what} over the AOI and dates, at most "
+                         f"{max_scenes} wanted: {hint}")
+    return paths

@@ -12,16 +12,15 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 
 from dsm_opt.config import DsmConfig
-from gdmio.errors import InputError
 from workflows.process_base import (
     FilesOrScenes,
     JobContext,
     OutputSpec,
     PleiadesSceneRequest,
     ProcessSpec,
+    input_files,
     product_refs,
     resolve_reference,
-    scene_files,
     scenes_field,
 )
 
@@ -52,15 +51,9 @@ def _dsm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     from dsm_opt.pipeline import run
 
     raw = inputs.model_dump()
-    refs = raw.pop("images")
-    request = raw.pop("scenes")
-    if request is not None:
-        images = scene_files(PleiadesSceneRequest.model_validate(request), ctx, min_scenes=2)
-        if len(images) > 3:
-            raise InputError(f"{len(images)} Pléiades views over the AOI and dates: narrow "
-                             "the dates to one stereo acquisition (2 or 3 views)")
-    else:
-        images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+    images = input_files(raw, "images", PleiadesSceneRequest, ctx, max_scenes=3,
+                         what="Pléiades views",
+                         hint="narrow the dates to one stereo acquisition (2 or 3 views)")
     if raw.get("dem"):
         raw["dem"] = resolve_reference(raw["dem"], ctx, len(images))
     cfg = DsmConfig(images=images, out=ctx.workdir / "products", **raw)

@@ -26,6 +26,7 @@ from workflows.process_base import (
     ProcessSpec,
     S1SceneRequest,
     S2SceneRequest,
+    input_files,
     product_refs,
     resolve_reference,
     scene_files,
@@ -74,12 +75,7 @@ def _gdm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     from gdm_opt.pipeline import run
 
     raw = inputs.model_dump()
-    request = raw.pop("scenes")
-    refs = raw.pop("images")
-    if request is not None:
-        images = scene_files(S2SceneRequest.model_validate(request), ctx, min_scenes=2)
-    else:
-        images = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+    images = input_files(raw, "images", S2SceneRequest, ctx)
     if raw.get("stable") not in (None, "none", "auto"):
         # A mask comes like any other input file (URL or upload), never as a server path.
         raw["stable"] = str(resolve_reference(raw["stable"], ctx, len(images)))
