@@ -8,6 +8,7 @@ retry_after)`` answers an error; ``("delay", seconds)`` waits before answering.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -105,17 +106,34 @@ def _handler(archive: Archive) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """Threaded test server that does not print clients hanging up (GDAL, time-outs)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free 127.0.0.1 port in a thread; yields the base URL."""
+    server = QuietHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextmanager
 def running_archive() -> Iterator[Archive]:
     """Start the archive on a free 127.0.0.1 port; stop it afterwards."""
     archive = Archive()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(archive))
-    server.daemon_threads = True
-    archive.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(archive)) as url:
+        archive.url = url
         yield archive
-    finally:
-        server.shutdown()
-        server.server_close()

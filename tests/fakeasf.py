@@ -13,30 +13,16 @@ import datetime as dt
 import hashlib
 import json
 import os
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
 from shapely.geometry import Point, Polygon, box, shape
 
-from tests.fakearchive import Archive, _handler
+from tests.fakearchive import Archive, _handler, serving
 
 SEARCH_PATH = "/search/granules.umm_json"
-
-
-class QuietHTTPServer(ThreadingHTTPServer):
-    """Threaded test server that does not print clients hanging up (GDAL, time-outs)."""
-
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -241,12 +227,6 @@ def running_asf() -> Iterator[FakeAsf]:
             self._send(200, out, {"Content-Type": "application/json",
                                   "CMR-Hits": str(len(fake.granules))})
 
-    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-    archive.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        archive.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

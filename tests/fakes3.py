@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from tests.fakearchive import Archive, _handler
-from tests.fakeasf import QuietHTTPServer
+from tests.fakearchive import Archive, _handler, serving
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -74,12 +72,6 @@ def running_bucket() -> Iterator[FakeBucket]:
                                   {"Content-Type": "application/xml"})
             super().do_GET()
 
-    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-    archive.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        archive.url = url
         yield bucket
-    finally:
-        server.shutdown()
-        server.server_close()

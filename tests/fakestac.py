@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,8 +17,7 @@ import numpy as np
 from rasterio.transform import from_origin
 from shapely.geometry import box, mapping, shape
 
-from tests.fakearchive import Archive, _handler
-from tests.fakeasf import QuietHTTPServer
+from tests.fakearchive import Archive, _handler, serving
 
 CONFORMS = [
     "https://api.stacspec.org/v1.0.0/core",
@@ -212,15 +210,9 @@ def running_stac() -> Iterator[FakeStac]:
                 return
             self._json(fake.search(json.loads(body or b"{}"), "POST"))
 
-    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-    archive.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        archive.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # ------------------------------------------------------------------ test tiles

@@ -33,7 +33,7 @@ import rasterio
 
 from gdm_sar.simulate import SimulateSarConfig
 from gdm_sar.simulate import simulate as simulate_sar
-from tests.fakeasf import QuietHTTPServer
+from tests.fakearchive import serving
 from tests.test_activation import AOI, EVENT, S2_POST, S2_PRE, scenario
 from workflows.activation import ActivationStore, bulletin_dir
 from workflows.jobstore import JobStore
@@ -61,15 +61,11 @@ def stalled_server():
         def log_message(self, *args):
             pass
 
-    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", release
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        try:
+            yield url, release
+        finally:
+            release.set()
 
 
 @contextlib.contextmanager
