@@ -13,11 +13,8 @@ entries.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +22,12 @@ import pystac
 from shapely.geometry import box, shape
 
 from gdmio.errors import InputError
+from gdmio.locks import file_lock
 from gdmio.stac import to_utc
 
 __all__ = ["add_item", "search", "catalogue_items"]
 
 _TITLE = "DSM-OPT products"
-
-
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -95,7 +82,7 @@ def add_item(root: str | os.PathLike[str], item_path: str | os.PathLike[str]) ->
                       {"rel": "parent", "href": "../../catalog.json",
                        "type": "application/json"}]
     dest = root / "items" / item_id / f"{item_id}.json"
-    with _locked(root):
+    with file_lock(root / ".lock"):
         cat = _load_catalog(root)
         href = f"./items/{item_id}/{item_id}.json"
         links = [lk for lk in cat.get("links", []) if not (lk.get("rel") == "item"

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gdmio.locks import file_lock
+
 __all__ = ["SceneCache", "CacheEntry"]
 
 
@@ -44,19 +46,6 @@ class CacheEntry:
 
 def _key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-@contextlib.contextmanager
-def _flock(path: Path, mode: int) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-    try:
-        fcntl.flock(fd, mode)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 class SceneCache:
@@ -112,7 +101,7 @@ class SceneCache:
             raise ValueError(f"bad cache file name {name!r}")
         folder = self.folder(key)
         dest = folder / name
-        with _flock(self._lock(key), fcntl.LOCK_EX):
+        with file_lock(self._lock(key), fcntl.LOCK_EX):
             if dest.exists() and (valid is None or valid(dest)):
                 self._touch(key)
                 return dest
@@ -129,7 +118,7 @@ class SceneCache:
     @contextlib.contextmanager
     def use(self, key: str) -> Iterator[Path]:
         """Hold the entry for ``key`` in use (not evictable) for the ``with`` block."""
-        with _flock(self._lock(key), fcntl.LOCK_SH):
+        with file_lock(self._lock(key), fcntl.LOCK_SH):
             self._touch(key)
             yield self.folder(key)
 

@@ -50,7 +50,6 @@ coregistered stack files (``slcs``) of the selected dates.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import logging
 import re
 import shutil
@@ -69,6 +68,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from gdmio.errors import InputError
+from gdmio.locks import file_lock
 from gdmio.providers import Scene, SceneQuery
 from gdmio.providers.aoi import aoi_to_wkt, parse_aoi, parse_date
 from workflows.jobstore import FINAL_STATUSES, JobStore, User
@@ -1057,17 +1057,6 @@ def activate(raw: dict[str, Any] | ActivationRequest, user: User | None, *, stor
 
 
 # ----------------------------------------------------------------- bulletin
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def refresh_bulletin(activation_id: str, *, store: JobStore, settings: Settings,
                      force: bool = False) -> Activation:
     """Bring an activation up to date with its jobs and rewrite its bulletin if needed.
@@ -1088,7 +1077,7 @@ def refresh_bulletin(activation_id: str, *, store: JobStore, settings: Settings,
 
     astore = ActivationStore(store)
     folder = bulletin_dir(activation_id, settings)
-    with _locked(folder):
+    with file_lock(folder / ".lock"):
         act = astore.get(activation_id)
         if act is None:
             raise ActivationError(404, f"no activation {activation_id!r}")
