@@ -44,7 +44,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,13 @@ from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
 from gdmio.cog import CogWriter, write_cog
 from gdmio.errors import InputError
 from kernels.insar import coherence_debias, goldstein, interferogram, reference_point
-from kernels.sbas import invert_sbas, years_since_first
+from kernels.sbas import (
+    closure_triplets,
+    coherence_weights,
+    invert_sbas,
+    triplet_misclosure,
+    years_since_first,
+)
 from kernels.unwrap import unwrap
 
 __all__ = ["FrameJob", "ingest", "run_pair", "invert", "package", "verify_ingest",
@@ -449,14 +454,6 @@ def verify_inversion(job: FrameJob) -> dict | None:
     return doc
 
 
-def _triplets(pairs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    index = {p: k for k, p in enumerate(pairs)}
-    dates = sorted({d for p in pairs for d in p})
-    return [(index[(i, j)], index[(j, k)], index[(i, k)])
-            for i, j, k in combinations(dates, 3)
-            if (i, j) in index and (j, k) in index and (i, k) in index]
-
-
 def chunk_rows(job: FrameJob, n_pairs: int, n_dates: int, nx: int, ny: int) -> int:
     """Rows of one inversion chunk: half the step budget over the bytes of one row.
 
@@ -557,7 +554,7 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         if np.ptp(bperp) >= 1.0:
             extra = (bperp / (info["slant_range_m"] * sin_th))[:, None]
     t_years = years_since_first(dates)
-    triplets = _triplets(pairs)
+    triplets = closure_triplets(pairs)
     layers = ["velocity", "velocity_std", "temporal_coherence", "residual_rms", "misclosure",
               "n_pairs"] + (["dem_error"] if extra is not None else [])
     n_fixed = len(layers)
@@ -580,10 +577,7 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         obs *= to_m
         weights = read_layer("coherence.tif", r0, r1, np.float32)
         obs[~(weights >= proc.min_coherence)] = np.nan
-        np.nan_to_num(weights, copy=False)
-        np.clip(weights, 0.0, 0.99, out=weights)
-        weights *= weights
-        np.divide(weights, 1 - weights, out=weights)
+        coherence_weights(weights)
         res = invert_sbas(obs, pairs, dates, weights=weights, wavelength=wavelength,
                           gap_weight=proc.gap_weight)
         del weights
@@ -597,15 +591,7 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         series = np.where(bad, np.nan, series)
         vel, vstd = np.where(bad, np.nan, vel), np.where(bad, np.nan, vstd)
         if triplets:
-            sq = np.zeros((h, nx), np.float64)
-            cnt = np.zeros((h, nx), np.int32)
-            for a, b, cc in triplets:
-                tri = obs[a] + obs[b] - obs[cc]
-                fin = np.isfinite(tri)
-                sq[fin] += np.square(tri[fin], dtype=np.float64)
-                cnt += fin
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mis = np.sqrt(sq / cnt)
+            mis = triplet_misclosure(obs, triplets)[0]
         else:
             mis = np.full((h, nx), np.nan)
         out = np.empty((n_bands, h, nx), np.float32)

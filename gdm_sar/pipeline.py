@@ -23,7 +23,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,13 @@ from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.stac import write_item
 from kernels.insar import coherence_debias, goldstein, interferogram, reference_point
-from kernels.sbas import invert_sbas, years_since_first
+from kernels.sbas import (
+    closure_triplets,
+    coherence_weights,
+    invert_sbas,
+    triplet_misclosure,
+    years_since_first,
+)
 from kernels.timeseries import network_components, select_pairs
 from kernels.unwrap import unwrap
 
@@ -293,16 +298,6 @@ def _unwrap_pairs(stack: Stack, pairs: list[tuple[int, int]], cfg: SarConfig,
             "mean_unwrapped_fraction": float(np.mean([s["unwrapped_fraction"] for s in stats]))}
 
 
-def _triplets(pairs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    index = {p: k for k, p in enumerate(pairs)}
-    dates = sorted({d for p in pairs for d in p})
-    out = []
-    for i, j, k in combinations(dates, 3):
-        if (i, j) in index and (j, k) in index and (i, k) in index:
-            out.append((index[(i, j)], index[(j, k)], index[(i, k)]))
-    return out
-
-
 def _invert(stack: Stack, pairs: list[tuple[int, int]], cfg: SarConfig, ifg_dirs: list[Path],
             stage: Path, crs, transform, mean_coh: np.ndarray, progress: Progress
             ) -> tuple[dict[str, Path | None], dict]:
@@ -316,7 +311,7 @@ def _invert(stack: Stack, pairs: list[tuple[int, int]], cfg: SarConfig, ifg_dirs
         if np.ptp(stack.bperp) < 1.0:
             extra = None  # baselines too similar to see a height error
     t_years = years_since_first(stack.dates)
-    triplets = _triplets(pairs)
+    triplets = closure_triplets(pairs)
     rows = int(max(1, min(ny, cfg.block_mb * 2**20 // (4 * 4 * n_pairs * nx))))
     tags = {"UNITS": "m", "CONVENTION": "LOS, positive towards the satellite",
             "REFERENCE": "interferograms referenced to the reference pixel"}
@@ -346,10 +341,7 @@ def _invert(stack: Stack, pairs: list[tuple[int, int]], cfg: SarConfig, ifg_dirs
             # in place: the block holds obs and the coherence-derived weights only
             weights = np.stack([ds.read(1, window=win) for ds in coh_ds])
             obs[~(weights >= cfg.min_coherence)] = np.nan
-            np.nan_to_num(weights, copy=False)
-            np.clip(weights, 0.0, 0.99, out=weights)
-            weights *= weights
-            np.divide(weights, 1 - weights, out=weights)  # g^2 / (1 - g^2)
+            coherence_weights(weights)
             res = invert_sbas(obs, pairs, stack.dates, weights=weights,
                               wavelength=stack.wavelength, gap_weight=cfg.gap_weight)
             series = res.series
@@ -366,18 +358,9 @@ def _invert(stack: Stack, pairs: list[tuple[int, int]], cfg: SarConfig, ifg_dirs
             if extra is not None:
                 dz = np.where(unreliable, np.nan, dz)
             if triplets:
-                # misclosure of each triplet, accumulated one at a time (no big stack)
-                sq = np.zeros((h, nx), np.float64)
-                n_tri = np.zeros((h, nx), np.int32)
-                for a, b, c in triplets:
-                    tri = obs[a] + obs[b] - obs[c]
-                    fin = np.isfinite(tri)
-                    sq[fin] += np.square(tri[fin], dtype=np.float64)
-                    n_tri += fin
-                    bad_triplet_px += int((np.abs(tri[fin]) > stack.wavelength / 4).sum())
-                    triplet_px += int(fin.sum())
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mis = np.sqrt(sq / n_tri)
+                mis, checked, over = triplet_misclosure(obs, triplets, stack.wavelength / 4)
+                triplet_px += checked
+                bad_triplet_px += over
             else:
                 mis = np.full((h, nx), np.nan, np.float32)
             writers["timeseries"].write(series, win)

@@ -30,12 +30,14 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 import numba
 import numpy as np
 from numba import prange
 
-__all__ = ["SbasResult", "invert_sbas", "design_matrix", "years_since_first"]
+__all__ = ["SbasResult", "invert_sbas", "design_matrix", "years_since_first",
+           "closure_triplets", "coherence_weights", "triplet_misclosure"]
 
 # Pixels per block of the shared-matrix path.
 _BLOCK = 1 << 16
@@ -505,3 +507,47 @@ def invert_sbas(obs: np.ndarray, pairs: Sequence[tuple[int, int]] | np.ndarray,
         extra_params=extra_params,
         n_pairs=n_valid.reshape(shape),
     )
+
+
+def closure_triplets(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Closed triplets of a network: ``(k_ij, k_jk, k_ik)`` pair indices, i < j < k."""
+    index = {tuple(p): k for k, p in enumerate(pairs)}
+    dates = sorted({d for p in pairs for d in p})
+    return [(index[(i, j)], index[(j, k)], index[(i, k)])
+            for i, j, k in combinations(dates, 3)
+            if (i, j) in index and (j, k) in index and (i, k) in index]
+
+
+def coherence_weights(coherence: np.ndarray) -> np.ndarray:
+    """Inversion weights ``g^2 / (1 - g^2)`` from coherence, computed in place.
+
+    NaN coherence gives weight 0; coherence is capped at 0.99 (weight ~49).
+    """
+    np.nan_to_num(coherence, copy=False)
+    np.clip(coherence, 0.0, 0.99, out=coherence)
+    coherence *= coherence
+    np.divide(coherence, 1 - coherence, out=coherence)
+    return coherence
+
+
+def triplet_misclosure(obs: np.ndarray, triplets: Sequence[tuple[int, int, int]],
+                       limit: float | None = None) -> tuple[np.ndarray, int, int]:
+    """RMS misclosure ``obs_ij + obs_jk - obs_ik`` over the triplets, per pixel.
+
+    Accumulated one triplet at a time (no triplet stack). Returns the RMS (NaN where no
+    triplet is finite), the number of finite triplet values and how many exceed
+    ``limit`` in absolute value (0 without a limit).
+    """
+    sq = np.zeros(obs.shape[1:], np.float64)
+    n = np.zeros(obs.shape[1:], np.int32)
+    checked = over = 0
+    for a, b, c in triplets:
+        tri = obs[a] + obs[b] - obs[c]
+        fin = np.isfinite(tri)
+        sq[fin] += np.square(tri[fin], dtype=np.float64)
+        n += fin
+        checked += int(fin.sum())
+        if limit is not None:
+            over += int((np.abs(tri[fin]) > limit).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(sq / n), checked, over

@@ -232,3 +232,23 @@ def test_select_pairs_nearest_and_baselines() -> None:
         select_pairs(DATES, bperp=bperp[:3], max_bperp=10)
     with pytest.raises(ValueError, match="non-finite"):
         select_pairs(DATES, bperp=np.full(8, np.nan), max_bperp=10)
+
+
+def test_closure_triplets_and_misclosure_against_a_direct_sum():
+    from kernels.sbas import closure_triplets, coherence_weights, triplet_misclosure
+
+    pairs = [(0, 1), (1, 2), (0, 2), (2, 3), (1, 3)]
+    assert closure_triplets(pairs) == [(0, 1, 2), (1, 3, 4)]
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0, 0.01, (5, 4, 3)).astype(np.float32)
+    obs[2, 0, 0] = np.nan  # one triplet missing at one pixel
+    rms, checked, over = triplet_misclosure(obs, closure_triplets(pairs), limit=0.01)
+    t1 = obs[0] + obs[1] - obs[2]
+    t2 = obs[1] + obs[3] - obs[4]
+    expect = np.sqrt((np.nan_to_num(t1.astype(np.float64)) ** 2 + t2.astype(np.float64) ** 2)
+                     / (np.isfinite(t1).astype(int) + 1))
+    np.testing.assert_allclose(rms, expect, rtol=1e-12)
+    assert checked == 2 * 12 - 1
+    assert over == int((np.abs(t1[np.isfinite(t1)]) > 0.01).sum() + (np.abs(t2) > 0.01).sum())
+    w = coherence_weights(np.array([np.nan, 0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(w, [0.0, 0.0, 0.25 / 0.75, 0.99**2 / (1 - 0.99**2)])
