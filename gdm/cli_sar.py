@@ -137,21 +137,11 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
 
 def _ingest_once(cfg, ingest, quiet: bool) -> Path:
     """Ingest SAFE products into ``cfg.out`` unless the same products are already there."""
-    import json
-
     from gdm.cli import _Progress
-    from gdmio.s1.safe import find_products
+    from gdm_sar.ingest import ingested
 
-    report = Path(cfg.out) / "ingest_report.json"
-    if report.is_file():
-        try:
-            done = json.loads(report.read_text()).get("products", [])
-        except ValueError:
-            done = []
-        names = [p.name.removesuffix(".zip").removesuffix(".SAFE")
-                 for p in find_products(cfg.safe)]
-        if sorted(done) == sorted(names):
-            return Path(cfg.out)
+    if ingested(cfg.safe, cfg.out):
+        return Path(cfg.out)
     bar = _Progress(not quiet, "ingest")
     try:
         return ingest(cfg, progress=bar).stack_dir

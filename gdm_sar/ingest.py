@@ -53,7 +53,7 @@ from gdmio.s1.safe import (
 from kernels.geometry import SPEED_OF_LIGHT, DemGrid, ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
 from kernels.tops import RampModel, deramp, doppler_centroid, esd_shift, ramp_phase, resample_sinc
 
-__all__ = ["IngestConfig", "IngestResult", "ingest", "is_safe_folder", "load_dem",
+__all__ = ["IngestConfig", "IngestResult", "ingest", "is_safe_folder", "ingested", "load_dem",
            "StackGeometry", "read_geometry"]
 
 Progress = Callable[[float, str], None]
@@ -108,6 +108,22 @@ class IngestResult:
     report: Path
     geometry: Path
     burst_keys: list[str] = field(default_factory=list)
+
+
+def ingested(safe: str | Path, out: str | Path) -> bool:
+    """Whether ``out`` already holds the stack ingested from the products in ``safe``.
+
+    Read from the stack's ``ingest_report.json`` (a rerun skips the ingestion).
+    """
+    report = Path(out) / "ingest_report.json"
+    if not report.is_file():
+        return False
+    try:
+        done = json.loads(report.read_text()).get("products", [])
+    except ValueError:
+        return False
+    names = [p.name.removesuffix(".zip").removesuffix(".SAFE") for p in find_products(safe)]
+    return sorted(done) == sorted(names)
 
 
 def is_safe_folder(folder: str | Path) -> bool:

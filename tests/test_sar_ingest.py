@@ -261,3 +261,15 @@ def test_cli_simulate_safe_writes_faithful_zips(tmp_path):
     assert np.all(valid != 0) and np.all(data[:2] == 0)
     truth = json.loads((tmp_path / "s" / "truth.json").read_text())
     assert len(truth["corner_reflectors"]) == 3 and truth["dates"][0] == "2023-03-02"
+
+
+def test_a_rerun_recognises_the_stack_of_the_same_products(sim, stack_esd, tmp_path):
+    from gdm_sar.ingest import ingested
+
+    assert ingested(sim.safe_dir, stack_esd.stack_dir)
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    for p in sorted(sim.safe_dir.iterdir())[:-1]:  # one date less: another stack
+        (fewer / p.name).symlink_to(p)
+    assert not ingested(fewer, stack_esd.stack_dir)
+    assert not ingested(sim.safe_dir, tmp_path / "nothing")

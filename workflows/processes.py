@@ -151,9 +151,7 @@ _MIN_AOI_DEG = 0.05  # smallest side of the area ingested around a point AOI (~5
 def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None,
                  ctx: JobContext) -> Path:
     """Sentinel-1 SAFE products -> coregistered stack in the job's inputs (resumable)."""
-    import json
-
-    from gdm_sar.ingest import IngestConfig, ingest
+    from gdm_sar.ingest import IngestConfig, ingest, ingested
     from gdmio.providers.aoi import parse_aoi
 
     safe_dir = ctx.workdir / "inputs" / "safe"
@@ -163,14 +161,8 @@ def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None
         if not dest.exists():
             dest.symlink_to(src.resolve())
     out = ctx.workdir / "inputs" / "stack"
-    names = sorted(p.name.removesuffix(".zip").removesuffix(".SAFE") for p in products)
-    report = out / "ingest_report.json"
-    if report.is_file():
-        try:
-            if sorted(json.loads(report.read_text()).get("products", [])) == names:
-                return out  # ingested by an earlier attempt of this job
-        except ValueError:
-            pass
+    if ingested(safe_dir, out):
+        return out  # ingested by an earlier attempt of this job
     if out.exists():
         shutil.rmtree(out)
 
