@@ -132,12 +132,12 @@ def _precise_orbits(products: list[Path], ctx: JobContext) -> Path | None:
     cache = scene_cache_from_env(ctx.scene_cache)
     folder = ctx.workdir / "inputs" / "orbits"
     folder.mkdir(parents=True, exist_ok=True)
-    for i, product in enumerate(products):
-        ctx.progress(0.1 * i / len(products), f"orbit of {product.stem}")
+    for product in products:  # after the scenes (0-10 %), before the ingestion
+        ctx.progress(0.1, f"orbit of {product.stem}")
         try:
             path = client.fetch(product.name, cache)
         except RemoteError as exc:  # the annotation's state vectors remain
-            ctx.progress(0.1 * i / len(products), f"no orbit file: {exc}")
+            ctx.progress(0.1, f"no orbit file: {exc}")
             continue
         dest = folder / path.name
         if not dest.exists():
