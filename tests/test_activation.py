@@ -36,7 +36,6 @@ from tests.fakeasf import running_asf
 from tests.fakedimap import write_view
 from tests.fakestac import running_stac, write_cog_tile
 from workflows.activation import (
-    NOT_AVAILABLE,
     ActivationError,
     ActivationRequest,
     ActivationStore,
@@ -49,7 +48,6 @@ from workflows.activation import (
 )
 from workflows.bulletin import dsm_difference, nice_length
 from workflows.jobstore import JobStore, User
-from workflows.processes import PROCESSES
 from workflows.settings import get_settings
 
 EVENT = "2023-03-01T10:00:00Z"
@@ -287,10 +285,7 @@ def test_activation_launches_rapid_jobs_and_writes_the_bulletin(home, scn):
         {"start": "2023-02-25", "relative_orbit": 88}
     assert sar.inputs["scenes"]["end"] > "2023-02-25" and sar.inputs["neighbours"] == 1
     assert by_role["sar"]["scenes"]["pre"][0]["id"] == scn.s1["2023-02-25/88"]
-    if "dsm-opt" in PROCESSES:
-        assert store.get(by_role["dsm-pre"]["job_id"]).queue == "rapid"
-    else:
-        assert by_role["dsm"]["state"] == NOT_AVAILABLE
+    assert store.get(by_role["dsm-pre"]["job_id"]).queue == "rapid"
     folder = bulletin_dir(act.id, settings)
     html = (folder / "bulletin.html").read_text()
     pdf = (folder / "bulletin.pdf").read_bytes()
@@ -466,19 +461,7 @@ def test_slcs_must_hold_the_selected_dates(home, scn):
     assert sar.inputs["neighbours"] == 1 and sar.inputs["dem_error"] is False
 
 
-def test_pleiades_pairs_become_dsm_jobs_when_dsm_opt_exists(home, scn, monkeypatch):
-    from pydantic import BaseModel, ConfigDict, Field
-
-    from workflows.processes import ProcessSpec
-
-    class DsmInputs(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        images: list[str] = Field(min_length=2, max_length=3)
-
-    spec = ProcessSpec(id="dsm-opt", title="DSM", description="test stand-in",
-                       version="0", inputs_model=DsmInputs, outputs={},
-                       execute=lambda inputs, ctx: {})
-    monkeypatch.setitem(PROCESSES, "dsm-opt", spec)
+def test_pleiades_pairs_become_dsm_jobs(home, scn):
     settings, store = home
     act = activate({"aoi": AOI, "event_date": EVENT, "hazard": "landslide",
                     "sensors": ["pleiades"]}, OPERATOR, store=store, settings=settings,

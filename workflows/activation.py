@@ -78,7 +78,7 @@ __all__ = [
     "HAZARDS", "HazardDefaults", "ActivationRequest", "ActivationError", "Selection",
     "ActivationStore", "Activation", "select_s2", "select_s1", "select_pleiades",
     "search_and_select", "activate", "refresh_bulletin", "bulletin_dir", "LOCAL_OPERATOR",
-    "MIN_COVERAGE", "NOT_AVAILABLE",
+    "MIN_COVERAGE",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,6 @@ PLEIADES_STEREO_GAP_S = 300.0
 
 """State of a selected Sentinel-1 pair that cannot run (no coregistered stack)."""
 
-NOT_AVAILABLE = "not available"
 """State of a job whose process this installation does not offer (e.g. DSM-OPT)."""
 
 SAR_CO_EVENT = {"network": "nearest", "neighbours": 1, "dem_error": False}
@@ -915,7 +914,6 @@ def _launch(sel: Selection, request: ActivationRequest, user: User, settings: Se
             store: JobStore, activation_id: str, providers: ProviderFactory,
             enqueue: bool) -> list[dict[str, Any]]:
     """Submit the jobs of one selection on ``rapid``; returns their entries."""
-    from workflows.processes import PROCESSES
     from workflows.submit import SubmitError, submit
 
     scenes = {"pre": [scene_summary(s) for s in sel.pre],
@@ -963,13 +961,6 @@ def _launch(sel: Selection, request: ActivationRequest, user: User, settings: Se
             run("sar", "gdm-sar", {"scenes": by_area, **{**SAR_CO_EVENT, **request.sar_params}},
                 "interferogram", scenes)
     else:
-        if "dsm-opt" not in PROCESSES:
-            entries.append({"role": "dsm", "sensor": "pleiades", "process": "dsm-opt",
-                            "product": "dsm difference", "scenes": scenes, "job_id": None,
-                            "state": NOT_AVAILABLE, "status": NOT_AVAILABLE,
-                            "message": "the DSM-OPT process is not available on this "
-                            "service", "parameters": dict(request.dsm_params)})
-            return entries
         for role, views in (("dsm-pre", sel.pre), ("dsm-post", sel.post)):
             side = role.split("-")[1]
             try:
