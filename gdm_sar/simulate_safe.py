@@ -59,7 +59,8 @@ from kernels.geometry import (
 )
 from kernels.tops import RampModel, ramp_phase, resample_sinc
 
-__all__ = ["SimulateSafeConfig", "SimulatedSafe", "simulate_safe", "velocity_at"]
+__all__ = ["SimulateSafeConfig", "SimulatedSafe", "simulate_safe", "velocity_at",
+           "map_velocity_error"]
 
 _GM = 3.986004418e14
 _OMEGA_E = 7.2921151467e-5
@@ -133,6 +134,26 @@ def velocity_at(lat: np.ndarray, lon: np.ndarray, truth: dict) -> np.ndarray:
     dn = (np.asarray(lat) - m["lat"]) * 111_320.0
     de = (np.asarray(lon) - lon0) * 111_320.0 * math.cos(lat0)
     return m["rate"] * np.exp(-(dn * dn + de * de) / (2 * m["sigma_m"] ** 2))
+
+
+def map_velocity_error(path: str | Path, truth: dict) -> tuple[float, int]:
+    """RMSE (m/yr) of a map-projected velocity raster against the truth, and its pixels.
+
+    Errors are referenced to the far field (true |v| < 1 mm/yr), as the products are
+    relative to a reference point.
+    """
+    from pyproj import Transformer
+
+    with rasterio.open(path) as ds:
+        v = ds.read(1)
+        rows, cols = np.mgrid[:ds.height, :ds.width]
+        x, y = rasterio.transform.xy(ds.transform, rows.ravel(), cols.ravel())
+        lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    true_v = velocity_at(np.reshape(lat, v.shape), np.reshape(lon, v.shape), truth)
+    ok = np.isfinite(v)
+    err = v - true_v
+    err -= np.median(err[ok & (np.abs(true_v) < 0.001)])
+    return float(np.sqrt(np.mean(err[ok] ** 2))), int(ok.sum())
 
 
 # ---------------------------------------------------------------- orbit model

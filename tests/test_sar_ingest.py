@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from pyproj import Transformer
 
 from gdm.cli import main
 from gdm_sar.ingest import IngestConfig, ingest, read_geometry
-from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe, velocity_at
+from gdm_sar.simulate_safe import (
+    SimulateSafeConfig,
+    map_velocity_error,
+    simulate_safe,
+    velocity_at,
+)
 from gdmio.cog import validate_cog
 from gdmio.errors import InputError
 from kernels.geometry import geo2rdr, llh_to_ecef
@@ -176,18 +180,10 @@ def test_cli_safe_to_velocity_within_2_mm_per_year(sim, tmp_path):
     valid, errors, _ = validate_cog(gv_path)
     assert valid, errors
     with rasterio.open(gv_path) as ds:
-        gv = ds.read(1)
         assert ds.crs.to_epsg() in range(32601, 32661)
-        rows, cols = np.mgrid[:ds.height, :ds.width]
-        x, y = rasterio.transform.xy(ds.transform, rows.ravel(), cols.ravel())
-        lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(x, y)
-    gt = velocity_at(np.reshape(lat, gv.shape), np.reshape(lon, gv.shape), sim.truth)
-    gok = np.isfinite(gv)
-    gerr = gv - gt
-    gerr -= np.median(gerr[gok & (np.abs(gt) < 0.001)])
-    grmse = float(np.sqrt(np.mean(gerr[gok] ** 2)))
+    grmse, g_valid = map_velocity_error(gv_path, sim.truth)
     print(f"\nvelocity RMSE {rmse * 1000:.2f} mm/yr (radar grid, {ok.mean():.1%} kept), "
-          f"{grmse * 1000:.2f} mm/yr geocoded ({gok.sum()} map pixels)")
+          f"{grmse * 1000:.2f} mm/yr geocoded ({g_valid} map pixels)")
     assert rmse < 0.002 and grmse < 0.002
     for name in ("timeseries.tif", "mean_coherence.tif"):
         assert (out / "geocoded" / name).is_file()
