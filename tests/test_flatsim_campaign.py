@@ -58,7 +58,10 @@ def redis_env(tmp_path, monkeypatch):
     url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     env = {"GDM_HOME": str(tmp_path / "home"), "GDM_BROKER_URL": url,
            "GDM_RESULT_BACKEND": url, "GDM_QUEUE_PREFIX": f"fs{uuid.uuid4().hex[:8]}-",
-           "GDM_VISIBILITY_TIMEOUT": "6"}
+           "GDM_VISIBILITY_TIMEOUT": "6",
+           # the workers' watchdog sweeps every 5 s and resumes a campaign on which no
+           # step moved for 20 s (messages a killed worker held come back at once)
+           "GDM_LEASE_SECONDS": "5", "GDM_CAMPAIGN_STALL_SECONDS": "20"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     get_settings().ensure_dirs()
