@@ -42,16 +42,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from workflows.jobstore import STATUSES, Job, User
 from workflows.processes import PROCESSES, ProcessSpec, get_process
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
-from wps.context import current_user, state
+from wps import web
+from wps.context import state
+from wps.openapi import build_openapi
 
 __all__ = ["bp", "CONFORMANCE", "status_info", "results_document", "user_uploads_dir",
-           "sync_timeout", "OGC_EXC", "OGC_REL"]
+           "OGC_EXC", "OGC_REL"]
 
 bp = Blueprint("ogcapi", __name__)
 
@@ -68,7 +70,6 @@ OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 
 PROBLEM = "application/problem+json"
 OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
-DEFAULT_SYNC_TIMEOUT = 300.0
 JOBS_LIMIT_DEFAULT, JOBS_LIMIT_MAX = 10, 10000
 
 _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
@@ -150,27 +151,13 @@ def _on_http_error(exc: HTTPException) -> Any:
 # ----------------------------------------------------------------- utilities
 @bp.before_request
 def _authenticate() -> Response | None:
-    user = current_user()
-    if user is None:
-        return problem(401, "a valid API token is required (Authorization: Bearer TOKEN)")
-    g.gdm_user = user
+    if web.caller() is None:
+        return problem(401, web.TOKEN_REQUIRED)
     return None
 
 
 def _user() -> User:
-    return g.gdm_user
-
-
-def _base() -> str:
-    """Absolute URL of the OGC API root (``GDM_PUBLIC_URL`` when set)."""
-    public = state().settings.public_url
-    root = public.rstrip("/") if public else request.url_root.rstrip("/")
-    return root + "/ogcapi"
-
-
-def _site_root() -> str:
-    public = state().settings.public_url
-    return public.rstrip("/") if public else request.url_root.rstrip("/")
+    return web.user(lambda message: Problem(401, message))
 
 
 def _link(href: str, rel: str, type_: str = "application/json", title: str | None = None
@@ -179,19 +166,6 @@ def _link(href: str, rel: str, type_: str = "application/json", title: str | Non
     if title:
         link["title"] = title
     return link
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def sync_timeout() -> float:
-    """Longest wait of a synchronous execution (``GDM_SYNC_TIMEOUT``, seconds)."""
-    value = current_app.config.get("GDM_SYNC_TIMEOUT", os.environ.get("GDM_SYNC_TIMEOUT"))
-    try:
-        return max(0.0, float(value)) if value is not None else DEFAULT_SYNC_TIMEOUT
-    except ValueError:
-        return DEFAULT_SYNC_TIMEOUT
 
 
 def _visible(job_id: str) -> Job:
@@ -209,7 +183,7 @@ def _process(process_id: str) -> ProcessSpec:
 
 # -------------------------------------------------------------- descriptions
 def _process_links(spec: ProcessSpec) -> list[dict[str, str]]:
-    base = _base()
+    base = web.ogcapi_root()
     return [_link(f"{base}/processes/{spec.id}", "self", title="process description"),
             _link(f"{base}/processes/{spec.id}/execution", OGC_REL + "execute",
                   title="execute the process")]
@@ -223,40 +197,10 @@ def _summary(spec: ProcessSpec) -> dict[str, Any]:
             "links": _process_links(spec)}
 
 
-def output_descriptions(spec: ProcessSpec) -> dict[str, dict[str, Any]]:
-    """OGC output descriptions of a process (files are given by reference)."""
-    outputs: dict[str, dict[str, Any]] = {}
-    for name, out in spec.outputs.items():
-        if out.kind == "file":
-            schema: dict[str, Any] = {"type": "string", "contentMediaType": out.media_type}
-        else:
-            schema = dict(out.schema or {"type": "string"})
-        outputs[name] = {"title": out.title, "schema": schema}
-    if any(o.kind == "file" for o in spec.outputs.values()):
-        outputs["quicklooks"] = {
-            "title": "Quicklook images of the products",
-            "schema": {"type": "array",
-                       "items": {"type": "string", "contentMediaType": "image/png"}}}
-    return outputs
-
-
-def input_descriptions(spec: ProcessSpec) -> dict[str, dict[str, Any]]:
-    """OGC input descriptions of a process, from its inputs model's JSON schema."""
-    inputs = {}
-    for name, schema in spec.input_schemas().items():
-        schema = dict(schema)
-        required = bool(schema.pop("x-required", False))
-        inputs[name] = {"title": schema.get("title", name),
-                        "description": schema.get("description", ""),
-                        "minOccurs": 1 if required else 0, "maxOccurs": 1,
-                        "schema": schema}
-    return inputs
-
-
 @bp.get("/")
 def landing() -> Response:
     """Landing page: links to the API document, conformance, processes and jobs."""
-    base = _base()
+    base = web.ogcapi_root()
     return jsonify({
         "title": "Ground-deformation processing service",
         "description": "OGC API - Processes: on-demand optical correlation (GDM-OPT), "
@@ -264,7 +208,7 @@ def landing() -> Response:
         "links": [
             _link(f"{base}/", "self", title="this document"),
             _link(f"{base}/api", "service-desc", OPENAPI_TYPE, "the API definition"),
-            _link(f"{_site_root()}/", "service-doc", "text/html", "the web form"),
+            _link(f"{web.site_root()}/", "service-doc", "text/html", "the web form"),
             _link(f"{base}/conformance", OGC_REL + "conformance", title="conformance"),
             _link(f"{base}/processes", OGC_REL + "processes", title="processes"),
             _link(f"{base}/jobs", OGC_REL + "job-list", title="jobs"),
@@ -280,9 +224,7 @@ def conformance() -> Response:
 @bp.get("/api")
 def api() -> Response:
     """The OpenAPI 3.0 document of this API."""
-    from wps.openapi import build_openapi
-
-    resp = jsonify(build_openapi(_base()))
+    resp = jsonify(build_openapi(web.ogcapi_root()))
     resp.mimetype = "application/vnd.oai.openapi+json"
     return resp
 
@@ -293,7 +235,7 @@ def processes() -> Response:
     limit = _int_arg("limit", default=len(PROCESSES) or 1, low=1, high=10000)
     specs = list(PROCESSES.values())[:limit]
     return jsonify({"processes": [_summary(s) for s in specs],
-                    "links": [_link(f"{_base()}/processes", "self")]})
+                    "links": [_link(f"{web.ogcapi_root()}/processes", "self")]})
 
 
 @bp.get("/processes/<process_id>")
@@ -301,8 +243,8 @@ def process(process_id: str) -> Response:
     """One process: its inputs (JSON schemas) and outputs."""
     spec = _process(process_id)
     doc = _summary(spec)
-    doc["inputs"] = input_descriptions(spec)
-    doc["outputs"] = output_descriptions(spec)
+    doc["inputs"] = web.input_descriptions(spec)
+    doc["outputs"] = web.output_descriptions(spec)
     return jsonify(doc)
 
 
@@ -352,7 +294,7 @@ def _selected_outputs(spec: ProcessSpec, body: dict[str, Any]) -> list[str] | No
         return None
     if not isinstance(outputs, dict):
         raise Problem(400, "outputs must be an object of output name: options")
-    known = output_descriptions(spec)
+    known = web.output_descriptions(spec)
     for name, options in outputs.items():
         if name not in known:
             raise Problem(400, f"process {spec.id} has no output {name!r}; known: "
@@ -402,9 +344,9 @@ def execute(process_id: str) -> Response:
     st = state()
     job = submit(spec.id, {k: _unwrap(v) for k, v in inputs.items()}, _user(), store=st.store,
                  queue=queue, public=public, subscriber=subscriber)
-    location = f"{_base()}/jobs/{job.id}"
+    location = f"{web.ogcapi_root()}/jobs/{job.id}"
     if not asynchronous:
-        timeout = sync_timeout() if wait_s is None else min(wait_s, sync_timeout())
+        timeout = web.sync_timeout() if wait_s is None else min(wait_s, web.sync_timeout())
         job = wait(job.id, store=st.store, timeout=timeout)
         if job.status == "successful":
             if response == "raw":
@@ -444,41 +386,27 @@ def _raw_result(job: Job, spec: ProcessSpec, name: str) -> Response:
 # ---------------------------------------------------------------------- jobs
 def status_info(job: Job) -> dict[str, Any]:
     """The OGC ``statusInfo`` document of a job (plus ``queue``, ``public``, ``owner``)."""
-    base = f"{_base()}/jobs/{job.id}"
+    base = f"{web.ogcapi_root()}/jobs/{job.id}"
     links = [_link(base, "self", title="job status"),
-             _link(f"{_site_root()}/jobs/{job.id}", "alternate", "text/html", "job page")]
+             _link(f"{web.site_root()}/jobs/{job.id}", "alternate", "text/html", "job page")]
     if job.status == "successful":
         links.append(_link(f"{base}/results", OGC_REL + "results", title="job results"))
         if job.outputs.get("quicklooks"):
             links.append(_link(f"{base}/quicklooks", "preview", title="quicklooks"))
     return {"jobID": job.id, "processID": job.process, "type": "process",
             "status": job.status, "message": job.message, "progress": job.progress,
-            "created": _iso(job.created), "started": _iso(job.started),
-            "finished": _iso(job.finished), "updated": _iso(job.updated),
+            "created": web.iso(job.created), "started": web.iso(job.started),
+            "finished": web.iso(job.finished), "updated": web.iso(job.updated),
             "queue": job.queue, "public": job.public, "owner": job.owner, "links": links}
-
-
-def _download_href(job: Job, relpath: str) -> str:
-    return f"{_base()}/jobs/{job.id}/download/{urllib.parse.quote(relpath)}"
 
 
 def _file_link(job: Job, relpath: str, media_type: str | None, title: str | None = None
                ) -> dict[str, str]:
     mt = media_type or mimetypes.guess_type(relpath)[0] or "application/octet-stream"
-    link = {"href": _download_href(job, relpath), "type": mt}
+    link = {"href": web.download_href(job, relpath), "type": mt}
     if title:
         link["title"] = title
     return link
-
-
-def _is_job_file(job: Job, value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        job_file(job, value, state().settings)
-    except SubmitError:
-        return False
-    return True
 
 
 def results_document(job: Job, selected: list[str] | None = None) -> dict[str, Any]:
@@ -494,7 +422,7 @@ def results_document(job: Job, selected: list[str] | None = None) -> dict[str, A
                          for q in value if isinstance(q, str)]
         elif out is not None and out.kind == "file" and isinstance(value, str):
             doc[name] = _file_link(job, value, out.media_type, out.title)
-        elif out is None and _is_job_file(job, value):
+        elif out is None and web.is_job_file(job, value):
             doc[name] = _file_link(job, value, None, name)
         else:
             doc[name] = value
@@ -568,7 +496,7 @@ def jobs() -> Response:
     known = [p for p in process_ids if p in PROCESSES]
     if (not types or "process" in types) and (not process_ids or known):
         found = _list_jobs(statuses, known, window, min_d, max_d, limit, offset)
-    base = f"{_base()}/jobs"
+    base = f"{web.ogcapi_root()}/jobs"
     links = [_link(request.url, "self")]
     if len(found) == limit:
         args = request.args.to_dict(flat=False)
@@ -659,7 +587,7 @@ def job_quicklooks(job_id: str) -> Response:
     return jsonify({"jobID": job.id,
                     "quicklooks": [_file_link(job, q, "image/png", Path(q).stem)
                                    for q in looks if isinstance(q, str)],
-                    "links": [_link(f"{_base()}/jobs/{job.id}/quicklooks", "self")]})
+                    "links": [_link(f"{web.ogcapi_root()}/jobs/{job.id}/quicklooks", "self")]})
 
 
 @bp.get("/jobs/<job_id>/download/<path:relpath>", merge_slashes=False)

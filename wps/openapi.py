@@ -13,6 +13,7 @@ from typing import Any
 from workflows.jobstore import STATUSES
 from workflows.processes import PROCESSES, ProcessSpec
 from workflows.settings import QUEUES
+from wps.web import output_descriptions
 
 __all__ = ["build_openapi", "to_oas30"]
 
@@ -266,8 +267,6 @@ def build_openapi(base_url: str) -> dict[str, Any]:
         params=[{"name": "processID", "in": "path", "required": True,
                  "schema": {"type": "string", "enum": list(PROCESSES)}}])
     for spec in PROCESSES.values():
-        from wps.ogcapi import output_descriptions
-
         outputs = list(output_descriptions(spec))
         schemas[f"inputs-{spec.id}"] = _inputs_schema(spec)
         schemas[f"execute-{spec.id}"] = _execute_schema(spec, outputs)

@@ -42,6 +42,7 @@ from gdmio.quicklook import display_limits
 from workflows.jobstore import Job, User
 from workflows.processes import PROCESSES
 from workflows.submit import SubmitError, job_file, visible_job
+from wps import web
 from wps.context import current_user, state
 
 __all__ = ["bp", "form_processes", "job_summary", "timeseries_outputs", "pixel_series"]
@@ -80,11 +81,7 @@ def _is_file_output(job: Job, name: str, value: Any) -> bool:
     spec = PROCESSES.get(job.process)
     if spec is not None and name in spec.outputs:
         return spec.outputs[name].kind == "file"
-    try:
-        job_file(job, value, state().settings)
-    except SubmitError:
-        return False
-    return True
+    return web.is_job_file(job, value)
 
 
 def timeseries_outputs(job: Job) -> list[str]:

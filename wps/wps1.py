@@ -61,7 +61,8 @@ from workflows.jobstore import Job, User
 from workflows.processes import PROCESSES, ProcessSpec
 from workflows.settings import Settings
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
-from wps.context import current_user, state
+from wps import web
+from wps.context import state
 
 __all__ = ["bp", "pywps_process", "input_kinds", "InputKind", "write_pywps_config",
            "execute_response", "status_info_document", "result_document", "WPSError",
@@ -375,28 +376,9 @@ def _service() -> Any:
 
 
 # ------------------------------------------------------------------ helpers
-def _site_root() -> str:
-    public = state().settings.public_url
-    return public.rstrip("/") if public else request.url_root.rstrip("/")
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    if t is None:
-        return None
-    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def _xml_response(root: etree._Element, status: int = 200) -> Response:
     body = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     return Response(body, status=status, content_type=_XML_TYPE)
-
-
-def _download_href(root: str, job: Job, relpath: str) -> str:
-    return f"{root}/ogcapi/jobs/{job.id}/download/{urllib.parse.quote(relpath)}"
 
 
 @dataclass(frozen=True)
@@ -425,10 +407,10 @@ def _output_values(job: Job, root: str, selected: Iterable[str] | None = None
                                            f"{root}/ogcapi/jobs/{job.id}/quicklooks",
                                            "application/json"))
         elif out is not None and out.kind == "file" and isinstance(value, str):
-            values.append(_OutputValue(name, out.title, _download_href(root, job, value),
+            values.append(_OutputValue(name, out.title, web.download_href(job, value, root),
                                        out.media_type))
-        elif out is None and isinstance(value, str) and _is_job_file(job, value):
-            values.append(_OutputValue(name, name, _download_href(root, job, value),
+        elif out is None and isinstance(value, str) and web.is_job_file(job, value):
+            values.append(_OutputValue(name, name, web.download_href(job, value, root),
                                        "application/octet-stream"))
         else:
             typ = _SCALARS.get(((out.schema if out else None) or {}).get("type", ""), "string")
@@ -436,14 +418,6 @@ def _output_values(job: Job, root: str, selected: Iterable[str] | None = None
                                        data_type=typ,
                                        media_type=out.media_type if out else "text/plain"))
     return values
-
-
-def _is_job_file(job: Job, relpath: str) -> bool:
-    try:
-        job_file(job, relpath, state().settings)
-    except SubmitError:
-        return False
-    return True
 
 
 def _literal_text(value: Any) -> str:
@@ -490,7 +464,7 @@ def execute_response(job: Job, root: str, selected: Iterable[str] | None = None,
     proc.set(f"{{{WPS_NS}}}processVersion", spec.version if spec else "1.0.0")
     etree.SubElement(proc, f"{{{OWS_NS}}}Identifier").text = job.process
     etree.SubElement(proc, f"{{{OWS_NS}}}Title").text = spec.title if spec else job.process
-    status = etree.SubElement(doc, f"{{{WPS_NS}}}Status", creationTime=_now_iso())
+    status = etree.SubElement(doc, f"{{{WPS_NS}}}Status", creationTime=web.now_iso())
     if job.status == "accepted":
         etree.SubElement(status, f"{{{WPS_NS}}}ProcessAccepted").text = \
             f"job {job.id} accepted ({job.queue} queue)"
@@ -536,9 +510,9 @@ def status_info_document(job: Job) -> etree._Element:
     etree.SubElement(doc, f"{{{WPS2_NS}}}JobID").text = job.id
     etree.SubElement(doc, f"{{{WPS2_NS}}}Status").text = _STATUS2.get(job.status, "Failed")
     if job.expires is not None:
-        etree.SubElement(doc, f"{{{WPS2_NS}}}ExpirationDate").text = _iso(job.expires)
+        etree.SubElement(doc, f"{{{WPS2_NS}}}ExpirationDate").text = web.iso(job.expires)
     if not job.done:
-        etree.SubElement(doc, f"{{{WPS2_NS}}}NextPoll").text = _iso(
+        etree.SubElement(doc, f"{{{WPS2_NS}}}NextPoll").text = web.iso(
             dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2))
     if job.status == "running":
         etree.SubElement(doc, f"{{{WPS2_NS}}}PercentCompleted").text = \
@@ -553,7 +527,7 @@ def result_document(job: Job, root: str) -> etree._Element:
     doc = etree.Element(f"{{{WPS2_NS}}}Result", nsmap={"wps": WPS2_NS, "xlink": XLINK_NS})
     etree.SubElement(doc, f"{{{WPS2_NS}}}JobID").text = job.id
     if job.expires is not None:
-        etree.SubElement(doc, f"{{{WPS2_NS}}}ExpirationDate").text = _iso(job.expires)
+        etree.SubElement(doc, f"{{{WPS2_NS}}}ExpirationDate").text = web.iso(job.expires)
     for out in _output_values(job, root):
         el = etree.SubElement(doc, f"{{{WPS2_NS}}}Output", id=out.name)
         if out.href is not None:
@@ -569,11 +543,7 @@ def result_document(job: Job, root: str) -> etree._Element:
 
 # ------------------------------------------------------------------ routes
 def _user() -> User:
-    user = current_user()
-    if user is None:
-        raise WPSError("NoApplicableCode", "a valid API token is required "
-                       "(Authorization: Bearer TOKEN)", None, 401)
-    return user
+    return web.user(lambda message: WPSError("NoApplicableCode", message, None, 401))
 
 
 def _body_request() -> tuple[WerkzeugRequest, bytes]:
@@ -701,7 +671,7 @@ def _wps1(wreq: WerkzeugRequest, body: bytes, user: User) -> Response:
 def _pywps_document(service: Any, parsed: Any) -> Response:
     import pywps.configuration as pywps_config
 
-    url = _site_root() + "/wps"
+    url = web.site_root() + "/wps"
     with _CONFIG_LOCK:
         if pywps_config.CONFIG is None:
             pywps_config.load_configuration([str(state().settings.home / "pywps.cfg")])
@@ -812,8 +782,6 @@ def _flag(value: Any) -> bool:
 
 
 def _execute(parsed: Any, user: User) -> Response:
-    from wps.ogcapi import sync_timeout
-
     identifier = parsed.identifier
     if not identifier:
         raise WPSError("MissingParameterValue", "missing parameter 'identifier'", "Identifier")
@@ -840,10 +808,10 @@ def _execute(parsed: Any, user: User) -> Response:
     inputs = request_inputs(spec, parsed.inputs)
     queue = _kvp("queue")
     job = submit(spec.id, inputs, user, store=state().store, queue=queue or None)
-    root = _site_root()
+    root = web.site_root()
     if store_execute and not raw:
         return _xml_response(execute_response(job, root, selected))
-    job = wait(job.id, store=state().store, timeout=sync_timeout())
+    job = wait(job.id, store=state().store, timeout=web.sync_timeout())
     if raw and job.status == "successful":
         return _raw_output(job, spec, next(iter(outputs)))
     if raw and job.done:
@@ -861,7 +829,7 @@ def _raw_output(job: Job, spec: ProcessSpec, name: str) -> Response:
     if value is None:
         raise WPSError("InvalidParameterValue", f"job {job.id} has no output {name!r}", name)
     if name == "quicklooks":
-        return redirect(f"{_site_root()}/ogcapi/jobs/{job.id}/quicklooks", 303)
+        return redirect(f"{web.site_root()}/ogcapi/jobs/{job.id}/quicklooks", 303)
     if out is not None and out.kind == "file":
         path = job_file(job, value, state().settings)
         return send_file(path, mimetype=out.media_type.split(";")[0], max_age=0,
@@ -879,7 +847,7 @@ def status_document(job_id: str) -> Response:
             raise WPSError("InvalidParameterValue", f"no job {job_id!r}", "jobId", 404)
         job = visible_job(job_id, user, store=state().store)
         selected = [n for n in (request.args.get("outputs") or "").split(",") if n]
-        return _xml_response(execute_response(job, _site_root(), selected or None))
+        return _xml_response(execute_response(job, web.site_root(), selected or None))
     except WPSError as err:
         return _exception_report(err)
     except SubmitError as exc:
@@ -921,4 +889,4 @@ def _wps2(op: str, job_id: str | None, version: str | None, service: str | None,
     if job.status != "successful":
         raise WPSError("NoApplicableCode", f"job {job.id} {job.status}: {job.message}",
                        "jobId", 400)
-    return _xml_response(result_document(job, _site_root()))
+    return _xml_response(result_document(job, web.site_root()))
