@@ -17,6 +17,13 @@ the burst centre and ``tau`` the two-way slant-range time (definitions of the ES
 
 Resampling a burst (after deramping, so the signal is baseband) uses a separable
 windowed-sinc kernel (Hann window, ``taps`` points per axis) in a numba loop.
+
+The local azimuth Doppler centroid of a block of lines is measured by the lag-one
+correlation estimator (:func:`azimuth_centroid`: ``f = prf arg(sum x[n+1] x*[n]) / 2 pi``,
+the centroid of the azimuth power spectrum on the circle of width ``prf``). Measured in
+blocks along a real Sentinel-1 burst (IW3, 2022-09-18, over land) it follows
+:func:`doppler_centroid` within a few hertz and is centred after :func:`deramp`
+(``tests/test_tops_real.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 from numba import prange
 
 __all__ = ["RampModel", "ramp_phase", "doppler_centroid", "deramp", "resample_sinc",
-           "esd_shift"]
+           "esd_shift", "azimuth_centroid", "block_centroids", "wrap_frequency"]
 
 SPEED_OF_LIGHT = 299792458.0
 
@@ -188,6 +195,76 @@ def esd_shift(ifg_first: np.ndarray, ifg_second: np.ndarray, delta_f: np.ndarray
     if mean_df == 0:
         raise ValueError("zero Doppler difference in the overlap")
     return float(-np.angle(s) / (2 * np.pi * mean_df * dt)), coh
+
+
+def wrap_frequency(f: np.ndarray | float, prf: float) -> np.ndarray:
+    """Frequencies (Hz) folded into ``[-prf/2, prf/2)`` (what a sampled spectrum shows)."""
+    if not prf > 0:
+        raise ValueError(f"prf must be positive, got {prf}")
+    return (np.asarray(f, np.float64) + 0.5 * prf) % prf - 0.5 * prf
+
+
+def azimuth_centroid(data: np.ndarray, prf: float, mask: np.ndarray | None = None
+                     ) -> tuple[float, float]:
+    """Azimuth Doppler centroid (Hz, folded into ``[-prf/2, prf/2)``) of a block of lines.
+
+    ``data`` is (lines, samples), lines along azimuth sampled at ``prf`` (the inverse of
+    the azimuth time interval). The estimate is the phase of the lag-one azimuth
+    autocorrelation summed over the block (pairs of lines where ``mask`` holds on both).
+
+    Returns
+    -------
+    (centroid Hz, coherence): the coherence ``|sum x[n+1] x*[n]| / sum |x[n+1] x[n]|`` in
+    [0, 1] says how concentrated the spectrum is (0 for white noise).
+
+    """
+    data = np.asarray(data)
+    if data.ndim != 2 or not np.iscomplexobj(data):
+        raise ValueError(f"data must be a 2-D complex array, got {data.dtype} {data.shape}")
+    if data.shape[0] < 2:
+        raise ValueError("a block needs at least 2 lines")
+    if not prf > 0:
+        raise ValueError(f"prf must be positive, got {prf}")
+    prod = data[1:] * np.conj(data[:-1])
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != data.shape:
+            raise ValueError(f"mask {mask.shape} and data {data.shape} differ in shape")
+        prod = np.where(mask[1:] & mask[:-1], prod, 0)
+    prod = prod[np.isfinite(prod)]
+    total = float(np.sum(np.abs(prod)))
+    if total == 0:
+        raise ValueError("no valid pair of lines in the block")
+    acc = np.sum(prod)
+    return float(np.angle(acc) * prf / (2 * np.pi)), float(abs(acc) / total)
+
+
+def block_centroids(data: np.ndarray, prf: float, block: int, mask: np.ndarray | None = None,
+                    min_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Azimuth Doppler centroids of consecutive blocks of ``block`` lines.
+
+    Blocks whose fraction of ``mask`` pixels is below ``min_fraction`` are skipped.
+
+    Returns
+    -------
+    (centre line of each block (fractional, in ``data`` rows), centroid Hz folded into
+    ``[-prf/2, prf/2)``, fraction of the block's pixels in ``mask``).
+
+    """
+    data = np.asarray(data)
+    if block < 2:
+        raise ValueError(f"block must be at least 2 lines, got {block}")
+    centres, values, fractions = [], [], []
+    for r in range(0, data.shape[0] - block + 1, block):
+        m = None if mask is None else np.asarray(mask, bool)[r:r + block]
+        frac = 1.0 if m is None else float(m.mean())
+        if frac < min_fraction:
+            continue
+        f, _ = azimuth_centroid(data[r:r + block], prf, m)
+        centres.append(r + 0.5 * (block - 1))
+        values.append(f)
+        fractions.append(frac)
+    return np.array(centres), np.array(values), np.array(fractions)
 
 
 @numba.njit(cache=True)
