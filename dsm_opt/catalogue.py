@@ -21,7 +21,7 @@ from typing import Any
 import pystac
 from shapely.geometry import box, shape
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.locks import file_lock
 from gdmio.stac import to_utc
 

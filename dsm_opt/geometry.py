@@ -33,7 +33,7 @@ from rasterio.errors import RasterioIOError
 from scipy.ndimage import map_coordinates
 from shapely.geometry import Polygon
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from kernels.rpc import Rpc
 
 __all__ = ["View", "EpipolarGrids", "load_view", "footprint", "base_to_height",

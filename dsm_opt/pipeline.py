@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +52,8 @@ from dsm_opt.geometry import (
     triangulate,
     utm_epsg,
 )
+from gdmcore import InputError, Progress
 from gdmio.cog import write_cog
-from gdmio.errors import InputError
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.stac import write_item
@@ -63,7 +62,6 @@ from kernels.stereo import MASK, match
 
 __all__ = ["DsmOutputs", "NODATA", "run", "hillshade", "height_bounds"]
 
-Progress = Callable[[float, str], None]
 _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _MIN_OVERLAP = 0.05  # of the smaller footprint
 NODATA = -9999.0  # of dsm.tif

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flatsim.spec import CampaignSpec, FrameSpec, NetworkRules
-from gdmio.errors import InputError
+from gdmcore import InputError
 from kernels.timeseries import network_components, select_pairs
 
 __all__ = ["Step", "step_id", "pair_name", "frame_order", "frame_head", "plan_frame",

@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 __all__ = ["CampaignSpec", "FrameSpec", "AoiSpec", "NetworkRules", "ProcessingOptions",
            "SimulationOptions", "load_spec", "parse_bytes", "campaign_id",

@@ -54,8 +54,8 @@ from rasterio.windows import Window
 
 from flatsim.plan import Step, frame_head, network_gaps, pair_name, plan_frame, select_network
 from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
+from gdmcore import InputError
 from gdmio.cog import CogWriter, write_cog
-from gdmio.errors import InputError
 from kernels.insar import coherence_debias, goldstein, interferogram, reference_point
 from kernels.sbas import (
     closure_triplets,

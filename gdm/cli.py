@@ -6,63 +6,12 @@ Exit status: 0 on success, 2 on bad input (one line on stderr naming the problem
 
 from __future__ import annotations
 
-import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from gdmio.errors import InputError
-
-EXIT_BAD_INPUT = 2
-EXIT_INTERNAL = 1
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "input"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def _guarded(func: Callable[[], Any], debug: bool) -> Any:
-    """Run ``func``, turning bad input into exit 2 and bugs into exit 1 (one line each)."""
-    try:
-        return func()
-    except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except ValidationError as exc:
-        click.echo(f"error: {_validation_message(exc)}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
-        if debug:
-            traceback.print_exc()
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-                   err=True)
-        sys.exit(EXIT_INTERNAL)
-
-
-class _Progress:
-    """A tqdm bar fed by the services' ``progress(fraction, message)`` callbacks."""
-
-    def __init__(self, enabled: bool, desc: str) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=desc, disable=not enabled, unit="‰",
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
-                        file=sys.stderr)
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.bar.set_description_str(message, refresh=False)
-        self.bar.update(max(0, int(fraction * 1000) - self.bar.n))
-
-    def close(self) -> None:
-        self.bar.close()
+from gdm.common import ProgressBar, guarded
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -132,13 +81,13 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
                         search=search, method=method, min_score=min_score, stable=stable,
                         pairs=pairs, max_span_days=max_span_days, band=band,
                         resolution=resolution, crs=crs)
-        bar = _Progress(not quiet, "gdm-opt")
+        bar = ProgressBar(not quiet, "gdm-opt")
         try:
             return run(cfg, progress=bar)
         finally:
             bar.close()
 
-    outputs = _guarded(job, debug)
+    outputs = guarded(job, debug)
     click.echo(f"products in {outputs.out_dir}")
     for p in outputs.all_paths():
         click.echo(f"  {p}")
@@ -167,7 +116,7 @@ def opt_simulate(out: Path, case: str, size: int, dates: int, interval_days: int
                              amplitude_px=amplitude, snr_db=snr, seed=seed)
         return simulate(cfg, out)
 
-    sim = _guarded(job, debug)
+    sim = guarded(job, debug)
     click.echo(f"simulated {len(sim.images)} images in {out}")
     for p in sim.images:
         click.echo(f"  {p}")
@@ -196,8 +145,14 @@ def opt_demo(out: Path, size: int, dates: int, quiet: bool, debug: bool) -> None
     """Simulate a fault over several dates, run GDM-OPT on it and compare with the truth."""
     from gdm_opt.demo import demo
 
-    summary = _guarded(lambda: demo(out, size=size, dates=dates, progress=not quiet), debug)
-    click.echo(summary)
+    def job() -> str:
+        bar = ProgressBar(not quiet, "gdm-opt")
+        try:
+            return demo(out, size=size, dates=dates, progress=bar)
+        finally:
+            bar.close()
+
+    click.echo(guarded(job, debug))
 
 
 def _register_service_commands() -> None:

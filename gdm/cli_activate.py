@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-__all__ = ["activate", "activation"]
+from gdm.common import EXIT_BAD_INPUT
 
-EXIT_BAD_INPUT = 2
+__all__ = ["activate", "activation"]
 
 
 def _fail(message: str) -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-__all__ = ["campaign"]
+from gdm.common import EXIT_BAD_INPUT, EXIT_INTERNAL, guarded
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERNAL = 1
+__all__ = ["campaign"]
 
 
 def _guard(func, debug: bool = False):
@@ -19,7 +18,6 @@ def _guard(func, debug: bool = False):
 
     An unknown campaign (KeyError from the campaign state) is bad input too.
     """
-    from gdm.cli import _guarded
 
     def job():
         try:
@@ -28,7 +26,7 @@ def _guard(func, debug: bool = False):
             click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
 
-    return _guarded(job, debug)
+    return guarded(job, debug)
 
 
 def _state():

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from gdm.common import ProgressBar, guarded
+
 __all__ = ["dsm"]
 
 
@@ -59,8 +61,7 @@ def dsm_run(images: tuple[Path, ...], out: Path, preset: str, resolution: float 
     Example:
       gdm dsm run fwd.tif nadir.tif bwd.tif --out dsm --preset urban --resolution 0.5
     """
-    from gdm.cli import _guarded, _Progress
-    from gdmio.errors import InputError
+    from gdmcore import InputError
 
     def job() -> Any:
         if not 2 <= len(images) <= 3:
@@ -73,13 +74,13 @@ def dsm_run(images: tuple[Path, ...], out: Path, preset: str, resolution: float 
         cfg = DsmConfig(images=list(images), out=out, preset=preset, resolution=resolution,
                         height_min=hmin, height_max=hmax, dem=dem, cost=cost, window=window,
                         p1=p1, p2=p2, fill_holes=fill_holes, catalogue=catalogue)
-        bar = _Progress(not quiet, "gdm dsm")
+        bar = ProgressBar(not quiet, "gdm dsm")
         try:
             return run(cfg, progress=bar)
         finally:
             bar.close()
 
-    outputs = _guarded(job, debug)
+    outputs = guarded(job, debug)
     click.echo(f"products in {outputs.out_dir} (pair {outputs.pair[0] + 1}-"
                f"{outputs.pair[1] + 1}, B/H {outputs.bh:.2f}, EPSG:{outputs.epsg})")
     for p in outputs.all_paths():
@@ -107,10 +108,9 @@ def dsm_simulate(out: Path, size: int, gsd: float, views: int, bh: float, scene:
     cells each view sees), meta.json (view geometry, B/H, RPC fit residuals).
     """
     from dsm_opt.simulate import SimulateDsmConfig, simulate
-    from gdm.cli import _guarded
 
-    sim = _guarded(lambda: simulate(SimulateDsmConfig(out=out, size=size, gsd=gsd, views=views,
-                                                      bh=bh, scene=scene, seed=seed)), debug)
+    sim = guarded(lambda: simulate(SimulateDsmConfig(out=out, size=size, gsd=gsd, views=views,
+                                                     bh=bh, scene=scene, seed=seed)), debug)
     click.echo(f"{len(sim.images)} images in {out / 'images'}, truth in {out / 'truth'} "
                f"(B/H {sim.bh:.2f}, EPSG:{sim.epsg})")
 
@@ -127,9 +127,8 @@ def dsm_catalogue() -> None:
 def catalogue_add(root: Path, item: Path, debug: bool) -> None:
     """Record a product's ITEM (item.json) in the catalogue at ROOT."""
     from dsm_opt.catalogue import add_item
-    from gdm.cli import _guarded
 
-    dest = _guarded(lambda: add_item(root, item), debug)
+    dest = guarded(lambda: add_item(root, item), debug)
     click.echo(f"recorded {dest}")
 
 
@@ -145,10 +144,9 @@ def catalogue_search(root: Path, bbox: tuple[float, float, float, float] | None,
                      debug: bool) -> None:
     """List the DSMs of the catalogue at ROOT over an area and a time span."""
     from dsm_opt.catalogue import search
-    from gdm.cli import _guarded
 
-    items = _guarded(lambda: search(root, bbox=bbox or None, start=start.date() if start
-                                    else None, end=end.date() if end else None), debug)
+    items = guarded(lambda: search(root, bbox=bbox or None, start=start.date() if start
+                                   else None, end=end.date() if end else None), debug)
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return

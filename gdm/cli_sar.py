@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from gdm.common import ProgressBar, guarded
+
 __all__ = ["sar"]
 
 
@@ -94,13 +96,12 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
       gdm sar run stack/ --out products --network nearest -k 4 --looks 4 16
       gdm sar run safes/ --out products --orbits eof/ --dem dem.tif --aoi 5.1 45.2 5.3 45.4
     """
-    from gdm.cli import _guarded, _Progress
     from gdm_sar.config import SarConfig
     from gdm_sar.pipeline import run
 
     def job():
         from gdm_sar.ingest import IngestConfig, ingest, is_safe_folder
-        from gdmio.errors import InputError
+        from gdmcore import InputError
 
         stack = stack_dir
         if is_safe_folder(stack_dir):
@@ -116,7 +117,7 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
                         range_looks=looks[1], filter_alpha=alpha, unwrapper=unwrapper,
                         min_coherence=min_coherence, dem_error=not no_dem_error,
                         reference=reference or None, block_mb=block_mb)
-        bar = _Progress(not quiet, "gdm sar")
+        bar = ProgressBar(not quiet, "gdm sar")
         try:
             result = run(cfg, progress=bar)
         finally:
@@ -128,7 +129,7 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
             geocoded = geocode_products(result.out_dir, stack, Path(out) / "geocoded")
         return result, geocoded
 
-    outputs, geocoded = _guarded(job, debug)
+    outputs, geocoded = guarded(job, debug)
     click.echo(f"products in {outputs.out_dir}: velocity.tif, timeseries.tif, "
                f"velocity_std.tif, temporal_coherence.tif, {len(outputs.interferograms)} "
                "interferograms, quicklooks, item.json"
@@ -137,12 +138,11 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
 
 def _ingest_once(cfg, ingest, quiet: bool) -> Path:
     """Ingest SAFE products into ``cfg.out`` unless the same products are already there."""
-    from gdm.cli import _Progress
     from gdm_sar.ingest import ingested
 
     if ingested(cfg.safe, cfg.out):
         return Path(cfg.out)
-    bar = _Progress(not quiet, "ingest")
+    bar = ProgressBar(not quiet, "ingest")
     try:
         return ingest(cfg, progress=bar).stack_dir
     finally:
@@ -174,10 +174,9 @@ def sar_simulate(out: Path, dates: int, size: int, interval_days: int, deformati
     speckle that decorrelates with time (lower coherence in one patch). Truth: LOS
     velocity (m/yr), displacement series (m), DEM error (m), stable mask.
     """
-    from gdm.cli import _guarded
     from gdm_sar.simulate import SimulateSarConfig, simulate
 
-    sim = _guarded(lambda: simulate(SimulateSarConfig(
+    sim = guarded(lambda: simulate(SimulateSarConfig(
         out=out, dates=dates, size=size, interval_days=interval_days,
         deformation=deformation, atmosphere_m=atmosphere_mm / 1000,
         dem_error_m=dem_error_m, seed=seed)), debug)
@@ -205,10 +204,9 @@ def sar_simulate_safe(out: Path, dates: int, bursts: int, samples: int, velocity
     from a known orbit geometry, DEM and LOS velocity bump. Then:
       gdm sar run OUT/safe --out products --orbits OUT/orbits --dem OUT/dem.tif
     """
-    from gdm.cli import _guarded
     from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe
 
-    sim = _guarded(lambda: simulate_safe(SimulateSafeConfig(
+    sim = guarded(lambda: simulate_safe(SimulateSafeConfig(
         out=out, dates=dates, bursts=bursts, samples=samples, velocity=velocity_mm / 1000,
         timing_error_px=timing_error_px, zip=as_zip, seed=seed)), debug)
     click.echo(f"{len(sim.products)} products in {sim.safe_dir}, orbits in {sim.orbit_dir}, "

@@ -16,19 +16,20 @@ from typing import Any
 
 import click
 
+from gdm.common import guarded
+
 
 def _run(func: Callable[[], Any], debug: bool) -> Any:
-    from gdm.cli import _guarded
     from gdmio.download import RemoteError
 
-    def guarded() -> Any:
+    def job() -> Any:
         try:
             return func()
         except RemoteError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
-    return _guarded(guarded, debug)
+    return guarded(job, debug)
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:

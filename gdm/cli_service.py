@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
-from gdmio.errors import InputError
+from gdm.common import EXIT_BAD_INPUT
+from gdmcore import InputError
 
 __all__ = ["serve", "worker", "jobs", "users", "COMMANDS"]
 
-EXIT_BAD_INPUT = 2
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

@@ -11,6 +11,7 @@ import rasterio
 from gdm_opt.config import OptConfig
 from gdm_opt.pipeline import OptOutputs, run
 from gdm_opt.simulate import SimulateConfig, SimulateOutputs, simulate
+from gdmcore import Progress
 
 __all__ = ["Accuracy", "accuracy_against_truth", "demo"]
 
@@ -55,23 +56,14 @@ def accuracy_against_truth(east: Path, north: Path, truth_east: Path, truth_nort
     return Accuracy(rmse, float(de.mean()), float(dn.mean()), float(ok.mean()))
 
 
-def demo(out: Path, size: int = 1024, dates: int = 3, progress: bool = True) -> str:
+def demo(out: Path, size: int = 1024, dates: int = 3, progress: Progress | None = None) -> str:
     """Simulate, run and summarise; returns the text printed by ``gdm opt demo``."""
     out = Path(out)
     sim: SimulateOutputs = simulate(
         SimulateConfig(case="fault", size=size, dates=dates, amplitude_px=3.0, snr_db=30.0,
                        seed=7), out / "input")
-    bar = None
-    if progress:
-        from gdm.cli import _Progress
-
-        bar = _Progress(True, "gdm-opt")
-    try:
-        outputs: OptOutputs = run(OptConfig(images=sim.images, out=out / "products",
-                                            preset="etq"), progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    outputs: OptOutputs = run(OptConfig(images=sim.images, out=out / "products",
+                                        preset="etq"), progress=progress)
     acc = accuracy_against_truth(outputs.east, outputs.north, sim.truth_east, sim.truth_north,
                                  band=dates, resolution=10.0)
     lines = [

@@ -22,9 +22,9 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from gdm_opt.config import OptConfig, Resolved
+from gdmcore import InputError, Progress
 from gdmio.blocks import iter_blocks
 from gdmio.cog import write_cog
-from gdmio.errors import InputError
 from gdmio.grid import Grid, common_grid, read_on_grid
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
@@ -35,9 +35,6 @@ from kernels.pyramid import WindowGrid, correlate_grid, pyramid_levels, window_g
 from kernels.timeseries import invert_timeseries, select_pairs
 
 __all__ = ["OptOutputs", "PairResult", "run", "Progress"]
-
-Progress = Callable[[float, str], None]
-"""Progress callback: fraction done in [0, 1] and a short message."""
 
 
 @dataclass

@@ -54,7 +54,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +69,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from scipy import ndimage
 
-from gdmio.errors import InputError
+from gdmcore import InputError, Progress
 
 __all__ = [
     "DN_BASE",
@@ -103,8 +103,6 @@ _NEWTON_MAX_ITER = 60
 _FD_STEP_PX = 1e-4
 _DAYS_PER_YEAR = 365.25
 _BIG = 4096  # above this size, work arrays are float32
-
-Progress = Callable[[float, str], None]
 
 
 # --------------------------------------------------------------------------- config
@@ -917,7 +915,7 @@ def simulate(cfg: SimulateConfig, out_dir: Path,
 
     Raises
     ------
-    gdmio.errors.InputError
+    gdmcore.InputError
         When the amplitude is so large for the image size that the field folds.
 
     """

@@ -22,8 +22,8 @@ from pyproj import CRS, Transformer
 from scipy.ndimage import map_coordinates
 
 from gdm_sar.ingest import StackGeometry, load_dem, read_geometry
+from gdmcore import InputError
 from gdmio.cog import write_cog
-from gdmio.errors import InputError
 from kernels.geometry import geo2rdr, llh_to_ecef
 
 __all__ = ["MapGrid", "map_grid", "radar_coordinates", "geocode_raster", "geocode_products",

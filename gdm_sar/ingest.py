@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import math
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -40,7 +39,7 @@ import numpy as np
 import rasterio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gdmio.errors import InputError
+from gdmcore import InputError, Progress
 from gdmio.s1.orbit import Orbit, OrbitPolynomial, find_orbit_file, parse_eof
 from gdmio.s1.safe import (
     Burst,
@@ -55,8 +54,6 @@ from kernels.tops import RampModel, deramp, doppler_centroid, esd_shift, ramp_ph
 
 __all__ = ["IngestConfig", "IngestResult", "ingest", "is_safe_folder", "ingested", "load_dem",
            "StackGeometry", "read_geometry"]
-
-Progress = Callable[[float, str], None]
 
 
 class IngestConfig(BaseModel):

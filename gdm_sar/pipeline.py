@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from rasterio.windows import Window
 
 from gdm_sar.config import SarConfig
 from gdm_sar.stack import Stack, read_stack
+from gdmcore import InputError, Progress
 from gdmio.cog import CogWriter, write_cog
-from gdmio.errors import InputError
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.stac import write_item
@@ -49,7 +48,6 @@ from kernels.unwrap import unwrap
 
 __all__ = ["SarOutputs", "run", "select_network", "temporal_fit"]
 
-Progress = Callable[[float, str], None]
 _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 
 

@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 __all__ = ["Stack", "read_stack", "REQUIRED_KEYS"]
 

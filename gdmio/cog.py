@@ -26,8 +26,8 @@ from rasterio.errors import RasterioError
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
-from gdmio.errors import InputError
 
 __all__ = ["COG_BLOCKSIZE", "CogWriter", "validate_cog", "write_cog"]
 

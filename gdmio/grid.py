@@ -21,8 +21,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio
-from gdmio.errors import InputError
 from gdmio.raster import RasterInfo, open_dataset, read_window
 
 __all__ = ["Grid", "common_grid", "is_on_grid", "read_on_grid", "MIN_OVERLAP_PX",

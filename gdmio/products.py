@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 __all__ = ["ProductDir", "STAGING_PREFIX"]
 

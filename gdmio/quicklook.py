@@ -23,8 +23,8 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioError
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
-from gdmio.errors import InputError
 
 __all__ = ["display_limits", "quicklook"]
 

@@ -3,7 +3,7 @@
 :func:`open_info` checks an input once (exists, is a readable raster, is georeferenced,
 has the requested band) and returns a small immutable :class:`RasterInfo`; the data is
 read later, block by block, with :func:`read_band` or :func:`gdmio.grid.read_on_grid`.
-Every problem with the input raises :class:`~gdmio.errors.InputError` with a one-line
+Every problem with the input raises :class:`~gdmcore.InputError` with a one-line
 message.
 """
 
@@ -28,8 +28,8 @@ from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio
-from gdmio.errors import InputError
 
 __all__ = [
     "RasterInfo",

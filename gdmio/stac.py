@@ -16,8 +16,8 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform_geom
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
-from gdmio.errors import InputError
 
 __all__ = ["footprint_wgs84", "to_utc", "write_item"]
 

@@ -37,8 +37,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from gdmio.errors import InputError
-
 __all__ = ["UnwrapResult", "unwrap", "wrap", "correct_cycle_fraction"]
 
 TWO_PI = 2.0 * np.pi
@@ -133,7 +131,7 @@ def unwrap(phase: np.ndarray, coherence: np.ndarray | None = None,
 
     Raises
     ------
-    InputError
+    ValueError
         For a phase that is not a 2-D real float array of at least 2x2, for coherence or
         mask of another shape, for bad ``nlooks``, ``min_coherence``,
         ``min_component_size`` or ``backend``, and for the ``snaphu`` backend when the
@@ -142,28 +140,28 @@ def unwrap(phase: np.ndarray, coherence: np.ndarray | None = None,
     """
     ph = np.asarray(phase)
     if not np.issubdtype(ph.dtype, np.floating):
-        raise InputError(f"unwrap: phase must be a real float array (radians), got dtype "
+        raise ValueError(f"unwrap: phase must be a real float array (radians), got dtype "
                          f"{ph.dtype}" + (" (pass np.angle(ifg))"
                                           if np.iscomplexobj(ph) else ""))
     if ph.ndim != 2:
-        raise InputError(f"unwrap: phase must be 2-D, got shape {ph.shape}")
+        raise ValueError(f"unwrap: phase must be 2-D, got shape {ph.shape}")
     if ph.shape[0] < 2 or ph.shape[1] < 2:
-        raise InputError(f"unwrap: phase must be at least 2x2, got shape {ph.shape}")
+        raise ValueError(f"unwrap: phase must be at least 2x2, got shape {ph.shape}")
     if backend not in ("mcf", "snaphu"):
-        raise InputError(f"unwrap: backend must be 'mcf' or 'snaphu', got {backend!r}")
+        raise ValueError(f"unwrap: backend must be 'mcf' or 'snaphu', got {backend!r}")
     if not (np.isfinite(nlooks) and nlooks > 0):
-        raise InputError(f"unwrap: nlooks must be positive, got {nlooks}")
+        raise ValueError(f"unwrap: nlooks must be positive, got {nlooks}")
     if not 0.0 <= min_coherence < 1.0:
-        raise InputError(f"unwrap: min_coherence must be in [0, 1), got {min_coherence}")
+        raise ValueError(f"unwrap: min_coherence must be in [0, 1), got {min_coherence}")
     if min_component_size < 0:
-        raise InputError(f"unwrap: min_component_size must be >= 0, got "
+        raise ValueError(f"unwrap: min_component_size must be >= 0, got "
                          f"{min_component_size}")
     ph = ph.astype(np.float64)
     valid = np.isfinite(ph)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != ph.shape:
-            raise InputError(f"unwrap: mask shape {mask.shape} differs from phase shape "
+            raise ValueError(f"unwrap: mask shape {mask.shape} differs from phase shape "
                              f"{ph.shape}")
         valid &= mask.astype(bool)
     if coherence is None:
@@ -171,10 +169,10 @@ def unwrap(phase: np.ndarray, coherence: np.ndarray | None = None,
     else:
         coh = np.asarray(coherence)
         if coh.shape != ph.shape:
-            raise InputError(f"unwrap: coherence shape {coh.shape} differs from phase "
+            raise ValueError(f"unwrap: coherence shape {coh.shape} differs from phase "
                              f"shape {ph.shape}")
         if not np.issubdtype(coh.dtype, np.floating):
-            raise InputError(f"unwrap: coherence must be a real float array, got dtype "
+            raise ValueError(f"unwrap: coherence must be a real float array, got dtype "
                              f"{coh.dtype}")
         coh = np.clip(np.where(np.isfinite(coh), coh, 0.0), 0.0, 1.0)
     keep = valid & (coh >= min_coherence)
@@ -394,7 +392,7 @@ def _unwrap_snaphu(wrapped: np.ndarray, coh: np.ndarray, nlooks: float,
     try:
         import snaphu
     except ImportError:  # pragma: no cover - depends on the environment
-        raise InputError("unwrap: the 'snaphu' backend needs the 'snaphu' package "
+        raise ValueError("unwrap: the 'snaphu' backend needs the 'snaphu' package "
                          "(pip install snaphu)") from None
     igram = np.exp(1j * wrapped).astype(np.complex64)
     unw, _ = snaphu.unwrap(igram, coh.astype(np.float32), nlooks=float(max(nlooks, 1.0)),

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from flask import Flask
 
 import workflows.celery_app as celery_app
+from gdmcore import user_uploads
 from workflows.jobstore import JobStore
 from workflows.processes import JobContext, get_process
 from workflows.settings import get_settings
@@ -22,7 +23,7 @@ def run_inline(store, settings, job_id: str) -> None:
         return
     spec = get_process(job.process)
     ctx = JobContext(job_id=job.id, workdir=job_dir(job, settings),
-                     uploads_dir=settings.uploads_dir / job.owner,
+                     uploads_dir=user_uploads(settings.uploads_dir, job.owner),
                      progress=lambda f, m: None)
     try:
         outputs = spec.execute(spec.validate_inputs(job.inputs), ctx)

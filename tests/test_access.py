@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 import workflows.celery_app as celery_app
+from gdmcore import user_uploads
 from workflows.jobstore import JobStore
 from workflows.processes import JobContext, resolve_reference
 from workflows.settings import get_settings
 from workflows.submit import job_dir
-from wps.ogcapi import user_uploads_dir
 
 from .test_ogcapi import assert_problem, make_app
 
@@ -195,8 +195,8 @@ def test_uploads_are_per_user(acl):
     # a job of bob's naming alice's upload finds nothing: jobs see their owner's folder
     job = acl.store.create_job("bob", "gdm-opt", {"images": ["scene.tif", "x.tif"]}, "ondemand")
     ctx = JobContext(job.id, job_dir(job, acl.settings),
-                     user_uploads_dir(acl.settings.uploads_dir, "bob"), lambda f, m: None)
-    from gdmio.errors import InputError
+                     user_uploads(acl.settings.uploads_dir, "bob"), lambda f, m: None)
+    from gdmcore import InputError
 
     with pytest.raises(InputError, match="no uploaded file named 'scene.tif'"):
         resolve_reference("scene.tif", ctx)

@@ -8,7 +8,7 @@ import pytest
 
 from flatsim.plan import network_gaps, pair_name, plan_frame, step_id
 from flatsim.spec import CampaignSpec, campaign_id, load_spec, parse_bytes
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 YAML = """
 name: etna-2023

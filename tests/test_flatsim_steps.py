@@ -28,7 +28,7 @@ from flatsim.steps import (
     run_frame_local,
     verify_ingest,
 )
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 DATES = 12
 

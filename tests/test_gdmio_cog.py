@@ -9,9 +9,9 @@ import pytest
 import rasterio
 from affine import Affine
 
+from gdmcore import InputError
 from gdmio.blocks import iter_blocks
 from gdmio.cog import CogWriter, validate_cog, write_cog
-from gdmio.errors import InputError
 
 CRS_UTM = "EPSG:32631"
 T = Affine(10.0, 0.0, 700_000.0, 0.0, -10.0, 5_010_000.0)

@@ -13,8 +13,8 @@ from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from gdmcore import InputError
 from gdmio.blocks import iter_blocks
-from gdmio.errors import InputError
 from gdmio.grid import Grid, common_grid, is_on_grid, read_on_grid
 from gdmio.raster import RasterInfo, open_info, read_band
 from gdmio.testing import write_raster

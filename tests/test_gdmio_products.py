@@ -65,7 +65,7 @@ def test_failure_removes_created_folders(tmp_path: Path) -> None:
 
 
 def test_output_path_is_a_file(tmp_path: Path) -> None:
-    from gdmio.errors import InputError
+    from gdmcore import InputError
 
     target = tmp_path / "out"
     target.write_text("not a folder")

@@ -9,8 +9,8 @@ import pytest
 from affine import Affine
 from matplotlib.image import imread
 
+from gdmcore import InputError
 from gdmio.cog import write_cog
-from gdmio.errors import InputError
 from gdmio.quicklook import display_limits, quicklook
 
 T = Affine(10.0, 0.0, 700_000.0, 0.0, -10.0, 5_010_000.0)

@@ -11,7 +11,7 @@ import pytest
 from affine import Affine
 from rasterio.windows import Window
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.raster import date_from_name, open_info, read_band
 from gdmio.testing import make_safe, write_raster
 

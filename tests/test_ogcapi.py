@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from gdmcore import user_uploads
 from tests.handlerutil import service
 from workflows.processes import PROCESSES, JobContext
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 from wps.context import LOCAL_USER, AppState
-from wps.ogcapi import CONFORMANCE, OGC_EXC, OGC_REL, bp, user_uploads_dir
+from wps.ogcapi import CONFORMANCE, OGC_EXC, OGC_REL, bp
 
 PROBLEM = "application/problem+json"
 
@@ -440,7 +441,7 @@ def test_uploaded_files_feed_a_job_of_their_owner(svc):
     from workflows.processes import resolve_reference
 
     ctx = JobContext(job.id, job_dir(job, svc.settings),
-                     user_uploads_dir(svc.settings.uploads_dir, "local"), lambda f, m: None)
+                     user_uploads(svc.settings.uploads_dir, "local"), lambda f, m: None)
     assert resolve_reference("a.tif", ctx).read_bytes() == b"x"
     assert resolve_reference("upload:a.tif", ctx).read_bytes() == b"x"
 

@@ -11,7 +11,7 @@ import rasterio
 
 from dsm_opt.pipeline import NODATA
 from dsm_opt.simulate import SimulateDsmConfig, simulate
-from gdmio.errors import InputError
+from gdmcore import InputError
 from workflows.process_dsm import DSM_OPT_PROCESS
 from workflows.processes import JobContext
 
@@ -79,7 +79,7 @@ def test_dsm_opt_by_area_takes_the_registered_stereo_views(tmp_path, monkeypatch
     import datetime as dt
 
     import dsm_opt.pipeline
-    from gdmio.errors import InputError
+    from gdmcore import InputError
     from gdmio.providers.pleiades import PleiadesIndex
     from tests.fakedimap import write_stereo_delivery
     from workflows.processes import JobContext, get_process

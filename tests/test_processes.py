@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from workflows.processes import JobContext, get_process
 
 

@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
+from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy
-from gdmio.errors import InputError
 from gdmio.providers import SceneQuery, parse_aoi, parse_date
 from gdmio.providers.asf import AsfProvider
 from tests.fakeasf import SEARCH_PATH, running_asf

@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
+from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy
-from gdmio.errors import InputError
 from gdmio.providers.orbits import OrbitClient, parse_scene_name
 from tests.fakes3 import running_bucket
 

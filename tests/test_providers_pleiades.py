@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from shapely.geometry import shape
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.providers import SceneQuery, parse_aoi, parse_date
 from gdmio.providers.pleiades import PleiadesProvider, parse_dimap
 from tests.fakedimap import write_stereo_delivery, write_view

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from gdm.cli import main
+from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RetryPolicy
-from gdmio.errors import InputError
 from gdmio.providers.asf import AsfProvider
 from gdmio.providers.resolve import SceneRequest, resolve_scenes
 from gdmio.providers.stac import StacProvider

@@ -7,9 +7,9 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import from_bounds
 from shapely.geometry import box
 
+from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy
-from gdmio.errors import InputError
 from gdmio.providers import SceneQuery, parse_date
 from gdmio.providers.stac import StacProvider
 from tests.fakestac import TILE_ORIGIN, running_stac, tile_footprint, write_cog_tile

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gdm_sar.simulate_safe import _Kepler
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.s1.orbit import Orbit, find_orbit_file, parse_eof, write_eof
 
 KEPLER = _Kepler(6378137.0 + 693_000.0, np.radians(98.18), np.radians(-177.4), 2.3)

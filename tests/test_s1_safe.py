@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.s1.safe import burst_id, open_safe, select_bursts
 from kernels.geometry import ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
 

@@ -21,8 +21,8 @@ from gdm_sar.simulate_safe import (
     simulate_safe,
     velocity_at,
 )
+from gdmcore import InputError
 from gdmio.cog import validate_cog
-from gdmio.errors import InputError
 from kernels.geometry import geo2rdr, llh_to_ecef
 from kernels.insar import multilook
 

@@ -24,7 +24,7 @@ from gdm_opt.simulate import (
     simulate,
     warp_periodic,
 )
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 # --------------------------------------------------------------------------- helpers
 

@@ -67,7 +67,7 @@ from shapely.geometry import shape
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from gdmio.errors import InputError
+from gdmcore import InputError, user_uploads
 from gdmio.locks import file_lock
 from gdmio.providers import Scene, SceneQuery
 from gdmio.providers.aoi import aoi_to_wkt, parse_aoi, parse_date
@@ -880,7 +880,7 @@ def _s2_images(sel: Selection, request: ActivationRequest, user: User, settings:
 
     cache = scene_cache_from_env()
     aoi = parse_aoi(request.aoi)
-    folder = settings.uploads_dir / user.name
+    folder = user_uploads(settings.uploads_dir, user.name)
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for s in scenes:
@@ -893,7 +893,7 @@ def _s2_images(sel: Selection, request: ActivationRequest, user: User, settings:
 
 def _pleiades_images(views: Sequence[Scene], user: User, settings: Settings,
                      activation_id: str) -> list[str]:
-    folder = settings.uploads_dir / user.name
+    folder = user_uploads(settings.uploads_dir, user.name)
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for v in views:

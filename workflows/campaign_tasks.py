@@ -55,7 +55,7 @@ from flatsim.steps import (
     verify_pair,
     write_catalog,
 )
-from gdmio.errors import InputError
+from gdmcore import InputError
 from workflows.celery_app import get_app, queue_name
 from workflows.settings import Settings, get_settings
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gdmio.errors import InputError
+from gdmcore import InputError, Progress, check_file_name
 from gdmio.providers.resolve import SceneRequest
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
@@ -26,7 +26,6 @@ __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
            "product_refs", "input_files"]
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
-Progress = Callable[[float, str], None]
 
 
 class Cancelled(Exception):
@@ -111,7 +110,7 @@ def resolve_reference(ref: str, ctx: JobContext, index: int = 0) -> Path:
     parsed = urllib.parse.urlparse(ref)
     if parsed.scheme in ("http", "https"):
         name = Path(urllib.parse.unquote(parsed.path)).name or f"input{index}"
-        _check_name(name)
+        check_file_name(name)
         dest = inputs_dir / name
         if dest.exists() and dest.stat().st_size > 0:
             return dest  # fetched by an earlier attempt of this job
@@ -127,17 +126,11 @@ def resolve_reference(ref: str, ctx: JobContext, index: int = 0) -> Path:
     if parsed.scheme not in ("", "upload"):
         raise InputError(f"unsupported input reference {ref!r}: use http(s):// or an upload name")
     name = parsed.path if parsed.scheme == "upload" else ref
-    _check_name(name)
+    check_file_name(name)
     src = ctx.uploads_dir / name
     if not src.is_file():
         raise InputError(f"no uploaded file named {name!r}")
     return src
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
-        raise InputError(f"refused file name {name!r}")
-
 
 
 # ------------------------------------------------------- files or area + dates

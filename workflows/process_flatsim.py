@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from flatsim import campaign_root, register
 from flatsim.spec import CampaignSpec
-from gdmio.errors import InputError
+from gdmcore import InputError
 from workflows.process_base import Cancelled, JobContext, OutputSpec, ProcessSpec
 
 __all__ = ["FLATSIM_PROCESS", "FlatsimJobInputs", "POLL_S"]

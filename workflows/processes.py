@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gdm_opt.config import OptConfig
 from gdm_sar.config import SarConfig
-from gdmio.errors import InputError
+from gdmcore import InputError
 from workflows.process_base import (
     Cancelled,
     FilesOrScenes,

@@ -13,7 +13,7 @@
    work stops within seconds even inside a long step that reports no progress (a
    numerical kernel holding the GIL could not be interrupted from a thread);
 4. records the outcome: outputs (paths relative to the work folder) on success, the
-   message of an :class:`~gdmio.errors.InputError` or ``ValidationError`` on bad
+   message of an :class:`~gdmcore.InputError` or ``ValidationError`` on bad
    input, ``internal error: ...`` otherwise; and POSTs the job's status document to
    the subscriber URLs (``successUri``, ``failedUri``, ``inProgressUri``).
 
@@ -42,7 +42,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gdmio.errors import InputError
+from gdmcore import InputError, user_uploads, validation_message
 from gdmio.products import STAGING_PREFIX
 from workflows.jobstore import Job, JobStore
 from workflows.processes import Cancelled, JobContext, get_process
@@ -216,9 +216,7 @@ def _child_main(conn: Connection, process_id: str, inputs: dict[str, Any], job_i
     except InputError as exc:
         outcome = ("input", str(exc))
     except ValidationError as exc:
-        from workflows.submit import _validation_message
-
-        outcome = ("input", _validation_message(exc))
+        outcome = ("input", "invalid inputs: " + validation_message(exc, "inputs"))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then the job fails
         outcome = ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
     try:
@@ -302,7 +300,8 @@ class _Supervisor:
                                    str(self.workdir),
                                    # Each user's uploads live in their own folder (the
                                    # OGC API's POST /uploads puts them there).
-                                   str(self.settings.uploads_dir / self.job.owner),
+                                   str(user_uploads(self.settings.uploads_dir,
+                                                    self.job.owner)),
                                    os.getpid(), str(self.settings.scene_cache)))
         child_conn.close()
         log.info("job %s (%s) attempt %d: child pid %s", self.job.id, self.job.process,

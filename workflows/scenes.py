@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gdmcore import InputError
 from gdmio.download import RemoteError, RetryPolicy
-from gdmio.errors import InputError
 from gdmio.providers.resolve import SceneRequest, get_provider, search_scenes
 from workflows.submit import SubmitError
 

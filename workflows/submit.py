@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gdmcore import validation_message
 from workflows.jobstore import Job, JobStore, QuotaExceeded, User
 from workflows.processes import get_process
 from workflows.settings import QUEUES, Settings
@@ -32,14 +33,6 @@ class SubmitError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ())) or "inputs"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "invalid inputs: " + "; ".join(parts)
 
 
 def submit(process_id: str, inputs: dict[str, Any], user: User | None, *, store: JobStore,
@@ -85,7 +78,7 @@ def submit(process_id: str, inputs: dict[str, Any], user: User | None, *, store:
     try:
         validated = spec.validate_inputs(inputs)
     except ValidationError as exc:
-        raise SubmitError(400, _validation_message(exc)) from None
+        raise SubmitError(400, "invalid inputs: " + validation_message(exc, "inputs")) from None
     queue = queue or spec.default_queue
     if queue not in QUEUES:
         raise SubmitError(400, f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")

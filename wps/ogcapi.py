@@ -45,6 +45,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from gdmcore import InputError, check_file_name, user_uploads
 from workflows.jobstore import STATUSES, Job, User
 from workflows.processes import PROCESSES, ProcessSpec, get_process
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
@@ -52,7 +53,7 @@ from wps import web
 from wps.context import state
 from wps.openapi import build_openapi
 
-__all__ = ["bp", "CONFORMANCE", "status_info", "results_document", "user_uploads_dir",
+__all__ = ["bp", "CONFORMANCE", "status_info", "results_document",
            "OGC_EXC", "OGC_REL"]
 
 bp = Blueprint("ogcapi", __name__)
@@ -73,7 +74,6 @@ OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
 JOBS_LIMIT_DEFAULT, JOBS_LIMIT_MAX = 10, 10000
 
 _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,199}$")
 _QUALIFIED_KEYS = {"value", "mediaType", "encoding", "schema"}
 _EXECUTE_KEYS = {"inputs", "outputs", "response", "subscriber", "queue", "public", "mode"}
 
@@ -600,24 +600,21 @@ def job_download(job_id: str, relpath: str) -> Response:
 
 
 # ------------------------------------------------------------------- uploads
-def user_uploads_dir(uploads_dir: Path, owner: str) -> Path:
-    """The folder of ``owner``'s uploaded files: ``uploads_dir / owner``.
-
-    The runner gives the same folder to the jobs of ``owner``
-    (:class:`workflows.processes.JobContext`), so a job only sees its owner's uploads.
-    """
-    if not _SAFE_NAME.match(owner) or ".." in owner:
-        raise Problem(400, f"user name {owner!r} cannot name an uploads folder")
-    return uploads_dir / owner
+def _uploads_folder() -> Path:
+    """The caller's uploads folder (:func:`gdmcore.user_uploads`)."""
+    try:
+        return user_uploads(state().settings.uploads_dir, _user().name)
+    except InputError as exc:
+        raise Problem(400, str(exc)) from None
 
 
 def _check_upload_name(name: str | None) -> str:
     if not name:
         raise Problem(400, "an upload needs a file name (multipart filename or ?name=)")
-    if not _SAFE_NAME.match(name) or ".." in name:
-        raise Problem(400, f"refused file name {name!r}: letters, digits and ._+@- only, "
-                      "not starting with a dot, no '..' or '/', at most 200 characters")
-    return name
+    try:
+        return check_file_name(name)
+    except InputError as exc:
+        raise Problem(400, str(exc)) from None
 
 
 def _store_stream(chunks: Iterator[bytes], folder: Path, name: str) -> int:
@@ -668,7 +665,7 @@ def upload() -> Response:
     Returns ``{"name": ..., "names": [...], "size": ...}`` with status 201; the names
     are what process inputs reference (e.g. ``{"images": ["a.tif", "b.tif"]}``).
     """
-    folder = user_uploads_dir(state().settings.uploads_dir, _user().name)
+    folder = _uploads_folder()
     stored: list[tuple[str, int]] = []
     files = [f for key in request.files for f in request.files.getlist(key)] \
         if request.mimetype == "multipart/form-data" else []
@@ -690,7 +687,7 @@ def upload() -> Response:
 @bp.get("/uploads")
 def uploads() -> Response:
     """The caller's uploaded files."""
-    folder = user_uploads_dir(state().settings.uploads_dir, _user().name)
+    folder = _uploads_folder()
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) \
         if folder.is_dir() else []
     return jsonify({"uploads": [{"name": p.name, "size": p.stat().st_size} for p in files]})
@@ -699,7 +696,7 @@ def uploads() -> Response:
 @bp.delete("/uploads/<name>")
 def upload_delete(name: str) -> Response:
     """Delete one of the caller's uploaded files."""
-    folder = user_uploads_dir(state().settings.uploads_dir, _user().name)
+    folder = _uploads_folder()
     path = folder / _check_upload_name(name)
     if not path.is_file():
         raise Problem(404, f"no uploaded file named {name!r}")

@@ -36,7 +36,7 @@ def base_url(given: str | None, env: str, default: str) -> str:
     url = given or os.environ.get(env) or default
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        from gdmio.errors import InputError
+        from gdmcore import InputError
 
         raise InputError(f"{env}: {url!r} is not an http(s) URL")
     return url.rstrip("/")

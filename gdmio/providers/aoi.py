@@ -13,7 +13,7 @@ from shapely.errors import GEOSException, ShapelyError
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 __all__ = ["parse_aoi", "parse_date", "aoi_to_wkt"]
 

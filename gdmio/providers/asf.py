@@ -28,9 +28,9 @@ import asf_search
 import requests
 from asf_search.exceptions import ASFSearchError
 
+from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy, download
-from gdmio.errors import InputError
 from gdmio.providers import Asset, Scene, SceneQuery
 from gdmio.providers._http import Credentials, base_url, earthdata_credentials, send_with_retries
 from gdmio.providers.aoi import aoi_to_wkt

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import requests
 
+from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy, download
-from gdmio.errors import InputError
 from gdmio.providers._http import base_url, send_with_retries
 
 __all__ = ["DEFAULT_ORBIT_URL", "OrbitClient", "OrbitFile", "parse_scene_name"]

@@ -24,7 +24,7 @@ from typing import Any
 import shapely
 from shapely.geometry import Polygon, mapping, shape
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.providers import Asset, Scene, SceneQuery
 
 __all__ = ["PleiadesIndex", "PleiadesProvider", "parse_dimap"]

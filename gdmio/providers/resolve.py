@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gdmcore import InputError
 from gdmio.cache import SceneCache
-from gdmio.errors import InputError
 from gdmio.providers import Scene, SceneQuery
 from gdmio.providers.aoi import parse_aoi, parse_date
 

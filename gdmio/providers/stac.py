@@ -32,10 +32,10 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
 from gdmio.cache import SceneCache
 from gdmio.download import _PERMANENT, RemoteError, RetryPolicy, download
-from gdmio.errors import InputError
 from gdmio.providers import Asset, Scene, SceneQuery
 from gdmio.providers._http import base_url
 

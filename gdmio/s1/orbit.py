@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from lxml import etree
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.providers.orbits import OrbitFile
 
 __all__ = ["Orbit", "OrbitPolynomial", "parse_eof", "find_orbit_file", "parse_time",

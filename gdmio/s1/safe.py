@@ -30,7 +30,7 @@ from lxml import etree
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.s1.orbit import Orbit, parse_time
 
 __all__ = ["Burst", "SwathAnnotation", "SafeProduct", "open_safe", "find_products",
