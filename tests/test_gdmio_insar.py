@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar import find_interferograms
 from gdmio.insar.base import dates_in_name
 from gdmio.insar.read import insar_grid, read_coherence, read_metres

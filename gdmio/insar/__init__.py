@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar.base import (
     S1_WAVELENGTH,
     Band,

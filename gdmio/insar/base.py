@@ -19,8 +19,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
+from gdmcore import InputError
 from gdmio._util import first_line, quiet_rasterio
-from gdmio.errors import InputError
 
 __all__ = ["Band", "Interferogram", "SPEED_OF_LIGHT", "S1_WAVELENGTH", "dates_in_name",
            "describe_band", "parse_date"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from affine import Affine
 from rasterio.crs import CRS
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar.base import (
     SPEED_OF_LIGHT,
     Band,

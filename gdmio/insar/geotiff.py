@@ -24,7 +24,7 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioError
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar.base import (
     SPEED_OF_LIGHT,
     Band,

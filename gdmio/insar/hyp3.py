@@ -19,7 +19,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar.base import S1_WAVELENGTH, Band, Interferogram, dates_in_name, describe_band
 
 __all__ = ["HYP3_NAME", "hyp3_interferograms", "is_hyp3"]

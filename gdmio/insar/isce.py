@@ -19,7 +19,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar.base import Band, Interferogram, dates_in_name, describe_band, text_of
 from gdmio.insar.rawvrt import raw_vrt
 

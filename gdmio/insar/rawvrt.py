@@ -41,7 +41,7 @@ def raw_vrt(folder: Path, source: Path, width: int, height: int, *, bands: int =
     expected = (bands * width * height * size)
     actual = src.stat().st_size
     if actual < expected:
-        from gdmio.errors import InputError
+        from gdmcore import InputError
 
         raise InputError(f"{source.name} holds {actual} bytes, {width}x{height}x{bands} "
                          f"{dtype} needs {expected}: wrong header or truncated file")

@@ -9,7 +9,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.grid import Grid, common_grid, read_on_grid
 from gdmio.insar.base import Band, Interferogram
 from gdmio.raster import RasterInfo, open_dataset, read_window

@@ -17,7 +17,7 @@ from pathlib import Path
 from affine import Affine
 from rasterio.crs import CRS
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 from gdmio.insar.base import Band, Interferogram, dates_in_name, parse_date, text_of
 from gdmio.insar.rawvrt import raw_vrt
 
