@@ -189,3 +189,8 @@ main.add_command(dsm)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+from gdm.cli_ts import sar_timeseries, ts  # noqa: E402
+
+sar.add_command(sar_timeseries)
+main.add_command(ts)
