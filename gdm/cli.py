@@ -187,10 +187,11 @@ from gdm.cli_dsm import dsm  # noqa: E402
 main.add_command(dsm)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
 from gdm.cli_ts import sar_timeseries, ts  # noqa: E402
 
 sar.add_command(sar_timeseries)
 main.add_command(ts)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -348,12 +348,27 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                     seen[t] += int(fin.sum())
                     bad[t] += int((np.abs(clo[fin]) > wl / 4).sum())
             frac_t = np.where(seen > 0, bad / np.maximum(seen, 1), 0.0)
-            for k, p in enumerate(keep):
-                mine = [frac_t[t] for t, tri in enumerate(triplets) if k in tri]
-                mis_frac[p] = float(np.median(mine)) if mine else 0.0
+            # Blame: drop the worst pair (mean misclosure fraction of its triplets, then
+            # number of bad triplets), forget its triplets, repeat.
+            alive = set(range(len(keep)))
+            live_t = set(range(len(triplets)))
+            while True:
+                scores = {}
+                for k in alive:
+                    mine = [frac_t[t] for t in live_t if k in triplets[t]]
+                    if mine:
+                        nbad = sum(f > cfg.max_misclosure_fraction for f in mine)
+                        scores[k] = (float(np.mean(mine)), nbad)
+                for k, (f, _) in scores.items():
+                    mis_frac[keep[k]] = f
+                worst = max(scores, key=lambda k: scores[k], default=None)
+                if worst is None or scores[worst][0] <= cfg.max_misclosure_fraction:
+                    break
+                alive.discard(worst)
+                live_t = {t for t in live_t if worst not in triplets[t]}
             kept = []
-            for p in keep:
-                if mis_frac[p] > cfg.max_misclosure_fraction:
+            for k, p in enumerate(keep):
+                if k not in alive:
                     dropped.append({"pair": ifgs[p].pair, "source": ifgs[p].name,
                                     "reason": f"misclosure fraction {mis_frac[p]:.2f} > "
                                     f"{cfg.max_misclosure_fraction}"})

@@ -1,0 +1,153 @@
+"""gdm sar timeseries: interferograms made elsewhere -> series, velocity, NetCDF."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+from gdm_sar.timeseries import TimeseriesConfig, run_timeseries
+from tests import insarfmt
+from tests.datafiles import DATA
+
+
+def _scene(dates=6, seed=0):
+    """A bump rising 20 mm/yr... per 12 days (fast), k = 3 network, coherent."""
+    return insarfmt.scene(ny=40, nx=48, dates=dates, seed=seed)
+
+
+def _truth_velocity(dates, disp):
+    t = np.array([(d - dates[0]).days / 365.25 for d in dates])
+    tc = t - t.mean()
+    return np.tensordot(tc, disp - disp.mean(axis=0), axes=(0, 0)) / (tc @ tc)
+
+
+@pytest.mark.parametrize("fmt", ["HyP3", "ROI_PAC", "GAMMA", "LiCSAR", "FLATSIM", "ISCE2"])
+def test_velocity_of_every_format(tmp_path, fmt):
+    dates, disp, pairs, coh = _scene()
+    insarfmt.WRITERS[fmt](tmp_path / "in", dates, disp, pairs, coh)
+    out = run_timeseries(TimeseriesConfig(interferograms=[tmp_path / "in"],
+                                          out=tmp_path / "out", dem_error=False))
+    with rasterio.open(out.velocity) as ds:
+        vel = ds.read(1)
+    want = _truth_velocity(dates, disp)
+    doc = json.loads(out.report.read_text())
+    r, c = doc["reference"]["row"], doc["reference"]["col"]
+    ok = np.isfinite(vel)
+    assert ok.mean() > 0.9
+    # same field up to the reference: positive towards the satellite
+    err = (vel - vel[r, c]) - (want - want[r, c])
+    assert np.sqrt(np.nanmean(err[ok] ** 2)) < 1e-5  # m/yr
+    assert np.nanmax(vel) - vel[r, c] > 0.05  # the uplift comes out positive
+    assert doc["dropped"] == []
+
+
+def test_unwrapping_errors_screening_gnss_and_netcdf(tmp_path):
+    xr = pytest.importorskip("xarray")
+    dates, disp, pairs, coh = _scene(dates=8, seed=1)
+    insarfmt.write_geotiff(tmp_path / "in", dates, disp, pairs, coh)
+    files = sorted((tmp_path / "in").glob("ifg_*.tif"))
+    # one pair with a patch of one-cycle unwrapping errors (corrected by closure)
+    with rasterio.open(files[3], "r+") as ds:
+        a = ds.read(1)
+        a[5:15, 5:15] += 2 * np.pi
+        ds.write(a, 1)
+    # one pair broken everywhere (dropped by the misclosure screening)
+    with rasterio.open(files[7], "r+") as ds:
+        a = ds.read(1)
+        rng = np.random.default_rng(5)
+        a += 2 * np.pi * rng.integers(-2, 3, size=a.shape)
+        ds.write(a, 1)
+    gnss = tmp_path / "gnss.csv"
+    lon, lat = insarfmt.LON0 + 0.0405, insarfmt.LAT0 - 0.0305  # pixel (30, 40)
+    want = _truth_velocity(dates, disp)
+    gnss.write_text(f"lon,lat,velocity\n{lon},{lat},{want[30, 40] + 0.01}\n")
+    out = run_timeseries(TimeseriesConfig(interferograms=[tmp_path / "in"],
+                                          out=tmp_path / "out", gnss=gnss, dem_error=False))
+    doc = json.loads(out.report.read_text())
+    assert [d["pair"] for d in doc["dropped"]] == [files[7].stem[4:].replace("-", "_")]
+    assert "misclosure" in doc["dropped"][0]["reason"]
+    assert doc["unwrapping_correction"]["corrected_pixels"][
+        files[3].stem[4:].replace("-", "_")] == 100
+    with rasterio.open(out.velocity) as ds:
+        vel = ds.read(1)
+    # GNSS tie: absolute velocity = truth + 10 mm/yr everywhere
+    err = vel - (want + 0.01)
+    assert np.sqrt(np.nanmean(err ** 2)) < 1e-5
+    ds = xr.open_dataset(out.netcdf, decode_coords="all")
+    try:
+        assert ds["displacement"].dims == ("time", "y", "x")
+        assert ds["displacement"].shape == (8, 40, 48)
+        np.testing.assert_allclose(ds["velocity"].values, vel)
+        assert ds["velocity"].rio.crs.to_epsg() == 4326
+    finally:
+        ds.close()
+    # the pixel tool reads the same series
+    from gdmio.pointseries import read_point_series
+
+    ps = read_point_series(out.out_dir, lon, lat)
+    assert ps.velocity["displacement"] == pytest.approx(vel[30, 40], abs=1e-6)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "gdm.cli", *args], capture_output=True,
+                          text=True, check=False)
+
+
+@pytest.mark.slow
+def test_cli_bad_inputs_exit_2_and_leave_nothing(tmp_path):
+    dates, disp, pairs, coh = _scene(dates=4)
+    # missing wavelength
+    insarfmt.write_geotiff(tmp_path / "nowl", dates, disp, pairs, coh, tags=False)
+    # one date only
+    one = tmp_path / "one" / "ifg_20200101.tif"
+    insarfmt._tif(one, np.zeros((8, 8), np.float32))
+    # unknown format
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "a_20200101_20200113.dat").write_text("x")
+    # grids that do not overlap
+    insarfmt.write_geotiff(tmp_path / "far", dates, disp, pairs[:2], coh)
+    with rasterio.open(next((tmp_path / "far").glob("ifg_*.tif")), "r+") as ds:
+        ds.transform = ds.transform * ds.transform.translation(5000, 0)
+    # disconnected network without the temporal constraint
+    insarfmt.write_geotiff(tmp_path / "gap", dates, disp, [(0, 1), (2, 3)], coh)
+    cases = [
+        (["nowl"], "wavelength"),
+        (["one/ifg_20200101.tif"], "two dates"),
+        (["odd/a_20200101_20200113.dat"], "unknown interferogram format"),
+        (["far"], "overlap"),
+        (["gap", "--no-bridge-gaps"], "disconnected"),
+    ]
+    for args, needle in cases:
+        out = tmp_path / f"out_{args[0].split('/')[0]}"
+        res = _cli("sar", "timeseries", str(tmp_path / args[0]), *args[1:], "--out",
+                   str(out), "-q")
+        assert res.returncode == 2, (args, res.stderr)
+        assert needle in res.stderr, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1
+        assert not out.exists()
+    assert "LiCSAR" in _cli("sar", "timeseries", "--help").stdout
+
+
+@pytest.mark.slow
+def test_pyrate_real_gamma(tmp_path):
+    src = tmp_path / "cropA"
+    shutil.copytree(DATA / "pyrate_cropA", src)
+    out = run_timeseries(TimeseriesConfig(interferograms=[src], out=tmp_path / "out",
+                                          reference=(-99.185, 19.445)))
+    doc = json.loads(out.report.read_text())
+    assert len(doc["dates"]) == 13
+    assert doc["dem_error_estimated"]
+    with rasterio.open(out.velocity) as ds:
+        vel = ds.read(1)
+    assert np.isfinite(vel).mean() > 0.7
+    # Mexico City: the lake-bed (east of the crop) subsides fast relative to the
+    # western hills: LOS velocity strongly negative (away from the satellite).
+    east, west = np.nanmedian(vel[:, 70:]), np.nanmedian(vel[:, :20])
+    print(f"median LOS velocity east {east * 1000:.1f} mm/yr, west {west * 1000:.1f}")
+    assert east - west < -0.15
+    with rasterio.open(out.timeseries) as ds:
+        assert ds.count == 13
