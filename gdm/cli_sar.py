@@ -24,7 +24,10 @@ def sar() -> None:
     {wrapped,unwrapped,coherence,conncomp}.tif, quicklooks, report.json, item.json.
     Sentinel-1 IW SLC products (a folder of *.SAFE folders or S1*.zip) are ingested
     first (bursts covering --aoi, orbits, TOPS coregistration with ESD, stitching) into
-    OUT/stack; products are then geocoded to UTM in OUT/geocoded/.
+    OUT/stack; products are then geocoded to UTM in OUT/geocoded/. A folder of
+    SNAP-coregistered products (BEAM-DIMAP *.dim + *.data/, ZNAP *.znap or *.znap.zip)
+    is imported into OUT/stack (dates, wavelength, geometry, baselines and per-pixel
+    lat/lon from SNAP's metadata) and geocoded with SNAP's lat/lon.
     \b
     Try:
       gdm sar simulate sim --dates 24 --size 384
@@ -71,11 +74,11 @@ def sar() -> None:
 @click.option("--swath", type=click.Choice(["IW1", "IW2", "IW3"]),
               help="SAFE input: subswath (default: the one covering most of the AOI).")
 @click.option("--polarisation", type=click.Choice(["VV", "HH", "VH", "HV"]),
-              help="SAFE input: polarisation (default VV, else HH).")
+              help="SAFE or SNAP input: polarisation (default VV, else HH).")
 @click.option("--no-esd", is_flag=True, help="SAFE input: skip enhanced spectral diversity.")
 @click.option("--geocode/--no-geocode", default=True, show_default=True,
               help="Geocode velocity, time series and coherence onto UTM (COGs in "
-              "OUT/geocoded/) when the stack has a radar geometry (SAFE input).")
+              "OUT/geocoded/) when the stack has a radar geometry (SAFE or SNAP input).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days: float | None,
@@ -90,7 +93,9 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
     \b
     INPUT is a coregistered stack folder, or a folder of Sentinel-1 IW SLC products
     (*.SAFE folders or S1*.zip, one per date, one track): those are first ingested
-    (burst selection, orbits, TOPS coregistration with ESD, stitching) into OUT/stack.
+    (burst selection, orbits, TOPS coregistration with ESD, stitching) into OUT/stack;
+    or a folder of SNAP-coregistered products (*.dim, *.znap, *.znap.zip), imported
+    into OUT/stack.
     \b
     Examples:
       gdm sar run stack/ --out products --network nearest -k 4 --looks 4 16
@@ -101,6 +106,7 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
 
     def job():
         from gdm_sar.ingest import IngestConfig, ingest, is_safe_folder
+        from gdm_sar.snap import is_snap_folder
         from gdmcore import InputError
 
         stack = stack_dir
@@ -112,6 +118,8 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
         elif aoi or orbits or dem:
             raise InputError("--aoi, --orbits and --dem apply to SAFE inputs only; "
                              f"{stack_dir} holds no *.SAFE folder or S1*.zip")
+        elif is_snap_folder(stack_dir):
+            stack = _import_snap_once(stack_dir, out / "stack", polarisation, block_mb, quiet)
         cfg = SarConfig(stack=stack, out=out, network=network, neighbours=neighbours,
                         max_days=max_days, max_bperp=max_bperp, azimuth_looks=looks[0],
                         range_looks=looks[1], filter_alpha=alpha, unwrapper=unwrapper,
@@ -127,6 +135,10 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
             from gdm_sar.geocode import geocode_products
 
             geocoded = geocode_products(result.out_dir, stack, Path(out) / "geocoded")
+        elif geocode and (Path(stack) / "snap_geometry.npz").is_file():
+            from gdm_sar.snap import geocode_snap_products
+
+            geocoded = geocode_snap_products(result.out_dir, stack, Path(out) / "geocoded")
         return result, geocoded
 
     outputs, geocoded = guarded(job, debug)
@@ -134,6 +146,21 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
                f"velocity_std.tif, temporal_coherence.tif, {len(outputs.interferograms)} "
                "interferograms, quicklooks, item.json"
                + (f"; {len(geocoded)} geocoded COG(s) in geocoded/" if geocoded else ""))
+
+
+def _import_snap_once(folder: Path, out: Path, polarisation: str | None, block_mb: int,
+                      quiet: bool) -> Path:
+    """Import SNAP products into ``out`` unless the same products are already there."""
+    from gdm_sar.snap import SnapImportConfig, import_snap, snap_imported
+
+    if snap_imported(folder, out):
+        return out
+    bar = ProgressBar(not quiet, "import")
+    try:
+        return import_snap(SnapImportConfig(folder=folder, out=out, polarisation=polarisation,
+                                            block_mb=block_mb), progress=bar)
+    finally:
+        bar.close()
 
 
 def _ingest_once(cfg, ingest, quiet: bool) -> Path:
