@@ -30,7 +30,7 @@ those per-pixel coordinates.
 
 SNAP's "no value" (99999) counts as missing. Bad input (no i/q bands, products of
 different sizes or references, a date without metadata, no coordinates, ...) raises
-:class:`~gdmio.errors.InputError`, before anything is written.
+:class:`~gdmcore.InputError`, before anything is written.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Layouts read:
   ``.znap.zip``.
 
 Everything read is checked (sizes, data types, paths that stay inside the product,
-decompressed sizes), so a hostile product raises :class:`~gdmio.errors.InputError`
+decompressed sizes), so a hostile product raises :class:`~gdmcore.InputError`
 with one line naming the product and the problem.
 """
 
