@@ -79,7 +79,8 @@ def sar_timeseries(inputs: tuple[Path, ...], out: Path, wavelength: float | None
     Example:
       gdm sar timeseries hyp3_zips/ --out ts --reference -99.14 19.43
     """
-    from gdm.cli import _guarded, _Progress
+    from gdm.common import ProgressBar as _Progress
+    from gdm.common import guarded as _guarded
     from gdm_sar.timeseries import TimeseriesConfig, run_timeseries
 
     def job():
@@ -124,7 +125,7 @@ def ts_point(products: Path, lonlat: tuple[float, float], csv_path: Path | None,
     PRODUCTS is a product folder (GDM-SAR, gdm sar timeseries, GDM-OPT, a FLATSIM
     frame), its timeseries.nc, or a time-series COG.
     """
-    from gdm.cli import _guarded
+    from gdm.common import guarded as _guarded
     from gdmio.pointseries import read_point_series
 
     ps = _guarded(lambda: read_point_series(products, *lonlat), debug)
@@ -135,7 +136,7 @@ def ts_point(products: Path, lonlat: tuple[float, float], csv_path: Path | None,
     vel = ", ".join(f"{n} {ps.velocity[n]:.6f} {ps.units}/yr" for n in names)
     if csv_path is not None:
         def write():
-            from gdmio.errors import InputError
+            from gdmcore import InputError
 
             try:
                 with open(csv_path, "w", newline="") as fh:

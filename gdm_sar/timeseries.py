@@ -39,8 +39,8 @@ from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from gdm_sar.pipeline import temporal_fit
+from gdmcore import InputError
 from gdmio.cog import CogWriter, write_cog
-from gdmio.errors import InputError
 from gdmio.grid import Grid, read_on_grid
 from gdmio.insar import FORMATS, Interferogram, find_interferograms
 from gdmio.insar.read import insar_grid, read_coherence, read_metres

@@ -20,7 +20,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 
-from gdmio.errors import InputError
+from gdmcore import InputError
 
 __all__ = ["PointSeries", "read_point_series"]
 
