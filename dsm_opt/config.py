@@ -60,6 +60,10 @@ class DsmConfig(BaseModel):
     images: list[Path] = Field(min_length=2, max_length=3, description="Two or three "
                                "single-band images of one area with an RPC camera model "
                                "(GeoTIFF with RPC metadata, or a DIMAP DIM_*.XML / JP2).")
+    rpcs: list[Path | None] | None = Field(
+        None, description="RPC files, one per image in the same order (None: the image's "
+        "own): DIMAP RPC_*.XML, OSSIM/OTB .geom or RPC00B text, describing the full scene "
+        "when the image is a crop (its GeoTIFF transform gives the crop offset).")
     out: Path = Field(description="Output folder (created; written only when the job "
                       "succeeds).")
     preset: Literal["mountain", "urban", "flat"] = Field(
@@ -70,13 +74,15 @@ class DsmConfig(BaseModel):
                                      "distance of the images.")
     height_min: float | None = Field(None, ge=-500.0, le=9000.0, description="Lowest "
                                      "surface height above the WGS84 ellipsoid (m); with "
-                                     "height_max, bounds the disparity search.")
+                                     "height_max, bounds the disparity search "
+                                     "(default: from sparse matches).")
     height_max: float | None = Field(None, ge=-500.0, le=9000.0, description="Highest "
                                      "surface height above the WGS84 ellipsoid (m).")
     dem: Path | None = Field(None, description="Coarse DEM (GeoTIFF, heights above the "
                              "ellipsoid) whose range over the scene, widened by the "
                              "preset's margin, bounds the disparity search. Without it "
-                             "and without height bounds: the RPC validity range.")
+                             "and without height bounds, the heights of each tile come "
+                             "from sparse matches.")
     cost: Cost | None = Field(None, description="Matching cost: 'census' or 'zncc' "
                               "(default: the preset's).")
     window: int | None = Field(None, ge=3, le=9, description="Odd side of the matching "
@@ -99,6 +105,9 @@ class DsmConfig(BaseModel):
                                       "misalignment left by the RPCs and shift the second "
                                       "view's RPC to remove it (relative pointing "
                                       "correction).")
+    fusion: bool = Field(True, description="Triplets: match every pair and fuse their "
+                         "heights per cell (consensus); off: only the pair closest to the "
+                         "target B/H.")
     fill_holes: bool = Field(False, description="Fill empty DSM cells from their "
                              "neighbours (flagged in filled.tif).")
     fill_max_cells: int = Field(20, ge=1, le=1000, description="Largest distance (cells) "
@@ -117,6 +126,9 @@ class DsmConfig(BaseModel):
     def _check(self) -> DsmConfig:
         if (self.height_min is None) != (self.height_max is None):
             raise ValueError("give both height_min and height_max, or neither")
+        if self.rpcs is not None and len(self.rpcs) != len(self.images):
+            raise ValueError(f"{len(self.rpcs)} RPC files for {len(self.images)} images: "
+                             "give one per image")
         if self.height_min is not None and self.height_max is not None \
                 and self.height_max <= self.height_min:
             raise ValueError("height_max must be above height_min")

@@ -30,7 +30,6 @@ import numpy as np
 import rasterio
 from pyproj import Transformer
 from rasterio.errors import RasterioIOError
-from scipy.ndimage import map_coordinates
 from shapely.geometry import Polygon
 
 from gdmcore import InputError
@@ -46,7 +45,11 @@ _GEODETIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
 
 @dataclass
 class View:
-    """One image of the acquisition: its raster, camera model and date."""
+    """One image of the acquisition: its raster, camera model and date.
+
+    ``path`` is what the user named (an image or a DIMAP ``DIM_*.XML``); ``source`` is
+    what GDAL opens (the image, or the VRT mosaic of a tiled delivery).
+    """
 
     path: Path
     rpc: Rpc
@@ -54,6 +57,8 @@ class View:
     cols: int
     date: dt.datetime | None
     nodata: float | None
+    source: str = ""
+    rpc_origin: str = ""
 
     def read(self, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None
              ) -> np.ndarray:
@@ -62,7 +67,7 @@ class View:
 
         r0, r1 = rows or (0, self.rows)
         c0, c1 = cols or (0, self.cols)
-        with rasterio.open(self.path) as ds:
+        with rasterio.open(self.source or self.path) as ds:
             a = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
         if self.nodata is not None:
             a[a == self.nodata] = np.nan
@@ -86,11 +91,13 @@ def _date_of(path: Path, tags: dict[str, str]) -> dt.datetime | None:
     return None
 
 
-def load_view(path: str | Path) -> View:
+def load_view(path: str | Path, rpc_file: str | Path | None = None) -> View:
     """Open a stereo image and its RPC model.
 
-    Accepts a GeoTIFF/JP2 whose RPC GDAL reads (RPC metadata domain, ``_RPC.TXT`` or
-    ``RPC_*.XML`` side-car) or a DIMAP ``DIM_*.XML`` (its first image file is used).
+    Accepts a GeoTIFF/JP2 (RPC from ``rpc_file``, else what GDAL reads: RPC tag,
+    ``_RPC.TXT`` or ``RPC_*.XML`` side-car, else an OSSIM ``.geom`` beside it; see
+    :func:`dsm_opt.rpc_sources.image_rpc`) or a DIMAP ``DIM_*.XML`` (its tiles
+    R1C1, R1C2, ... read as one image; RPC from its ``RPC_*.XML``).
 
     Raises
     ------
@@ -98,43 +105,48 @@ def load_view(path: str | Path) -> View:
         When the file cannot be read, has no RPC model or is not a single image.
 
     """
+    from dsm_opt.rpc_sources import image_rpc
+
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    if rpc_file is not None and not Path(rpc_file).is_file():
+        raise InputError(f"RPC file {rpc_file}: no such file")
     date = None
+    source = str(p)
+    dimap_rpc = None
     if p.suffix.lower() == ".xml":
-        from gdmio.providers.pleiades import parse_dimap
+        from gdmio.providers.pleiades import dimap_raster, parse_dimap
 
         scene = parse_dimap(p)
         date = scene.datetime
-        images = [a.href for k, a in sorted(scene.assets.items()) if k.startswith("image")]
-        if not images:
-            raise InputError(f"{p.name}: the DIMAP lists no image file")
-        try:
-            with rasterio.open(p) as ds:  # GDAL's DIMAP driver reads the RPC of the XML
-                has_rpc = ds.rpcs is not None
-        except RasterioIOError:
-            has_rpc = False
-        p = p if has_rpc else Path(images[0])
+        source, n_tiles = dimap_raster(p)
+        rpc_asset = scene.assets.get("rpc")
+        if rpc_asset is not None and Path(rpc_asset.href).is_file():
+            dimap_rpc = Path(rpc_asset.href)
+        if n_tiles > 1 and rpc_file is None:  # tiles carry no usable RPC of the mosaic
+            if dimap_rpc is None:
+                raise InputError(f"{p.name}: tiled DIMAP without its RPC_*.XML")
+            rpc_file = dimap_rpc
     try:
-        with rasterio.open(p) as ds:
+        with rasterio.open(source) as ds:
             rpcs = ds.rpcs
             rows, cols = ds.height, ds.width
             nodata = ds.nodata
             tags = ds.tags()
+            transform, crs, count = ds.transform, ds.crs, ds.count
     except RasterioIOError as exc:
         raise InputError(f"{p.name}: not a readable image ({str(exc).splitlines()[0]})") \
             from None
-    if rpcs is None:
-        raise InputError(f"{p.name}: no RPC camera model (GDAL finds no RPC metadata)")
-    try:
-        rpc = Rpc.from_rasterio(rpcs)
-    except ValueError as exc:
-        raise InputError(f"{p.name}: invalid RPC model ({exc})") from None
+    if count < 1:
+        raise InputError(f"{p.name}: no band to read")
+    if rpcs is None and rpc_file is None and dimap_rpc is not None:
+        rpc_file = dimap_rpc
+    rpc, origin = image_rpc(p, rpcs, transform, crs, rpc_file)
     if rows < 32 or cols < 32:
         raise InputError(f"{p.name}: image of {cols}x{rows} pixels is too small")
     return View(path=p, rpc=rpc, rows=rows, cols=cols, date=date or _date_of(p, tags),
-                nodata=nodata)
+                nodata=nodata, source=source, rpc_origin=origin)
 
 
 def footprint(view: View, h: float) -> Polygon:
@@ -262,10 +274,22 @@ class EpipolarGrids:
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Raw image (row, col) of epipolar positions (bilinear in the grid)."""
         g = self.left if which == "left" else self.right
-        coords = [np.asarray(y, np.float64) / self.step, np.asarray(x, np.float64) / self.step]
-        r = map_coordinates(g[0], coords, order=1, mode="nearest")
-        c = map_coordinates(g[1], coords, order=1, mode="nearest")
-        return r, c
+        return _bilinear(g[0], g[1], np.asarray(y, np.float64) / self.step,
+                         np.asarray(x, np.float64) / self.step)
+
+
+def _bilinear(g0: np.ndarray, g1: np.ndarray, y: np.ndarray, x: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear interpolation of two node grids, extrapolated linearly past their edges."""
+    nv, nu = g0.shape
+    i = np.clip(np.floor(y).astype(np.int64), 0, nv - 2)
+    j = np.clip(np.floor(x).astype(np.int64), 0, nu - 2)
+    ty, tx = y - i, x - j
+    out = []
+    for g in (g0, g1):
+        out.append((1 - ty) * ((1 - tx) * g[i, j] + tx * g[i, j + 1])
+                   + ty * ((1 - tx) * g[i + 1, j] + tx * g[i + 1, j + 1]))
+    return out[0], out[1]
 
 
 def _to_right(left: View, right: View, r: np.ndarray, c: np.ndarray, h: float
@@ -324,7 +348,7 @@ def epipolar_grids(left: View, right: View, h0: float, h1: float, step: int = 32
 
 
 def resample(image: np.ndarray | View, grids: EpipolarGrids, which: str,
-             rows: slice | None = None) -> np.ndarray:
+             rows: slice | None = None, cols: slice | None = None) -> np.ndarray:
     """Resample a raw image into epipolar geometry (bicubic; NaN outside the image).
 
     Parameters
@@ -336,14 +360,16 @@ def resample(image: np.ndarray | View, grids: EpipolarGrids, which: str,
         The pair's grids.
     which : {"left", "right"}
         Which grid to use.
-    rows : slice, optional
-        Band of epipolar rows to produce (default: all).
+    rows, cols : slice, optional
+        Window of epipolar rows and columns to produce (default: all). Columns may lie
+        outside the grid (they extrapolate the grid linearly at its edge).
 
     """
     ny, nx = grids.shape
     sl = rows or slice(0, ny)
+    sc = cols or slice(0, nx)
     y = np.arange(sl.start, sl.stop, dtype=np.float64)
-    x = np.arange(nx, dtype=np.float64)
+    x = np.arange(sc.start, sc.stop, dtype=np.float64)
     yy, xx = np.meshgrid(y, x, indexing="ij")
     r, c = grids.raw_position(which, yy, xx)
     if isinstance(image, View):

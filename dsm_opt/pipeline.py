@@ -27,6 +27,8 @@ import datetime as dt
 import json
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +39,10 @@ from pyproj import Transformer
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
-from dsm_opt.config import DsmConfig
+from dsm_opt.config import DsmConfig, DsmParams
 from dsm_opt.geometry import (
+    EpipolarGrids,
     View,
-    correct_pointing,
     disparity_range,
     epipolar_grids,
     footprint,
@@ -51,6 +53,13 @@ from dsm_opt.geometry import (
     select_pair,
     triangulate,
     utm_epsg,
+)
+from dsm_opt.sparse import (
+    correct_pointing_sparse,
+    disparity_bounds,
+    match_heights,
+    sparse_matches,
+    tile_height_ranges,
 )
 from gdmcore import InputError, Progress
 from gdmio.cog import write_cog
@@ -187,6 +196,216 @@ def height_bounds(cfg: DsmConfig, views: list[View], margin: float) -> tuple[flo
     return lo, hi, "rpc"
 
 
+@dataclass
+class _PairResult:
+    """One pair's contribution to the DSM grid and its report."""
+
+    i: int
+    j: int
+    bh: float
+    acc: _Accumulator
+    report: dict
+    codes: np.ndarray
+    points: int
+    gaps: list[float]
+    m_per_px: float
+    left: View
+    right: View
+    grids: EpipolarGrids
+
+
+def _match_tile(left: View, right: View, grids: EpipolarGrids, y0: int, y1: int, x0: int,
+                x1: int, dmin: int, dmax: int, params: DsmParams, cfg: DsmConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense disparity of one epipolar tile (core rows y0:y1, columns x0:x1).
+
+    Returns the disparity and mask of the core and the left image of the core.
+    """
+    ny, nx = grids.shape
+    ov = cfg.overlap + params.window
+    a0, a1 = max(y0 - ov, 0), min(y1 + ov, ny)
+    b0, b1 = max(x0 - ov, 0), min(x1 + ov, nx)
+    rc0, rc1 = b0 + dmin - params.window, b1 + dmax + params.window
+    epi_l = resample(left, grids, "left", slice(a0, a1), slice(b0, b1))
+    core = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
+    if not np.isfinite(epi_l[core]).any():
+        return (np.full((y1 - y0, x1 - x0), np.nan, np.float32),
+                np.full((y1 - y0, x1 - x0), MASK["nodata"], np.uint8), epi_l[core])
+    epi_r = resample(right, grids, "right", slice(a0, a1), slice(rc0, rc1))
+    if not np.isfinite(epi_r).any():
+        return (np.full((y1 - y0, x1 - x0), np.nan, np.float32),
+                np.full((y1 - y0, x1 - x0), MASK["out_of_range"], np.uint8), epi_l[core])
+    shift = b0 - rc0  # right array column = left array column + d + shift
+    res = match(epi_l, epi_r, dmin + shift, dmax + shift, cost=params.cost,
+                window=params.window, p1=params.p1, p2=params.p2, subpixel=params.subpixel,
+                lr_threshold=cfg.lr_threshold, speckle_size=params.speckle_size,
+                tile=max(a1 - a0, b1 - b0), overlap=0)
+    return res.disparity[core] - shift, res.mask[core], epi_l[core]
+
+
+def _epipolar_tiles(shape: tuple[int, int], tile: int) -> list[tuple[int, int, int, int]]:
+    ny, nx = shape
+    return [(y0, min(y0 + tile, ny), x0, min(x0 + tile, nx))
+            for y0 in range(0, ny, tile) for x0 in range(0, nx, tile)]
+
+
+def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, j: int,
+                  bh: float, h_bounds: tuple[float, float, str], grid: _Grid,
+                  report_progress: Callable[[float, str], None], span: tuple[float, float]
+                  ) -> _PairResult:
+    """Sparse matching, pointing correction, tiled dense matching and triangulation."""
+    left, right = views[i], views[j]
+    h0, h1, h_source = h_bounds
+    name = f"{left.path.name} / {right.path.name}"
+    p0, p1 = span
+
+    def prog(f: float, msg: str) -> None:
+        report_progress(p0 + (p1 - p0) * f, f"{name}: {msg}")
+
+    grids = epipolar_grids(left, right, h0, h1)
+    d_lo, d_hi = disparity_range(left, right, grids, h0, h1)
+    prog(0.02, "sparse matches")
+    sparse = sparse_matches(left, right, grids, d_lo, d_hi)
+    pointing: dict = {"enabled": cfg.pointing_correction, "matches": len(sparse),
+                      "applied": False}
+    if cfg.pointing_correction:
+        right, pointing = correct_pointing_sparse(left, right, sparse, h0, h1)
+        pointing["enabled"] = True
+    heights = match_heights(left, right, sparse, h0, h1) if len(sparse) else np.empty(0)
+    usable = int(np.isfinite(heights).sum())
+    if h_source == "rpc" and usable < 12:
+        raise InputError(f"{name}: only {usable} sparse matches: the images may not show "
+                         "the same scene (or give height_min/height_max or a DEM)")
+    if usable >= 12 and h_source == "rpc":
+        # grids again, with the corrected right view, centred on the scene's heights
+        g_lo, g_hi = np.nanpercentile(heights, [0.5, 99.5])
+        pad = max(0.5 * (g_hi - g_lo), 20.0)
+        grids = epipolar_grids(left, right, g_lo - pad, g_hi + pad)
+    else:  # bounds given: the matches only narrow the search per tile
+        grids = epipolar_grids(left, right, h0, h1)
+    if cfg.pointing_correction and pointing.get("applied"):
+        dy, n_tiles = pointing_offset(left, right, grids)
+        pointing["dense_check_px"] = None if not np.isfinite(dy) else round(dy, 4)
+        pointing["dense_check_tiles"] = n_tiles
+    cy = np.array([grids.shape[0] / 2.0] * 2)
+    cx = np.array([grids.shape[1] / 2.0] * 2)
+    _, _, hd, _ = triangulate(left, right, grids, cy, cx, np.array([0.0, 1.0]))
+    m_per_px = float(abs(hd[1] - hd[0]))
+    tiles = _epipolar_tiles(grids.shape, cfg.tile)
+    if usable >= 12:
+        ranges, summary = tile_height_ranges(sparse.epi, heights, tiles, m_per_px)
+    else:
+        ranges, summary = [(h0, h1, h_source)] * len(tiles), {"matches": usable}
+    if h_source != "rpc":
+        ranges = [(max(lo, h0), min(hi, h1), src) if hi > h0 and lo < h1 else (h0, h1, src)
+                  for lo, hi, src in ranges]
+    acc = grid.accumulator()
+    codes = np.zeros(len(MASK), np.int64)
+    n_points, gaps = 0, []
+    widths, sources = [], {}
+    for k, ((y0, y1, x0, x1), (lo, hi, src)) in enumerate(zip(tiles, ranges, strict=True)):
+        dl, dh = disparity_bounds(left, right, grids, y0, y1, x0, x1, lo, hi)
+        if not (np.isfinite(dl) and np.isfinite(dh)):
+            codes[MASK["nodata"]] += (y1 - y0) * (x1 - x0)
+            continue
+        dmin = int(np.floor(dl)) - params.disparity_margin
+        dmax = int(np.ceil(dh)) + params.disparity_margin
+        if dmax - dmin + 1 > 1024:
+            raise InputError(f"{name}: the heights {lo:.0f}..{hi:.0f} m give "
+                             f"{dmax - dmin + 1} disparities in one tile (max 1024): give "
+                             "tighter height bounds or a DEM")
+        widths.append(dmax - dmin + 1)
+        sources[src] = sources.get(src, 0) + 1
+        disp, mask, colour = _match_tile(left, right, grids, y0, y1, x0, x1, dmin, dmax,
+                                         params, cfg)
+        codes += np.bincount(mask.ravel(), minlength=len(MASK))[:len(MASK)]
+        yy, xx = np.nonzero(np.isfinite(disp))
+        if yy.size:
+            lon, lat, h, gap = triangulate(left, right, grids, (yy + y0).astype(np.float64),
+                                           (xx + x0).astype(np.float64),
+                                           disp[yy, xx].astype(np.float64))
+            east, north = (np.asarray(v) for v in grid.to_utm.transform(lon, lat))
+            ok = (np.isfinite(east) & np.isfinite(north) & np.isfinite(h)
+                  & (h > lo - (hi - lo)) & (h < hi + (hi - lo)))
+            if ok.any():
+                n_points += int(ok.sum())
+                gaps.append(float(np.median(gap[ok])))
+                acc.add(east[ok], north[ok], h[ok], colour[yy, xx][ok], grid.x0, grid.y0,
+                        grid.res, _SIGMA_DISPARITY * m_per_px)
+        prog(0.1 + 0.9 * (k + 1) / len(tiles), f"tile {k + 1} of {len(tiles)}")
+    report = {
+        "left": left.path.name, "right": right.path.name, "indices": [i, j],
+        "bh": round(bh, 4), "rpc": [left.rpc_origin, right.rpc_origin],
+        "epipolar": {"shape": list(grids.shape), "tiles": len(tiles),
+                     "disparities_per_tile": {
+                         "median": int(np.median(widths)) if widths else 0,
+                         "max": int(max(widths)) if widths else 0},
+                     "range_source": sources,
+                     "metres_per_pixel_of_disparity": round(m_per_px, 4)},
+        "sparse": {"tiles": sparse.tiles, "matches": len(sparse), "usable": usable} | summary,
+        "pointing": pointing,
+    }
+    return _PairResult(i, j, bh, acc, report, codes, n_points, gaps, m_per_px, left, right,
+                       grids)
+
+
+@dataclass
+class _Grid:
+    """The DSM grid: UTM zone, origin, cell size and shape."""
+
+    epsg: int
+    x0: float
+    y0: float
+    res: float
+    rows: int
+    cols: int
+    to_utm: Transformer
+
+    def accumulator(self) -> _Accumulator:
+        return _Accumulator(self.rows, self.cols)
+
+
+def _fuse(results: list[_PairResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                               np.ndarray, dict]:
+    """Per-cell consensus of the pairs' DSMs (value, uncertainty, colour, count).
+
+    One pair: its DSM. Several: in each cell, the pairs' heights within 3 sigma (the
+    larger of the two pairs' uncertainties, at least one pixel of disparity of the
+    pair) of their median are averaged with weights count / sigma²; cells seen by one
+    pair keep its height.
+    """
+    if len(results) == 1:
+        a = results[0].acc
+        return a.value, a.unc, a.colour, a.count, {}
+    vals = np.stack([r.acc.value for r in results])
+    cnt = np.stack([r.acc.count for r in results]).astype(np.float32)
+    sig = np.stack([np.full(r.acc.value.shape, max(r.m_per_px * _SIGMA_DISPARITY, 0.05),
+                            np.float32) for r in results])
+    have = np.isfinite(vals)
+    n_have = have.sum(axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # cells no pair sees
+        med = np.nanmedian(vals, axis=0)
+        tol = 3.0 * np.maximum(sig, np.stack([np.full_like(vals[0], r.m_per_px)
+                                              for r in results]))
+        agree = have & (np.abs(vals - med[None]) <= tol)
+        agree |= have & (n_have == 1)[None]
+        w = np.where(agree, cnt / sig ** 2, 0.0)
+        wsum = w.sum(axis=0)
+        value = np.where(wsum > 0, (w * np.nan_to_num(vals)).sum(axis=0) / wsum, np.nan)
+        unc = np.where(wsum > 0, 1.0 / np.sqrt(wsum), np.nan)
+        cols = np.stack([r.acc.colour for r in results])
+        colour = np.where(wsum > 0, (w * np.nan_to_num(cols)).sum(axis=0) / wsum, np.nan)
+    count = cnt.sum(axis=0).astype(np.int32)
+    seen = n_have > 0
+    stats = {"cells_by_pairs": {str(k): int((n_have == k).sum()) for k in
+                                range(1, len(results) + 1)},
+             "rejected_pair_heights": int((have & ~agree).sum()),
+             "cells": int(seen.sum())}
+    return (value.astype(np.float32), unc.astype(np.float32), colour.astype(np.float32),
+            count, stats)
+
+
 def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     """Run a DSM-OPT job and write its products into ``cfg.out``.
 
@@ -207,55 +426,49 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     paths = [Path(p) for p in cfg.images]
     if len({p.resolve() for p in paths}) != len(paths):
         raise InputError("the same image is given twice")
-    views = [load_view(p) for p in paths]
+    rpc_files = list(cfg.rpcs) if cfg.rpcs else [None] * len(paths)
+    if len(rpc_files) != len(paths):
+        raise InputError(f"{len(rpc_files)} RPC files for {len(paths)} images: give one per "
+                         "image (or none)")
+    views = [load_view(p, r) for p, r in zip(paths, rpc_files, strict=True)]
     h0, h1, h_source = height_bounds(cfg, views, params.height_margin)
     hm = 0.5 * (h0 + h1)
 
-    # ground overlap of all views at the mean height
-    feet = [footprint(v, hm) for v in views]
-    common = feet[0]
-    for f in feet[1:]:
-        common = common.intersection(f)
-    smallest = min(f.area for f in feet)
-    if common.is_empty or common.area < _MIN_OVERLAP * smallest:
+    # ground overlap of all views: the best over the height range (the ground may lie
+    # anywhere in it, and crops of different views meet only at its height)
+    best_share, common = -1.0, None
+    for hh in np.linspace(h0, h1, 9):
+        feet = [footprint(v, float(hh)) for v in views]
+        inter = feet[0]
+        for f in feet[1:]:
+            inter = inter.intersection(f)
+        share = 0.0 if inter.is_empty else inter.area / min(f.area for f in feet)
+        if share > best_share:
+            best_share, common, hm = share, inter, float(hh)
+    if common is None or common.is_empty or best_share < _MIN_OVERLAP:
         raise InputError("the images do not overlap on the ground (common footprint "
-                         f"{0 if common.is_empty else common.area / smallest:.1%} of the "
-                         "smallest)")
+                         f"{max(best_share, 0.0):.1%} of the smallest at best)")
     lon_c, lat_c = common.centroid.x, common.centroid.y
     i, j, bh, all_bh = select_pair(views, lon_c, lat_c, h0, h1, params.target_bh, cfg.min_bh)
-    left, right = views[i], views[j]
-    report_progress(0.05, f"pair {left.path.name} / {right.path.name}, B/H {bh:.3f}")
+    if len(views) == 3 and cfg.fusion:
+        pairs = [(a, b, v) for (a, b), v in
+                 ((tuple(int(t) for t in k.split("-")), v) for k, v in all_bh.items())
+                 if v >= cfg.min_bh]
+    else:
+        pairs = [(i, j, bh)]
+    report_progress(0.02, f"{len(pairs)} pair(s), B/H {', '.join(f'{p[2]:.2f}' for p in pairs)}")
 
-    grids = epipolar_grids(left, right, h0, h1)
-    pointing: dict = {"enabled": cfg.pointing_correction, "applied_px": 0.0}
-    if cfg.pointing_correction:
-        report_progress(0.07, "relative pointing correction")
-        for _ in range(_POINTING_ROUNDS):
-            dy, tiles = pointing_offset(left, right, grids)
-            pointing.update(measured_px=None if not np.isfinite(dy) else round(dy, 4),
-                            tiles=tiles)
-            if not np.isfinite(dy) or abs(dy) < _POINTING_TOLERANCE_PX:
-                break
-            right = correct_pointing(right, grids, dy)
-            grids = epipolar_grids(left, right, h0, h1)
-            pointing["applied_px"] = round(pointing["applied_px"] + dy, 4)
-    d_lo, d_hi = disparity_range(left, right, grids, h0, h1)
-    dmin = int(np.floor(d_lo)) - params.disparity_margin
-    dmax = int(np.ceil(d_hi)) + params.disparity_margin
-    if dmax - dmin + 1 > 1024:
-        raise InputError(f"the height range {h0:.0f}..{h1:.0f} m gives {dmax - dmin + 1} "
-                         "disparities (max 1024): give tighter height bounds or a DEM")
-    report_progress(0.1, f"epipolar {grids.shape[1]}x{grids.shape[0]}, disparities "
-                    f"{dmin}..{dmax}")
     epsg = utm_epsg(lon_c, lat_c)
     crs = f"EPSG:{epsg}"
     to_utm = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    resolution = cfg.resolution or round(max(ground_sampling_distance(left, hm), 0.1), 2)
-    # the DSM grid: where both views see the ground, over the whole height range
+    gsd = ground_sampling_distance(views[i], hm)
+    resolution = cfg.resolution or max(round(gsd * 10) / 10, 0.1)
+    # the DSM grid: where the views of some pair see the ground, over the height range
     seen = None
-    for hh in (h0, h1):
-        both = footprint(left, hh).intersection(footprint(right, hh))
-        seen = both if seen is None else seen.union(both)
+    for a, b, _ in pairs:
+        for hh in (h0, h1):
+            both = footprint(views[a], hh).intersection(footprint(views[b], hh))
+            seen = both if seen is None else seen.union(both)
     assert seen is not None
     west, south, east_b, north_b = transform_bounds("EPSG:4326", crs, *seen.bounds,
                                                     densify_pts=21)
@@ -265,56 +478,27 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     nrows = int(np.ceil((y0 - south) / resolution)) + 1
     if nrows * ncols > 400_000_000:
         raise InputError(f"a {ncols}x{nrows} DSM is too large: choose a coarser resolution")
-    acc = _Accumulator(nrows, ncols)
-    # metres of height per pixel of disparity (for the prior uncertainty)
-    cy, cx = np.array([grids.shape[0] / 2.0] * 2), np.array([grids.shape[1] / 2.0] * 2)
-    _, _, hd, _ = triangulate(left, right, grids, cy, cx, np.array([0.0, 1.0]))
-    m_per_px = float(abs(hd[1] - hd[0]))
+    grid = _Grid(epsg, float(x0), float(y0), float(resolution), nrows, ncols, to_utm)
 
-    # epipolar row bands: only one band of both images is in memory at a time
-    ny = grids.shape[0]
-    margin = cfg.overlap + params.window
-    codes = np.zeros(len(MASK), np.int64)
-    n_points, gaps, overlapping = 0, [], False
-    for b0 in range(0, ny, cfg.band_rows):
-        b1 = min(b0 + cfg.band_rows, ny)
-        a0, a1 = max(b0 - margin, 0), min(b1 + margin, ny)
-        core = slice(b0 - a0, b1 - a0)
-        epi_l = resample(left, grids, "left", slice(a0, a1))
-        epi_r = resample(right, grids, "right", slice(a0, a1))
-        if not (np.isfinite(epi_l[core]).any() and np.isfinite(epi_r).any()):
-            codes[MASK["nodata"]] += epi_l[core].size
-            continue
-        overlapping = True
-        res = match(epi_l, epi_r, dmin, dmax, cost=params.cost, window=params.window,
-                    p1=params.p1, p2=params.p2, subpixel=params.subpixel,
-                    lr_threshold=cfg.lr_threshold, speckle_size=params.speckle_size,
-                    tile=cfg.tile, overlap=cfg.overlap)
-        disp, mask = res.disparity[core], res.mask[core]
-        codes += np.bincount(mask.ravel(), minlength=len(MASK))[:len(MASK)]
-        yy, xx = np.nonzero(np.isfinite(disp))
-        if yy.size:
-            lon, lat, h, gap = triangulate(left, right, grids, (yy + b0).astype(np.float64),
-                                           xx.astype(np.float64),
-                                           disp[yy, xx].astype(np.float64))
-            east, north = (np.asarray(v) for v in to_utm.transform(lon, lat))
-            ok = (np.isfinite(east) & np.isfinite(north) & np.isfinite(h)
-                  & (h > h0 - 0.5 * (h1 - h0)) & (h < h1 + 0.5 * (h1 - h0)))
-            if ok.any():
-                n_points += int(ok.sum())
-                gaps.append(float(np.median(gap[ok])))
-                acc.add(east[ok], north[ok], h[ok], epi_l[core][yy, xx][ok], x0, y0,
-                        resolution, _SIGMA_DISPARITY * m_per_px)
-        report_progress(0.15 + 0.7 * b1 / ny, f"epipolar rows {b0}..{b1} of {ny}")
-    if not overlapping:
-        raise InputError("the images do not overlap in epipolar geometry")
+    results = []
+    for k, (a, b, v) in enumerate(pairs):
+        span = (0.05 + 0.8 * k / len(pairs), 0.05 + 0.8 * (k + 1) / len(pairs))
+        results.append(_process_pair(cfg, params, views, a, b, v, (h0, h1, h_source), grid,
+                                     report_progress, span))
+    n_points = sum(r.points for r in results)
     if n_points < 100:
         raise InputError("almost nothing matched: the images may not show the same scene")
+    codes = np.sum([r.codes for r in results], axis=0)
+    gaps = [g for r in results for g in r.gaps]
+    best = min(results, key=lambda r: (abs(r.bh - params.target_bh), -r.bh))
+    i, j, bh = best.i, best.j, best.bh
+    left, right = best.left, best.right
+    value, unc_acc, colour_acc, count_acc, fusion = _fuse(results)
     mask_stats = {name: float(codes[code] / max(codes.sum(), 1))
                   for name, code in MASK.items()}
     report_progress(0.85, f"rasterisation {ncols}x{nrows} at {resolution} m")
-    dsm, unc, ortho = fill_from_neighbours(acc.value, acc.unc, acc.colour, 2)
-    count = np.minimum(acc.count, 65535).astype(np.uint16)
+    dsm, unc, ortho = fill_from_neighbours(value, unc_acc, colour_acc, 2)
+    count = np.minimum(count_acc, 65535).astype(np.uint16)
     filled = None
     if cfg.fill_holes:
         dsm, filled = fill_holes(dsm, cfg.fill_max_cells)
@@ -355,10 +539,12 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
             "images": [str(v.path) for v in views],
             "pair": {"left": left.path.name, "right": right.path.name, "indices": [i, j],
                      "bh": round(bh, 4), "bh_all": all_bh},
+            "pairs": [r.report for r in results],
+            "fusion": fusion,
             "heights": {"min": h0, "max": h1, "source": h_source},
-            "epipolar": {"shape": list(grids.shape), "disparity_range": [dmin, dmax],
-                         "metres_per_pixel_of_disparity": m_per_px},
-            "pointing": pointing,
+            "epipolar": best.report["epipolar"],
+            "sparse": best.report["sparse"],
+            "pointing": best.report["pointing"],
             "matching": mask_stats,
             "triangulation": {"points": n_points,
                               "median_gap_m": float(np.median(gaps))},

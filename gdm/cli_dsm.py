@@ -40,6 +40,10 @@ def dsm() -> None:
 @click.option("--resolution", type=float, help="DSM cell size in metres (default: the GSD).")
 @click.option("--height-range", nargs=2, type=float, metavar="MIN MAX",
               help="Surface heights above the ellipsoid (m) bounding the search.")
+@click.option("--rpc", "rpcs", multiple=True, metavar="FILE",
+              help="RPC file of each image, in order (repeat once per image; '-' keeps the "
+              "image's own): DIMAP RPC_*.XML, OSSIM/OTB .geom, RPC00B text. A .geom beside "
+              "an image is found without this.")
 @click.option("--dem", type=click.Path(path_type=Path),
               help="Coarse DEM (GeoTIFF, ellipsoidal heights) bounding the search.")
 @click.option("--cost", type=click.Choice(["census", "zncc"]), help="Matching cost.")
@@ -52,7 +56,8 @@ def dsm() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def dsm_run(images: tuple[Path, ...], out: Path, preset: str, resolution: float | None,
-            height_range: tuple[float, float] | None, dem: Path | None, cost: str | None,
+            height_range: tuple[float, float] | None, rpcs: tuple[str, ...],
+            dem: Path | None, cost: str | None,
             window: int | None, p1: float | None, p2: float | None, fill_holes: bool,
             catalogue: Path | None, quiet: bool, debug: bool) -> None:
     """DSM of a stereo pair or triplet IMAGES (2 or 3) written into --out.
@@ -71,7 +76,12 @@ def dsm_run(images: tuple[Path, ...], out: Path, preset: str, resolution: float 
         from dsm_opt.pipeline import run
 
         hmin, hmax = height_range if height_range else (None, None)
-        cfg = DsmConfig(images=list(images), out=out, preset=preset, resolution=resolution,
+        if rpcs and len(rpcs) != len(images):
+            raise InputError(f"--rpc given {len(rpcs)} times for {len(images)} images: give "
+                             "it once per image ('-' for an image's own RPC)")
+        rpc_files = [None if r == "-" else Path(r) for r in rpcs] if rpcs else None
+        cfg = DsmConfig(images=list(images), rpcs=rpc_files, out=out, preset=preset,
+                        resolution=resolution,
                         height_min=hmin, height_max=hmax, dem=dem, cost=cost, window=window,
                         p1=p1, p2=p2, fill_holes=fill_holes, catalogue=catalogue)
         bar = ProgressBar(not quiet, "gdm dsm")

@@ -25,7 +25,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["Rpc", "fit_rpc"]
+__all__ = ["Rpc", "CorrectedRpc", "fit_rpc"]
 
 _N_TERMS = 20
 
@@ -301,3 +301,75 @@ def fit_rpc(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, row: np.ndarray,
     return Rpc(line_off=ro, samp_off=co, lat_off=ao, long_off=lo, height_off=ho,
                line_scale=rs, samp_scale=cs, lat_scale=as_, long_scale=ls,
                height_scale=hs, line_num=ln, line_den=ld, samp_num=sn, samp_den=sd)
+
+
+@dataclass(frozen=True)
+class CorrectedRpc:
+    """An RPC model followed by an affine correction of its image coordinates.
+
+    ``project`` returns ``q + A @ (1, q_row, q_col)`` where ``q`` is the RPC's image
+    position: the bias compensation of RPC refinement (Grodecki & Dial 2003: an offset,
+    and a drift with row and column). ``localise`` inverts the correction exactly (it is
+    affine) before localising. Offsets, scales and the height range are the RPC's.
+
+    Attributes
+    ----------
+    rpc : Rpc
+        The model being corrected.
+    matrix : numpy.ndarray
+        (2, 3) float64: rows (d_row, d_col), columns (1, row, col).
+
+    """
+
+    rpc: Rpc
+    matrix: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        m = np.asarray(self.matrix, np.float64)
+        if m.shape != (2, 3) or not np.all(np.isfinite(m)):
+            raise ValueError(f"matrix must be a finite (2, 3) array, got {m.shape}")
+        lin = np.eye(2) + m[:, 1:]
+        if abs(np.linalg.det(lin)) < 1e-6:
+            raise ValueError("the correction is not invertible")
+        object.__setattr__(self, "matrix", m)
+
+    def __getattr__(self, name: str) -> Any:
+        # offsets, scales, coefficients and height_range come from the RPC
+        if name in ("rpc", "matrix"):
+            raise AttributeError(name)
+        return getattr(self.rpc, name)
+
+    @property
+    def height_range(self) -> tuple[float, float]:
+        """The RPC's height interval."""
+        return self.rpc.height_range
+
+    def compose(self, matrix: np.ndarray) -> CorrectedRpc:
+        """The model with a further correction ``matrix`` of its corrected coordinates.
+
+        ``q2 = q1 + B (1, q1)`` with ``q1 = q + A (1, q)`` is again affine in ``q``.
+        """
+        a, b = self.matrix, np.asarray(matrix, np.float64)
+        lin_a = np.eye(2) + a[:, 1:]
+        lin_b = np.eye(2) + b[:, 1:]
+        lin = lin_b @ lin_a
+        off = lin_b @ a[:, 0] + b[:, 0]
+        return CorrectedRpc(self.rpc, np.column_stack([off, lin - np.eye(2)]))
+
+    def project(self, lon: Any, lat: Any, h: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Corrected image position ``(row, col)`` of ground points."""
+        r, c = self.rpc.project(lon, lat, h)
+        m = self.matrix
+        return (r + m[0, 0] + m[0, 1] * r + m[0, 2] * c,
+                c + m[1, 0] + m[1, 1] * r + m[1, 2] * c)
+
+    def localise(self, row: Any, col: Any, h: Any, tol: float = 1e-12,
+                 max_iter: int = 30) -> tuple[np.ndarray, np.ndarray]:
+        """Ground position of corrected image points at given heights."""
+        m = self.matrix
+        inv = np.linalg.inv(np.eye(2) + m[:, 1:])
+        r = np.asarray(row, np.float64) - m[0, 0]
+        c = np.asarray(col, np.float64) - m[1, 0]
+        q_r = inv[0, 0] * r + inv[0, 1] * c
+        q_c = inv[1, 0] * r + inv[1, 1] * c
+        return self.rpc.localise(q_r, q_c, h, tol=tol, max_iter=max_iter)

@@ -27,7 +27,7 @@ from shapely.geometry import Polygon, mapping, shape
 from gdmcore import InputError
 from gdmio.providers import Asset, Scene, SceneQuery
 
-__all__ = ["PleiadesIndex", "PleiadesProvider", "parse_dimap"]
+__all__ = ["PleiadesIndex", "PleiadesProvider", "parse_dimap", "dimap_raster"]
 
 _ANGLES = {
     "INCIDENCE_ANGLE": "incidence_angle",
@@ -135,6 +135,92 @@ def parse_dimap(path: str | os.PathLike[str]) -> Scene:
                 assets["rpc"] = Asset(str((path.parent / cp.get("href")).resolve()), None,
                                       None, "RPC")
     return Scene(name, "pleiades", when, mapping(footprint), props, assets)
+
+
+def dimap_raster(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """What GDAL should open to read the image of a DIMAP V2 product, and its tile count.
+
+    A full Pléiades scene is delivered as tiles (``..._R1C1.JP2``, ``..._R1C2.JP2``, ...,
+    ``Data_File`` elements with ``tile_R`` / ``tile_C``). One tile: its path. Several: a
+    VRT mosaic (XML text that rasterio opens as a dataset) placing each tile after the
+    heights of the tiles above it and the widths of those to its left, so the image is
+    read as one, window by window, without copying the tiles.
+
+    Raises
+    ------
+    InputError
+        When the document lists no image, a tile is missing or unreadable, or the tiles
+        do not form a full grid of matching sizes.
+
+    """
+    from xml.sax.saxutils import escape
+
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    path = Path(path)
+    try:
+        root = _strip_ns(ET.parse(path).getroot())
+    except (ET.ParseError, OSError) as exc:
+        raise InputError(f"{path.name}: not a readable DIMAP XML ({exc})") from exc
+    tiles: dict[tuple[int, int], Path] = {}
+    for df in root.iter("Data_File"):
+        fp = df.find("DATA_FILE_PATH")
+        href = fp.get("href") if fp is not None else None
+        if not href:
+            continue
+        try:
+            r, c = int(df.get("tile_R", 1)), int(df.get("tile_C", 1))
+        except ValueError:
+            raise InputError(f"{path.name}: bad tile index in Data_File {href}") from None
+        if (r, c) in tiles:
+            raise InputError(f"{path.name}: two image files for tile R{r}C{c}")
+        tiles[(r, c)] = (path.parent / href).resolve()
+    if not tiles:
+        raise InputError(f"{path.name}: the DIMAP lists no image file")
+    for f in tiles.values():
+        if not f.is_file():
+            raise InputError(f"{path.name}: image tile {f.name} is missing")
+    if len(tiles) == 1:
+        return str(next(iter(tiles.values()))), 1
+    nr = max(r for r, _ in tiles)
+    nc = max(c for _, c in tiles)
+    if len(tiles) != nr * nc:
+        raise InputError(f"{path.name}: {len(tiles)} tiles do not fill a {nr}x{nc} grid")
+    size: dict[tuple[int, int], tuple[int, int, str, int]] = {}
+    for key, f in tiles.items():
+        try:
+            with rasterio.open(f) as ds:
+                size[key] = (ds.height, ds.width, ds.dtypes[0], ds.count)
+        except RasterioIOError as exc:
+            raise InputError(f"{path.name}: tile {f.name} is not readable "
+                             f"({str(exc).splitlines()[0]})") from None
+    heights = [size[(r, 1)][0] for r in range(1, nr + 1)]
+    widths = [size[(1, c)][1] for c in range(1, nc + 1)]
+    for (r, c), (h, w, _, _) in size.items():
+        if h != heights[r - 1] or w != widths[c - 1]:
+            raise InputError(f"{path.name}: tile R{r}C{c} is {w}x{h}, not "
+                             f"{widths[c - 1]}x{heights[r - 1]} like its row and column")
+    dtype = size[(1, 1)][2]
+    vrt_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                "int32": "Int32", "float32": "Float32", "float64": "Float64"}.get(dtype)
+    if vrt_type is None:
+        raise InputError(f"{path.name}: unsupported pixel type {dtype}")
+    y_off = [sum(heights[:i]) for i in range(nr)]
+    x_off = [sum(widths[:i]) for i in range(nc)]
+    sources = []
+    for (r, c), f in sorted(tiles.items()):
+        h, w = heights[r - 1], widths[c - 1]
+        sources.append(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(f))}'
+            f'</SourceFilename><SourceBand>1</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{x_off[c - 1]}" yOff="{y_off[r - 1]}" xSize="{w}" '
+            f'ySize="{h}"/></SimpleSource>')
+    vrt = (f'<VRTDataset rasterXSize="{sum(widths)}" rasterYSize="{sum(heights)}">'
+           f'<VRTRasterBand dataType="{vrt_type}" band="1">{"".join(sources)}'
+           "</VRTRasterBand></VRTDataset>")
+    return vrt, len(tiles)
 
 
 class PleiadesIndex:

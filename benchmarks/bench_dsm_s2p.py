@@ -1,0 +1,137 @@
+"""DSM-OPT on the real s2p Pléiades pair, against s2p's DSM of it (and CARS's, if given).
+
+The pair (La Réunion, 2013-06-29, two 1024-pixel Pléiades 1B crops with their RPC in
+the TIFF tag) and s2p's DSM of it come from the shared data folder (they may not be
+copied into the project): ``pleiades/s2p_pair``. Our DSM is made with no option
+(``gdm dsm run img_01.tif img_02.tif --out DIR``) unless ``--ours DIR`` names products
+already made. Every DSM is compared on s2p's grid (UTM 40S, 0.5 m; ours is made on the
+same grid by default, others are resampled bilinearly):
+
+- median and NMAD (1.4826 MAD) of the difference to s2p's DSM, over the cells both
+  have;
+- coverage: the fraction of s2p's valid cells that have a height;
+- roughness: on the 12 smoothest 24×24-cell patches of the scene (chosen on a 5×5
+  median of s2p's DSM, where a plane fits best), the standard deviation of each DSM
+  about its own best-fitting plane, median over the patches: the "orange peel".
+
+Usage: python benchmarks/bench_dsm_s2p.py [--ours DIR] [--cars DSM.tif] [--keep DIR]
+It prints; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.warp import Resampling, reproject
+from scipy.ndimage import median_filter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.shared_data import require_shared_data  # noqa: E402
+
+PATCH = 24
+
+
+def on_grid(path: Path, like: Path) -> np.ndarray:
+    """A DSM on the grid of ``like`` (bilinear; nodata -> NaN)."""
+    with rasterio.open(like) as ref:
+        shape, transform, crs = ref.shape, ref.transform, ref.crs
+    with rasterio.open(path) as src:
+        a = src.read(1).astype(np.float32)
+        if src.nodata is not None and np.isfinite(src.nodata):
+            a[a == src.nodata] = np.nan
+        if src.transform == transform and src.crs == crs and a.shape == shape:
+            return a
+        out = np.full(shape, np.nan, np.float32)
+        reproject(a, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
+                  dst_transform=transform, dst_crs=crs, dst_nodata=np.nan,
+                  resampling=Resampling.bilinear)
+        return out
+
+
+def plane_std(z: np.ndarray) -> float:
+    """Standard deviation of z about its least-squares plane (NaN ignored)."""
+    yy, xx = np.mgrid[0:z.shape[0], 0:z.shape[1]]
+    ok = np.isfinite(z)
+    if ok.sum() < 0.8 * z.size:
+        return np.nan
+    a = np.column_stack([np.ones(ok.sum()), xx[ok], yy[ok]])
+    coef = np.linalg.lstsq(a, z[ok], rcond=None)[0]
+    return float(np.std(z[ok] - a @ coef))
+
+
+def smooth_patches(ref: np.ndarray, n: int = 12) -> list[tuple[int, int]]:
+    """Corners of the n patches where the median-filtered reference is most planar."""
+    smooth = median_filter(np.nan_to_num(ref, nan=float(np.nanmedian(ref))), 5)
+    smooth[~np.isfinite(ref)] = np.nan
+    scores = []
+    for r in range(0, ref.shape[0] - PATCH, PATCH // 2):
+        for c in range(0, ref.shape[1] - PATCH, PATCH // 2):
+            z = smooth[r:r + PATCH, c:c + PATCH]
+            if np.isfinite(z).mean() >= 0.9:
+                scores.append((plane_std(z), r, c))
+    scores.sort()
+    chosen: list[tuple[int, int]] = []
+    for _, r, c in scores:  # no two overlapping patches
+        if all(abs(r - r2) >= PATCH or abs(c - c2) >= PATCH for r2, c2 in chosen):
+            chosen.append((r, c))
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def compare(name: str, dsm: np.ndarray, ref: np.ndarray, patches: list[tuple[int, int]]
+            ) -> dict:
+    both = np.isfinite(dsm) & np.isfinite(ref)
+    diff = dsm[both] - ref[both]
+    med = float(np.median(diff))
+    rough = [plane_std(dsm[r:r + PATCH, c:c + PATCH]) for r, c in patches]
+    return {"name": name, "median": med,
+            "nmad": float(1.4826 * np.median(np.abs(diff - med))),
+            "coverage": float(both.sum() / np.isfinite(ref).sum()),
+            "roughness": float(np.nanmedian(rough))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ours", type=Path, help="Products made already (skip our run).")
+    ap.add_argument("--cars", type=Path, help="A CARS DSM of the pair to compare too.")
+    ap.add_argument("--keep", type=Path, help="Write our products here (default: temporary).")
+    args = ap.parse_args()
+    folder = require_shared_data("pleiades", "s2p_pair")
+    ref_path = folder / "s2p_expected_dsm.tif"
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = args.ours
+        seconds = None
+        if ours is None:
+            ours = args.keep or Path(tmp) / "ours"
+            gdm = Path(sys.executable).with_name("gdm")
+            t0 = time.perf_counter()
+            subprocess.run([str(gdm), "dsm", "run", str(folder / "img_01.tif"),
+                            str(folder / "img_02.tif"), "--out", str(ours), "-q"], check=True)
+            seconds = time.perf_counter() - t0
+        ref = on_grid(ref_path, ref_path)
+        patches = smooth_patches(ref)
+        rows = [compare("s2p (reference)", ref, ref, patches),
+                compare("ours", on_grid(ours / "dsm.tif", ref_path), ref, patches)]
+        if args.cars is not None:
+            rows.append(compare("CARS", on_grid(args.cars, ref_path), ref, patches))
+    print(f"s2p pair, against s2p's DSM ({ref.shape[1]}x{ref.shape[0]} cells of 0.5 m, "
+          f"{np.isfinite(ref).mean():.1%} valid); roughness: median over {len(patches)} "
+          f"smooth {PATCH}x{PATCH}-cell patches" + (f"; our run {seconds:.1f} s" if seconds
+                                                   else ""))
+    print(f"{'DSM':<18} {'median m':>9} {'NMAD m':>7} {'coverage':>9} {'roughness m':>12}")
+    for r in rows:
+        print(f"{r['name']:<18} {r['median']:+9.3f} {r['nmad']:7.3f} {r['coverage']:9.1%} "
+              f"{r['roughness']:12.3f}")
+
+
+if __name__ == "__main__":
+    main()
