@@ -51,11 +51,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gdmcore import InputError
 from gdmio.s1.orbit import Orbit
-from gdmio.snap import MetadataElement, SnapProduct, find_snap_products, open_snap
+from gdmio.snap import (
+    MetadataElement,
+    SnapProduct,
+    find_snap_products,
+    is_snap_product,
+    open_snap,
+)
 from kernels.geometry import SPEED_OF_LIGHT, geo2rdr, llh_to_ecef
 
 __all__ = ["SnapImportConfig", "SnapAcquisition", "SnapStack", "read_snap_stack",
-           "import_snap", "is_snap_folder", "is_snap_product", "snap_imported",
+           "import_snap", "import_snap_inputs", "is_snap_folder", "is_snap_product",
+           "snap_imported",
            "geocode_snap_products", "radar_coordinates_latlon", "SNAP_GEOMETRY",
            "SNAP_REPORT"]
 
@@ -205,12 +212,6 @@ def _pol_of(tag: str) -> str:
     parts = tag.upper().split("_")
     pols = [p for p in parts if p in _POLS]
     return pols[0] if pols else ""
-
-
-def is_snap_product(path: str | Path) -> bool:
-    """Whether ``path`` looks like one SNAP product (by name and layout, not opened)."""
-    p = Path(path)
-    return bool(find_snap_products(p.parent)) and p in find_snap_products(p.parent)
 
 
 def is_snap_folder(folder: str | Path) -> bool:
@@ -548,6 +549,40 @@ def import_snap(cfg: SnapImportConfig, progress: Progress | None = None) -> Path
         final.rmdir()
     out.replace(final)
     return final
+
+
+def import_snap_inputs(sources: list[Path], inputs_dir: Path,
+                       progress: Progress | None = None) -> Path | None:
+    """A job's input files -> its stack, when they are SNAP products (else None).
+
+    The products (zips of a ``.dim`` or ``.znap.zip``, or folders) are linked into
+    ``inputs_dir/snap`` and imported into ``inputs_dir/stack`` (skipped when an earlier
+    attempt of the job imported the same products).
+
+    Raises
+    ------
+    InputError
+        When SNAP products and other files are mixed, or the products are bad input.
+
+    """
+    snap = [p for p in sources if is_snap_product(p)]
+    if not snap:
+        return None
+    if len(snap) < len(sources):
+        others = ", ".join(p.name for p in sources if p not in snap)
+        raise InputError(f"SNAP products mixed with other files ({others}): give one kind")
+    folder = inputs_dir / "snap"
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in snap:
+        dest = folder / src.name
+        if not dest.exists():
+            dest.symlink_to(src.resolve())
+    out = inputs_dir / "stack"
+    if snap_imported(folder, out):
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    return import_snap(SnapImportConfig(folder=folder, out=out), progress=progress)
 
 
 # ---------------------------------------------------------------- geocoding

@@ -46,7 +46,7 @@ from lxml import etree
 from gdmcore import InputError
 
 __all__ = ["MetadataElement", "SnapBand", "TiePointGrid", "SnapProduct", "open_snap",
-           "find_snap_products", "parse_snap_time"]
+           "find_snap_products", "is_snap_product", "parse_snap_time"]
 
 _MJD2000 = dt.datetime(2000, 1, 1)
 _MONTHS = {m: k + 1 for k, m in enumerate(
@@ -657,6 +657,32 @@ def _is_znap_dir(p: Path) -> bool:
     return p.is_dir() and (p / ".zgroup").is_file() and (p / ".zattrs").is_file()
 
 
+def is_snap_product(path: str | Path) -> bool:
+    """Whether ``path`` is laid out as a SNAP product (checked by layout, not read).
+
+    A ``.dim`` file, a ``.znap`` folder with its zarr group, or a zip holding a ``.dim``
+    or a ZNAP group (``.znap.zip``).
+    """
+    p = Path(path)
+    if p.name.startswith("."):
+        return False
+    if p.is_dir():
+        return p.suffix.lower() == ".znap" and _is_znap_dir(p)
+    if not p.is_file():
+        return False
+    if p.suffix.lower() == ".dim":
+        return True
+    if p.suffix.lower() != ".zip" or not zipfile.is_zipfile(p):
+        return False
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.lower().endswith(".dim") for n in names) or (
+        p.name.lower().endswith(".znap.zip") and any(n.endswith(".zgroup") for n in names))
+
+
 def find_snap_products(folder: str | Path) -> list[Path]:
     """SNAP products directly inside ``folder``, sorted by name.
 
@@ -665,21 +691,7 @@ def find_snap_products(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    out = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_file() and p.suffix.lower() == ".dim":
-            out.append(p)
-        elif p.suffix.lower() == ".znap" and _is_znap_dir(p):
-            out.append(p)
-        elif p.is_file() and p.name.lower().endswith(".znap.zip"):
-            out.append(p)
-        elif p.is_file() and p.suffix.lower() == ".zip" and zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as z:
-                if any(n.lower().endswith(".dim") for n in z.namelist()):
-                    out.append(p)
-    return out
+    return [p for p in sorted(folder.iterdir()) if is_snap_product(p)]
 
 
 def open_snap(path: str | Path) -> SnapProduct:

@@ -319,3 +319,34 @@ def test_reader_rejects_hostile_zarr(tmp_path):
     arr.write_text(json.dumps(meta))
     with pytest.raises(InputError, match="339x84"):
         open_snap(bad)
+
+
+@pytest.mark.slow
+def test_gdm_sar_process_takes_an_uploaded_snap_stack_zip(tmp_path, dimap_folders):
+    """One uploaded zip holding a two-date BEAM-DIMAP stack is a gdm-sar job's input."""
+    from workflows.processes import JobContext, get_process
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    src = dimap_folders["both"]
+    with zipfile.ZipFile(uploads / "Orb_Stack_Deb.zip", "w") as z:
+        for f in sorted(src.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(src).as_posix(), compress_type=zipfile.ZIP_DEFLATED)
+    spec = get_process("gdm-sar")
+    inputs = spec.validate_inputs({"slcs": ["Orb_Stack_Deb.zip"], "azimuth_looks": 5,
+                                   "range_looks": 5, "filter_alpha": 0.0})
+    ctx = JobContext(job_id="j", workdir=tmp_path / "work", uploads_dir=uploads,
+                     progress=lambda f, m: None)
+    result = spec.execute(inputs, ctx)
+    assert "mean_coherence_geocoded" in result
+    report = json.loads((ctx.workdir / result["report"]).read_text())
+    assert report["dates"] == ["2023-03-19", "2023-03-31"]
+    assert report["perpendicular_baselines_m"] == [0.0, -33.9]
+    # a zip of something else next to it is refused with one clear reason
+    (uploads / "notes.zip").write_bytes((uploads / "Orb_Stack_Deb.zip").read_bytes()[:0] or
+                                        b"PK\x05\x06" + b"\0" * 18)
+    bad = spec.validate_inputs({"slcs": ["Orb_Stack_Deb.zip", "notes.zip"]})
+    with pytest.raises(InputError, match="mixed with other files"):
+        spec.execute(bad, JobContext(job_id="k", workdir=tmp_path / "work2",
+                                     uploads_dir=uploads, progress=lambda f, m: None))

@@ -97,7 +97,9 @@ SarJobInputs = create_model(  # type: ignore[call-overload]
     __base__=_SarBase,
     slcs=(list[str] | None, Field(
         None, description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
-        "convention): http(s) URLs or names of uploaded files.", min_length=2,
+        "convention), or SNAP-coregistered products (zips of a BEAM-DIMAP .dim with its "
+        ".data folder, or .znap.zip; geocoded with SNAP's lat/lon): http(s) URLs or names "
+        "of uploaded files.", min_length=1,
         max_length=1000)),
     scenes=scenes_field(S1SceneRequest, "Sentinel-1 IW SLC products (ingested: bursts "
                         "over the AOI, TOPS coregistration with ESD, geocoding)"),
@@ -204,7 +206,13 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
         raise InputError("'dem' applies to Sentinel-1 products given as 'scenes'; "
                          "coregistered SLCs need none")
     else:
+        from gdm_sar.snap import import_snap_inputs
+
         sources = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+        snap_stack = import_snap_inputs(sources, ctx.workdir / "inputs",
+                                        lambda f, m: ctx.progress(0.1 * f, m))
+        if snap_stack is not None:  # SNAP-coregistered products (BEAM-DIMAP, ZNAP)
+            stack, geocode = snap_stack, True
     if not geocode:
         stack = ctx.workdir / "inputs" / "stack"
         stack.mkdir(parents=True, exist_ok=True)
@@ -217,9 +225,11 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     result = product_refs(out, _SAR_FILES, ctx)
     if geocode:
         from gdm_sar.geocode import geocode_products
+        from gdm_sar.snap import SNAP_GEOMETRY, geocode_snap_products
 
         ctx.progress(0.97, "geocoding")
-        for path in geocode_products(out.out_dir, stack, Path(out.out_dir) / "geocoded"):
+        geo = geocode_snap_products if (stack / SNAP_GEOMETRY).is_file() else geocode_products
+        for path in geo(out.out_dir, stack, Path(out.out_dir) / "geocoded"):
             result[f"{path.stem}_geocoded"] = str(path.relative_to(ctx.workdir))
     return result
 
