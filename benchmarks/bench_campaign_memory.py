@@ -74,7 +74,7 @@ _SIMULATE = r"""
 import datetime as dt, sys
 from pathlib import Path
 import numpy as np, rasterio
-from gdm_sar.simulate import SimulateSarConfig, simulate
+from simulators.sar import SimulateSarConfig, simulate
 out, dates, size, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 sim = simulate(SimulateSarConfig(out=Path(out), dates=dates, size=size,
                                  start=dt.date(2023, 1, 1), seed=2))

@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gdm_opt.simulate import fractal_texture, warp_periodic  # noqa: E402
 from kernels.pyramid import correlate_grid, window_grid  # noqa: E402
+from simulators.opt import fractal_texture, warp_periodic  # noqa: E402
 
 
 def make_pair(size: int, amplitude: float, snr_db: float, seed: int

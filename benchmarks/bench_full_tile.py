@@ -24,7 +24,7 @@ from affine import Affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gdm_opt.simulate import fractal_texture, warp_periodic  # noqa: E402
+from simulators.opt import fractal_texture, warp_periodic  # noqa: E402
 
 TILE = 2048
 

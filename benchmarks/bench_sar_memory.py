@@ -64,7 +64,7 @@ def main() -> None:
                     help="Process this existing stack instead of simulating one.")
     ap.add_argument("--keep", action="store_true", help="Keep the stack and products.")
     args = ap.parse_args()
-    from gdm_sar.simulate import SimulateSarConfig, simulate
+    from simulators.sar import SimulateSarConfig, simulate
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gdm-sar-mem-"))
     try:

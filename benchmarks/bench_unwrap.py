@@ -1,6 +1,6 @@
 """Phase unwrapping: our minimum-cost-flow unwrapper against SNAPHU, same interferograms.
 
-Simulated cases (tests/ifgsim.py): a deformation bump of 12-20 cycles, a ramp and
+Simulated cases (simulators/ifg.py): a deformation bump of 12-20 cycles, a ramp and
 turbulence, coherence 0.3-0.9, phase noise of a 5-look interferogram. For each size the
 script prints, per case and as medians, the wall time and the fraction of pixels on the
 right cycle of ours (backend "mcf") and of SNAPHU (cost "smooth", MCF initialisation,
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels.unwrap import correct_cycle_fraction, unwrap  # noqa: E402
-from tests.ifgsim import unwrap_case  # noqa: E402
+from simulators.ifg import unwrap_case  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ def parse_bytes(value: str | int) -> int:
 
 
 class SimulationOptions(BaseModel):
-    """How frames with ``source: simulated`` are made (gdm_sar.simulate, seeded per frame)."""
+    """How frames with ``source: simulated`` are made (simulators.sar, seeded per frame)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -102,7 +102,7 @@ class FrameSpec(BaseModel):
         "ascending", description="Orbit direction of the track.")
     source: Literal["simulated", "folder"] = Field(
         "simulated", description="Where the coregistered SLC stack comes from: simulated "
-        "(gdm_sar.simulate, seeded per frame) or a folder of SLCs (stack convention).")
+        "(simulators.sar, seeded per frame) or a folder of SLCs (stack convention).")
     path: Path | None = Field(None, description="Folder of the frame's coregistered SLCs "
                               "(required by source 'folder').")
     bbox: tuple[float, float, float, float] | None = Field(

@@ -21,7 +21,7 @@ the spec's ``memory_limit``, not from the machine), so a re-run gives the same b
 data.
 
 Ingestion is the seam for Sentinel-1 SAFE processing: today a frame's stack comes from
-a folder (the coregistered stack convention) or is simulated by :mod:`gdm_sar.simulate`.
+a folder (the coregistered stack convention) or is simulated by :mod:`simulators.sar`.
 
 The frame inversion is chunked by rows with Dask (one ``dask.delayed`` task per chunk
 reads its rows of every pair, inverts them and writes them to the products; the
@@ -196,7 +196,7 @@ def _file_date(path: Path) -> dt.date | None:
 def _source_files(job: FrameJob) -> list[Path]:
     """Bring the frame's SLCs (simulate them, or list the folder): the ingest seam."""
     if job.frame.source == "simulated":
-        from gdm_sar.simulate import SimulateSarConfig, simulate
+        from simulators.sar import SimulateSarConfig, simulate
 
         sim_dir = job.dir / "sim"
         done = sim_dir / "stack"

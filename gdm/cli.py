@@ -109,7 +109,7 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
 def opt_simulate(out: Path, case: str, size: int, dates: int, interval_days: int,
                  amplitude: float, snr: float, seed: int, debug: bool) -> None:
     """Simulate Sentinel-2-like images warped by a known displacement field, with truth."""
-    from gdm_opt.simulate import SimulateConfig, simulate
+    from simulators.opt import SimulateConfig, simulate
 
     def job() -> Any:
         cfg = SimulateConfig(case=case, size=size, dates=dates, interval_days=interval_days,

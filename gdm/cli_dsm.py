@@ -117,7 +117,7 @@ def dsm_simulate(out: Path, size: int, gsd: float, views: int, bh: float, scene:
     Truth: dsm.tif (heights on the UTM grid), visible.tif (one band per view: ground
     cells each view sees), meta.json (view geometry, B/H, RPC fit residuals).
     """
-    from dsm_opt.simulate import SimulateDsmConfig, simulate
+    from simulators.dsm import SimulateDsmConfig, simulate
 
     sim = guarded(lambda: simulate(SimulateDsmConfig(out=out, size=size, gsd=gsd, views=views,
                                                      bh=bh, scene=scene, seed=seed)), debug)

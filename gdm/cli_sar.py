@@ -201,7 +201,7 @@ def sar_simulate(out: Path, dates: int, size: int, interval_days: int, deformati
     speckle that decorrelates with time (lower coherence in one patch). Truth: LOS
     velocity (m/yr), displacement series (m), DEM error (m), stable mask.
     """
-    from gdm_sar.simulate import SimulateSarConfig, simulate
+    from simulators.sar import SimulateSarConfig, simulate
 
     sim = guarded(lambda: simulate(SimulateSarConfig(
         out=out, dates=dates, size=size, interval_days=interval_days,
@@ -231,7 +231,7 @@ def sar_simulate_safe(out: Path, dates: int, bursts: int, samples: int, velocity
     from a known orbit geometry, DEM and LOS velocity bump. Then:
       gdm sar run OUT/safe --out products --orbits OUT/orbits --dem OUT/dem.tif
     """
-    from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe
+    from simulators.sar_safe import SimulateSafeConfig, simulate_safe
 
     sim = guarded(lambda: simulate_safe(SimulateSafeConfig(
         out=out, dates=dates, bursts=bursts, samples=samples, velocity=velocity_mm / 1000,

@@ -10,8 +10,8 @@ import rasterio
 
 from gdm_opt.config import OptConfig
 from gdm_opt.pipeline import OptOutputs, run
-from gdm_opt.simulate import SimulateConfig, SimulateOutputs, simulate
 from gdmcore import Progress
+from simulators.opt import SimulateConfig, SimulateOutputs, simulate
 
 __all__ = ["Accuracy", "accuracy_against_truth", "demo"]
 

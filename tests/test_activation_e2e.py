@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from gdm_sar.simulate import SimulateSarConfig
-from gdm_sar.simulate import simulate as simulate_sar
+from simulators.sar import SimulateSarConfig
+from simulators.sar import simulate as simulate_sar
 from tests.fakearchive import serving
 from tests.test_activation import AOI, EVENT, S2_POST, S2_PRE, scenario
 from workflows.activation import ActivationStore, bulletin_dir

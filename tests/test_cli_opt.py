@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from gdm_opt.simulate import SimulateConfig, simulate
+from simulators.opt import SimulateConfig, simulate
 
 
 def gdm(*args: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import rasterio
 from click.testing import CliRunner
 
 from gdm.cli import main
-from gdm_sar.simulate import SimulateSarConfig, simulate
+from simulators.sar import SimulateSarConfig, simulate
 
 
 def _cli(args):

@@ -15,10 +15,10 @@ from rasterio.warp import Resampling, reproject
 from dsm_opt.catalogue import add_item, search
 from dsm_opt.config import DsmConfig
 from dsm_opt.pipeline import NODATA, run
-from dsm_opt.simulate import SimulateDsmConfig, simulate
 from gdm.cli import main
 from gdmio.cog import validate_cog
 from gdmio.products import STAGING_PREFIX
+from simulators.dsm import SimulateDsmConfig, simulate
 
 GSD = 0.5
 

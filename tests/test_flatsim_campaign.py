@@ -35,7 +35,7 @@ BAD_DATE = "2023-05-13"  # the 12th date, every 12 days from 2023-01-01
 
 @pytest.fixture(scope="module")
 def corrupt_stack(tmp_path_factory) -> Path:
-    from gdm_sar.simulate import SimulateSarConfig, simulate
+    from simulators.sar import SimulateSarConfig, simulate
 
     root = tmp_path_factory.mktemp("f3")
     sim = simulate(SimulateSarConfig(out=root, dates=DATES, size=SIZE, start="2023-01-01",

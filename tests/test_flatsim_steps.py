@@ -159,7 +159,7 @@ def test_pair_failing_twice_is_left_out_and_the_gap_reported(state, tmp_path, mo
 
 
 def test_corrupt_slc_date_is_dropped_and_reported(state, tmp_path):
-    from gdm_sar.simulate import SimulateSarConfig, simulate
+    from simulators.sar import SimulateSarConfig, simulate
 
     sim = simulate(SimulateSarConfig(out=tmp_path / "sim", dates=DATES, size=48,
                                      start=dt.date(2023, 1, 1), seed=5))

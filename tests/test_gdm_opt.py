@@ -15,8 +15,8 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from gdm_opt.config import OptConfig
 from gdm_opt.demo import accuracy_against_truth
 from gdm_opt.pipeline import run
-from gdm_opt.simulate import SimulateConfig, simulate
 from gdmio.cog import validate_cog
+from simulators.opt import SimulateConfig, simulate
 
 RES = 10.0
 

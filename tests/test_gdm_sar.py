@@ -10,10 +10,10 @@ import rasterio
 
 from gdm_sar.config import SarConfig
 from gdm_sar.pipeline import run
-from gdm_sar.simulate import SimulateSarConfig, simulate
 from gdm_sar.stack import read_stack
 from gdmio.cog import validate_cog
 from kernels.insar import multilook
+from simulators.sar import SimulateSarConfig, simulate
 
 LOOKS = (2, 2)
 

@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from gdm_sar.simulate_safe import _Kepler
 from gdmio.s1.orbit import Orbit
 from kernels.geometry import DemGrid, ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
+from simulators.sar_safe import _Kepler
 from tests.naive_tops import naive_geo2rdr, naive_orbit
 
 KEPLER = _Kepler(6378137.0 + 693_000.0, np.radians(98.18), np.radians(-177.4),

@@ -7,8 +7,8 @@ import pytest
 import rasterio
 from rasterio.transform import RPCTransformer
 
-from dsm_opt.simulate import SimulateDsmConfig, simulate
 from kernels.rpc import Rpc, fit_rpc
+from simulators.dsm import SimulateDsmConfig, simulate
 
 
 @pytest.fixture(scope="module")

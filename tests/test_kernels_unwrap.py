@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kernels.unwrap import _components, correct_cycle_fraction, unwrap, wrap
-from tests.ifgsim import unwrap_case
+from simulators.ifg import unwrap_case
 
 TWO_PI = 2 * np.pi
 

@@ -16,7 +16,7 @@ import pytest
 import rasterio
 import requests
 
-from gdm_opt.simulate import SimulateConfig, simulate
+from simulators.opt import SimulateConfig, simulate
 from workflows.jobstore import JobStore
 from workflows.settings import get_settings
 

@@ -10,8 +10,8 @@ import pytest
 import rasterio
 
 from dsm_opt.pipeline import NODATA
-from dsm_opt.simulate import SimulateDsmConfig, simulate
 from gdmcore import InputError
+from simulators.dsm import SimulateDsmConfig, simulate
 from workflows.process_dsm import DSM_OPT_PROCESS
 from workflows.processes import JobContext
 

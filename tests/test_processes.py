@@ -133,7 +133,7 @@ def test_gdm_sar_by_area_ingests_sentinel1_products_and_geocodes(tmp_path, monke
 
     import rasterio
 
-    from gdm_sar.simulate_safe import SimulateSafeConfig, map_velocity_error, simulate_safe
+    from simulators.sar_safe import SimulateSafeConfig, map_velocity_error, simulate_safe
     from tests.fakeasf import running_asf
     from tests.fakes3 import running_bucket
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from gdm_opt.simulate import SimulateConfig, simulate
+from simulators.opt import SimulateConfig, simulate
 from tests.serverutil import running_server
 from workflows.celery_app import make_celery, queue_name
 from workflows.jobstore import JobStore, User

@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from gdm_sar.simulate_safe import _Kepler
 from gdmcore import InputError
 from gdmio.s1.orbit import Orbit, find_orbit_file, parse_eof, write_eof
+from simulators.sar_safe import _Kepler
 
 KEPLER = _Kepler(6378137.0 + 693_000.0, np.radians(98.18), np.radians(-177.4), 2.3)
 EPOCH = dt.datetime(2023, 3, 2, 5, 26)

@@ -15,16 +15,16 @@ from click.testing import CliRunner
 
 from gdm.cli import main
 from gdm_sar.ingest import IngestConfig, ingest, read_geometry
-from gdm_sar.simulate_safe import (
+from gdmcore import InputError
+from gdmio.cog import validate_cog
+from kernels.geometry import geo2rdr, llh_to_ecef
+from kernels.insar import multilook
+from simulators.sar_safe import (
     SimulateSafeConfig,
     map_velocity_error,
     simulate_safe,
     velocity_at,
 )
-from gdmcore import InputError
-from gdmio.cog import validate_cog
-from kernels.geometry import geo2rdr, llh_to_ecef
-from kernels.insar import multilook
 
 REAL = Path("/work/shared/data/sentinel1")
 

@@ -13,8 +13,9 @@ import rasterio
 from affine import Affine
 from pydantic import ValidationError
 
-import gdm_opt.simulate as sim
-from gdm_opt.simulate import (
+import simulators.opt as sim
+from gdmcore import InputError
+from simulators.opt import (
     Case,
     SimulateConfig,
     SimulateOutputs,
@@ -24,7 +25,6 @@ from gdm_opt.simulate import (
     simulate,
     warp_periodic,
 )
-from gdmcore import InputError
 
 # --------------------------------------------------------------------------- helpers
 

@@ -121,8 +121,8 @@ def test_a_flipped_steering_rate_is_rejected_by_the_real_data():
 @pytest.mark.slow
 def test_simulated_safe_bursts_carry_the_same_doppler_history(tmp_path):
     """The SAFE simulator's bursts, measured like the real one, follow the same model."""
-    from gdm_sar.simulate_safe import SimulateSafeConfig, simulate_safe
     from gdmio.s1.safe import open_safe
+    from simulators.sar_safe import SimulateSafeConfig, simulate_safe
 
     sim = simulate_safe(SimulateSafeConfig(out=tmp_path, dates=2, bursts=2, samples=128,
                                            corner_reflectors=0, seed=3))

@@ -20,8 +20,8 @@ from lxml import etree
 from owslib.wps import ASYNC, SYNC, ComplexDataInput, WebProcessingService
 
 from gdm_opt.demo import accuracy_against_truth
-from gdm_opt.simulate import SimulateConfig, simulate
 from gdmio.cog import validate_cog
+from simulators.opt import SimulateConfig, simulate
 from workflows.jobstore import JobStore
 from workflows.settings import get_settings
 from workflows.worker import start_worker, stop_worker, wait_ready

@@ -943,7 +943,7 @@ def simulate(cfg: SimulateConfig, out_dir: Path,
         per_date.append(entry)
     truth, info = _write_truth(out_dir, cfg, fld, dates, fractions)
     doc = {
-        "simulator": "gdm_opt.simulate",
+        "simulator": "simulators.opt",
         "config": cfg.model_dump(mode="json"),
         "dates": [d.isoformat() for d in dates],
         "fractions": fractions,
