@@ -46,7 +46,7 @@ from workflows.activation import (
     search_and_select,
     select_s2,
 )
-from workflows.bulletin import dsm_difference, nice_length
+from workflows.activation.bulletin import dsm_difference, nice_length
 from workflows.jobstore import JobStore, User
 from workflows.settings import get_settings
 
@@ -438,7 +438,7 @@ def test_bulletin_draws_displacement_interferogram_and_dsm_difference(home):
     assert done.status == "complete"
     assert [e["action"] for e in done.log].count("job successful") == 4
     assert nice_length(1600.0) == 200.0 and nice_length(37_000.0) == 5000.0
-    from workflows.activation_tasks import refresh_for_job
+    from workflows.activation.tasks import refresh_for_job
 
     other = store.create_job("op", "echo", {"message": "x"}, "batch")
     assert refresh_for_job(jobs[0]["job_id"], settings) == act.id

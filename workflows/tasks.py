@@ -90,5 +90,5 @@ def _worker_shutting_down(**_: Any) -> None:
         Path(ready).unlink(missing_ok=True)
 
 
-import workflows.activation_tasks  # noqa: E402, F401  (bulletin refresh when a job ends)
+import workflows.activation.tasks  # noqa: E402, F401  (bulletin refresh when a job ends)
 import workflows.campaign_tasks  # noqa: E402,F401  (registers gdm.campaign.*)

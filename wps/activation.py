@@ -167,7 +167,7 @@ def page_index() -> str:
 @bp.get("/activations/<activation_id>")
 def page_one(activation_id: str) -> str:
     """One activation: its bulletin in the site's layout."""
-    from workflows.bulletin import CSS, render_fragment
+    from workflows.activation.bulletin import CSS, render_fragment
 
     _operator()
     st = state()

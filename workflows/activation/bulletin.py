@@ -22,7 +22,7 @@ import datetime as dt
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -36,10 +36,10 @@ from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject
 
-if TYPE_CHECKING:
-    from workflows.activation import Activation
-    from workflows.jobstore import JobStore
-    from workflows.settings import Settings
+from workflows.activation.models import ActivationRequest
+from workflows.activation.store import Activation
+from workflows.jobstore import JobStore
+from workflows.settings import Settings
 
 __all__ = ["write_bulletin", "render_map", "read_decimated", "nice_length", "MAP_MAX_PX",
            "MAP_FILES"]
@@ -415,8 +415,6 @@ CSS = """\
 
 
 def _context(act: Activation, products: list[dict[str, Any]]) -> dict[str, Any]:
-    from workflows.activation import ActivationRequest
-
     eff = ActivationRequest.model_validate(act.request).effective()
     unusable = [s for s in act.selections if s.get("status") != "selected"]
     rejected = [{"sensor": s["sensor"], **r} for s in act.selections

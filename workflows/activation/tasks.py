@@ -20,7 +20,9 @@ from typing import Any
 from celery import signals
 from sqlalchemy.exc import SQLAlchemyError
 
-from workflows.activation import ActivationError, ActivationStore, refresh_bulletin
+from workflows.activation.models import ActivationError
+from workflows.activation.service import refresh_bulletin
+from workflows.activation.store import ActivationStore
 from workflows.celery_app import TASK_NAME
 from workflows.settings import Settings
 from workflows.tasks import _store, app
