@@ -2,7 +2,8 @@
 
 - :mod:`flatsim.spec`: the campaign spec (YAML, pydantic);
 - :mod:`flatsim.plan`: frames to steps (ingest, pairs, inversion, packaging);
-- :mod:`flatsim.steps`: the step functions (idempotent, atomic, memory-bounded);
+- :mod:`flatsim.steps`: the frame steps (idempotent, atomic, memory-bounded): they
+  schedule the shared SAR steps of :mod:`insar` and keep the campaign's state;
 - :mod:`flatsim.state`: campaign and step records (the job store's database);
 - :mod:`flatsim.monitor`: progress, failures, throughput, estimated completion;
 - :mod:`flatsim.report`: the campaign report (HTML and PNGs);
@@ -25,9 +26,8 @@ def campaign_root(spec: CampaignSpec, cid: str, products_dir: Path | None = None
     if spec.out is not None:
         return Path(spec.out).absolute()
     if products_dir is None:
-        from workflows.settings import get_settings
-
-        products_dir = get_settings().products_dir
+        raise ValueError(f"campaign {spec.name}: no products folder (give the spec an "
+                         "'out' or the service's products folder)")
     return Path(products_dir) / "campaigns" / cid
 
 

@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from gdmcore import InputError
+from insar.options import NetworkOptions, ProcessingOptions
 
 __all__ = ["CampaignSpec", "FrameSpec", "AoiSpec", "NetworkRules", "ProcessingOptions",
            "SimulationOptions", "load_spec", "parse_bytes", "campaign_id",
@@ -175,48 +176,8 @@ class AoiSpec(BaseModel):
         return out
 
 
-class NetworkRules(BaseModel):
-    """Which pairs each frame's network holds (FLATSIM: a few nearest successors)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["nearest", "all", "span"] = Field(
-        "nearest", description="'nearest': each date with its `neighbours` next dates; "
-        "'all': every pair; 'span': every pair within `max_days`.")
-    neighbours: int = Field(3, ge=1, le=20, description="Successors paired with each date "
-                            "('nearest').")
-    max_days: float | None = Field(None, gt=0, le=3650, description="Longest temporal "
-                                   "baseline of a pair in days.")
-    max_bperp: float | None = Field(None, gt=0, le=5000, description="Largest "
-                                    "perpendicular baseline difference of a pair (m).")
-
-    @model_validator(mode="after")
-    def _check(self) -> NetworkRules:
-        if self.mode == "span" and self.max_days is None:
-            raise ValueError("network mode 'span' needs max_days")
-        return self
-
-
-class ProcessingOptions(BaseModel):
-    """Interferometric processing shared by every frame (as GDM-SAR)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    azimuth_looks: int = Field(2, ge=1, le=64, description="Looks along azimuth (rows).")
-    range_looks: int = Field(2, ge=1, le=64, description="Looks along range (columns).")
-    filter_alpha: float = Field(0.5, ge=0.0, le=1.0, description="Goldstein-Werner filter "
-                                "strength (0 = none).")
-    unwrapper: Literal["mcf", "snaphu"] = Field("mcf", description="Phase unwrapper.")
-    min_coherence: float = Field(0.3, ge=0.0, lt=1.0, description="Pair pixels below this "
-                                 "coherence are left out of unwrapping and inversion.")
-    min_temporal_coherence: float = Field(0.7, ge=0.0, le=1.0, description="Pixels below "
-                                          "this temporal coherence are masked in the time "
-                                          "series and velocity.")
-    min_mean_coherence: float = Field(0.5, ge=0.0, le=1.0, description="Pixels whose mean "
-                                      "coherence is below this are masked likewise.")
-    dem_error: bool = Field(True, description="Estimate and remove a DEM-error term.")
-    gap_weight: float = Field(1e-2, gt=0, le=1, description="Weight of the NSBAS temporal "
-                              "model bridging network gaps.")
+NetworkRules = NetworkOptions
+"""Which pairs each frame's network holds: the shared :class:`insar.options.NetworkOptions`."""
 
 
 class CampaignSpec(BaseModel):
@@ -232,10 +193,12 @@ class CampaignSpec(BaseModel):
                                 "(added to `frames`).")
     start: dt.date = Field(description="First acquisition date kept (ISO 8601, UTC).")
     end: dt.date = Field(description="Last acquisition date kept (ISO 8601, UTC).")
-    network: NetworkRules = Field(default_factory=NetworkRules,
-                                  description="Pair network rules.")
+    network: NetworkOptions = Field(default_factory=NetworkOptions,
+                                    description="Pair network rules (the SAR steps' "
+                                    "network options).")
     processing: ProcessingOptions = Field(default_factory=ProcessingOptions,
-                                          description="Interferometric processing options.")
+                                          description="Interferometric processing options "
+                                          "(the SAR steps' options, as gdm-sar's).")
     simulation: SimulationOptions = Field(default_factory=SimulationOptions,
                                           description="Simulated frames (source: simulated).")
     products: list[Literal["interferograms", "timeseries", "velocity", "quality", "stac"]] \

@@ -262,14 +262,8 @@ _STATES: dict[str, CampaignState] = {}
 _LOCK = threading.Lock()
 
 
-def get_state(url: str | None = None) -> CampaignState:
-    """The campaign state of this process for ``url`` (default: the job store's URL)."""
-    if url is None:
-        from workflows.settings import get_settings
-
-        settings = get_settings()
-        settings.ensure_dirs()
-        url = settings.database_url
+def get_state(url: str) -> CampaignState:
+    """The campaign state of this process for the database ``url`` (the job store's)."""
     key = f"{os.getpid()}:{url}"
     with _LOCK:
         st = _STATES.get(key)

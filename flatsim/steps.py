@@ -1,9 +1,9 @@
-"""The steps of a FLATSIM frame, as plain functions of (campaign, frame, folder).
+"""The steps of a FLATSIM frame: the shared SAR steps (:mod:`insar`) with campaign state.
 
 =========  ==============================================  ================================
 step       writes (under ``<root>/<frame>/``)                skipped when
 =========  ==============================================  ================================
-ingest     ``stack/`` (links to the valid SLCs),            ``ingest.json`` reads and every
+ingest     ``stack/`` (the frame's coregistered SLCs),      ``ingest.json`` reads and every
            ``ingest.json`` (dates, dropped dates, pairs)    listed SLC exists
 pair       ``interferograms/<d1>_<d2>/``: wrapped,          ``pair.json`` and the 4 rasters
            coherence, unwrapped, conncomp, ``pair.json``    open on the frame grid
@@ -13,6 +13,13 @@ package    quicklooks, ``network.png``, ``item.json``       ``metadata.json`` re
            (STAC), ``metadata.json`` (written last)         files exist
 =========  ==============================================  ================================
 
+The pair and inversion steps are :func:`insar.pairs.process_pair` and
+:func:`insar.inversion.invert_stack`, the very functions a gdm-sar job runs, with the
+same options (the spec's ``processing`` and ``network``): a frame's products equal a
+gdm-sar job's on the same stack. This module adds what a campaign needs: staging and
+atomic publication, the skip-when-done checks, budgets from ``memory_limit``, and the
+step records.
+
 Each step writes into a hidden temporary folder or name and publishes it by one
 rename, so a step killed half-way leaves nothing that looks done; two workers running
 the same step at once (a redelivered message) both write complete, identical results
@@ -20,15 +27,8 @@ and the second rename is a no-op. Every step is deterministic (seeds, block size
 the spec's ``memory_limit``, not from the machine), so a re-run gives the same bytes of
 data.
 
-Ingestion is the seam for Sentinel-1 SAFE processing: today a frame's stack comes from
-a folder (the coregistered stack convention) or is simulated by :mod:`simulators.sar`.
-
-The frame inversion is chunked by rows with Dask (one ``dask.delayed`` task per chunk
-reads its rows of every pair, inverts them and writes them to the products; the
-synchronous scheduler keeps one chunk in memory); the chunk height comes from
-``memory_limit``, so a frame whose stack or pair cube is larger than the memory of one
-machine still runs. ``dask.array`` is not used: importing it (and pandas) costs a worker
-about 80 MB for nothing here.
+The frame inversion is chunked by rows; the chunk height comes from ``memory_limit``,
+so a frame whose stack or pair cube is larger than the memory of one machine still runs.
 """
 
 from __future__ import annotations
@@ -36,11 +36,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import os
 import secrets
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,31 +50,22 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from flatsim.plan import Step, frame_head, network_gaps, pair_name, plan_frame, select_network
+from flatsim.plan import Step, frame_head, plan_frame
 from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
 from gdmcore import InputError
-from gdmio.cog import CogWriter, write_cog
-from kernels.insar import coherence_debias, goldstein, interferogram, reference_point
-from kernels.sbas import (
-    closure_triplets,
-    coherence_weights,
-    invert_sbas,
-    triplet_misclosure,
-    years_since_first,
-)
-from kernels.unwrap import unwrap
+from insar.inversion import StackFacts, invert_stack
+from insar.network import lonely_dates, select_network
+from insar.pairs import process_pair
+from insar.products import COG_TYPE, PAIR_FILES, QUALITY, layer, pair_name
 
 __all__ = ["FrameJob", "ingest", "run_pair", "invert", "package", "verify_ingest",
            "verify_pair", "verify_inversion", "verify_package", "frame_plan", "raster_sha256",
            "run_step", "run_frame_local", "run_campaign_local", "StepOutcome",
            "INVERSION_LAYERS", "QUALITY_LAYERS"]
 
-_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _REQUIRED = ("ACQUISITION_DATE", "WAVELENGTH", "PERPENDICULAR_BASELINE", "INCIDENCE_ANGLE",
              "SLANT_RANGE", "HEADING")
-PAIR_FILES = ("wrapped.tif", "coherence.tif", "unwrapped.tif", "conncomp.tif")
-QUALITY_LAYERS = ("velocity_std", "temporal_coherence", "residual_rms", "misclosure",
-                  "mean_coherence", "n_pairs")
+QUALITY_LAYERS = QUALITY
 INVERSION_LAYERS = ("velocity", "timeseries", *QUALITY_LAYERS)
 
 
@@ -296,8 +285,7 @@ def ingest(job: FrameJob) -> dict:
     bperp = np.array([float(t["PERPENDICULAR_BASELINE"]) for t in tags])
     bperp = bperp - bperp[0]
     pairs = select_network(dates, bperp, spec.network)
-    used = {k for p in pairs for k in p}
-    lonely = [dates[k].isoformat() for k in range(len(dates)) if k not in used]
+    lonely = lonely_dates(dates, pairs)
     # stack of links to the valid files (the coregistered stack convention)
     tmp = _tmp_dir(job.dir, "stack")
     names = []
@@ -372,7 +360,7 @@ def verify_pair(job: FrameJob, info: dict, name: str) -> dict | None:
 
 
 def run_pair(job: FrameJob, info: dict, name: str) -> dict:
-    """Interferogram, coherence, filtering and unwrapping of one pair (not referenced).
+    """The shared pair step (:func:`insar.pairs.process_pair`) of one pair of the frame.
 
     Independent of every other pair (the reference point is applied in the inversion),
     so pairs run in any order on any worker. Returns the pair record.
@@ -380,57 +368,19 @@ def run_pair(job: FrameJob, info: dict, name: str) -> dict:
     done = verify_pair(job, info, name)
     if done is not None:
         return done
-    t0 = time.perf_counter()
     k = info["pair_names"].index(name)
     i, j = info["pairs"][k]
-    proc = job.spec.processing
-    la, lr = proc.azimuth_looks, proc.range_looks
     ny, nx, crs, transform = _grid(info, job)
     if ny < 8 or nx < 8:
         raise InputError(f"frame {job.frame.id}: multilooked grid {nx}x{ny} is too small")
-    width = info["width"]
-    # two complex64 SLC blocks and their product / temporaries: ~6 x 8 bytes a pixel
-    rows = max(la, (job.budget // 4 // (48 * width)) // la * la)
     stack = job.dir / "stack"
-    ifg = np.empty((ny, nx), np.complex64)
-    coh = np.empty((ny, nx), np.float32)
-    with rasterio.Env(GDAL_CACHEMAX=min(64 * 2**20, job.budget // 8)), \
-            rasterio.open(stack / info["files"][i]) as di, \
-            rasterio.open(stack / info["files"][j]) as dj:
-        for r0 in range(0, ny * la, rows):
-            h = min(rows, ny * la - r0)
-            win = Window(0, r0, nx * lr, h)
-            b_ifg, b_coh = interferogram(di.read(1, window=win), dj.read(1, window=win),
-                                         (la, lr))
-            ifg[r0 // la: r0 // la + b_ifg.shape[0]] = b_ifg
-            coh[r0 // la: r0 // la + b_coh.shape[0]] = b_coh
-    n_looks = la * lr
-    if n_looks >= 2:
-        coh = coherence_debias(coh, n_looks)
-    if proc.filter_alpha > 0:
-        ifg = goldstein(ifg, proc.filter_alpha)
-    phase = np.angle(ifg).astype(np.float32)
-    del ifg
-    phase[~np.isfinite(coh)] = np.nan
-    res = unwrap(phase, coh, np.isfinite(phase), backend=proc.unwrapper, nlooks=n_looks,
-                 min_coherence=proc.min_coherence)
     tmp = _tmp_dir(job.dir / "interferograms", name)
     try:
-        write_cog(tmp / "wrapped.tif", phase, crs, transform,
-                  tags={"UNITS": "rad", "PAIR": name})
-        write_cog(tmp / "coherence.tif", coh, crs, transform,
-                  tags={"LOOKS": str(n_looks), "DEBIASED": str(n_looks >= 2)})
-        write_cog(tmp / "unwrapped.tif", res.unwrapped.astype(np.float32), crs, transform,
-                  tags={"UNITS": "rad", "REFERENCED": "no (see ts/inversion.json)",
-                        "UNWRAPPER": proc.unwrapper})
-        write_cog(tmp / "conncomp.tif", res.conncomp.astype(np.uint16), crs, transform,
-                  nodata=None, dtype="uint16")
-        doc = {"pair": name, "dates": [info["dates"][i], info["dates"][j]],
-               "components": int(res.conncomp.max()),
-               "unwrapped_fraction": float(np.isfinite(res.unwrapped).mean()),
-               "mean_coherence": float(np.nanmean(coh)) if np.isfinite(coh).any() else None,
-               "seconds": round(time.perf_counter() - t0, 3)}
-        _atomic_json(tmp / "pair.json", doc)
+        with rasterio.Env(GDAL_CACHEMAX=min(64 * 2**20, job.budget // 8)):
+            doc = process_pair(stack / info["files"][i], stack / info["files"][j], tmp, name,
+                               (info["dates"][i], info["dates"][j]), job.spec.processing,
+                               crs, transform, job.budget // 4,
+                               wavelength=info["wavelength_m"])
         _publish_dir(tmp, job.dir / "interferograms" / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -454,19 +404,9 @@ def verify_inversion(job: FrameJob) -> dict | None:
     return doc
 
 
-def chunk_rows(job: FrameJob, n_pairs: int, n_dates: int, nx: int, ny: int) -> int:
-    """Rows of one inversion chunk: half the step budget over the bytes of one row.
-
-    A row holds, per pair, the unwrapped phase, components, coherence, the observation
-    and its weight (and the float64 copies of the solver), and per date the series.
-    """
-    per_row = nx * (n_pairs * 48 + n_dates * 40 + 512)
-    return int(max(1, min(ny, (job.budget // 2) // per_row)))
-
-
 def invert(job: FrameJob, info: dict, available: list[str] | None = None,
            rows: int | None = None) -> dict:
-    """NSBAS inversion of the frame's available pairs, chunked by rows with Dask.
+    """The shared inversion step (:func:`insar.inversion.invert_stack`) of the frame.
 
     Parameters
     ----------
@@ -476,7 +416,7 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         Pair names to use (default: every planned pair whose outputs verify; pairs that
         failed are left out and the network gaps they open are reported).
     rows
-        Chunk height (default: from the memory limit, :func:`chunk_rows`).
+        Chunk height (default: half the step's budget, :func:`insar.inversion.chunk_rows`).
 
     Returns
     -------
@@ -484,13 +424,9 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         The inversion record (also ``ts/inversion.json``).
 
     """
-    import dask
-
     done = verify_inversion(job)
     if done is not None:
         return done
-    t0 = time.perf_counter()
-    proc = job.spec.processing
     dates = [dt.date.fromisoformat(d) for d in info["dates"]]
     planned = [tuple(p) for p in info["pairs"]]
     if available is None:
@@ -500,163 +436,26 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         raise InputError(f"frame {job.frame.id}: no interferogram to invert")
     pairs = [planned[k] for k in keep]
     names = [info["pair_names"][k] for k in keep]
-    gaps = network_gaps(dates, planned, pairs)
     ny, nx, crs, transform = _grid(info, job)
-    n_dates, n_pairs = len(dates), len(pairs)
-    rows = rows or chunk_rows(job, n_pairs, n_dates, nx, ny)
-    spans = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
-    ifg_dir = job.dir / "interferograms"
-    wavelength = info["wavelength_m"]
-    to_m = np.float32(-wavelength / (4 * math.pi))
-    cache = min(64 * 2**20, job.budget // 8)
-
-    def read_layer(fname: str, r0: int, r1: int, dtype: Any) -> np.ndarray:
-        out = np.empty((n_pairs, r1 - r0, nx), dtype)
-        for p, name in enumerate(names):
-            with rasterio.open(ifg_dir / name / fname) as ds:
-                out[p] = ds.read(1, window=Window(0, r0, nx, r1 - r0))
-        return out
-
-    # 1. mean coherence (chunked), the reference pixel, and each pair's reference value
-    def coh_block(r0: int, r1: int) -> np.ndarray:
-        c = read_layer("coherence.tif", r0, r1, np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            n = np.isfinite(c).sum(axis=0)
-            return (np.nansum(c, axis=0, dtype=np.float64) / n).astype(np.float32)
-
-    with rasterio.Env(GDAL_CACHEMAX=cache):
-        mean_coh = np.concatenate(dask.compute(
-            *[dask.delayed(coh_block)(r0, r1) for r0, r1 in spans], scheduler="synchronous"))
-    try:
-        ref = reference_point(mean_coh, mean_coh >= proc.min_coherence)
-    except ValueError:
-        raise InputError(f"frame {job.frame.id}: no coherent area for the reference point "
-                         f"(mean coherence below {proc.min_coherence} everywhere)") from None
-    r, c = ref
-    win = Window(max(c - 2, 0), max(r - 2, 0), 5, 5)
-    refs: list[tuple[int, float] | None] = []
-    for name in names:
-        with rasterio.open(ifg_dir / name / "conncomp.tif") as ds:
-            lab = ds.read(1, window=win).astype(np.int64)
-        with rasterio.open(ifg_dir / name / "unwrapped.tif") as ds:
-            unw = ds.read(1, window=win)
-        good = lab[lab > 0]
-        if good.size == 0:
-            refs.append(None)
-            continue
-        label = int(np.bincount(good).argmax())
-        refs.append((label, float(np.nanmean(np.where(lab == label, unw, np.nan)))))
-
-    extra = None
-    if proc.dem_error:
-        bperp = np.asarray(info["bperp_m"])
-        sin_th = math.sin(math.radians(info["incidence_deg"]))
-        if np.ptp(bperp) >= 1.0:
-            extra = (bperp / (info["slant_range_m"] * sin_th))[:, None]
-    t_years = years_since_first(dates)
-    triplets = closure_triplets(pairs)
-    layers = ["velocity", "velocity_std", "temporal_coherence", "residual_rms", "misclosure",
-              "n_pairs"] + (["dem_error"] if extra is not None else [])
-    n_fixed = len(layers)
-    n_bands = n_fixed + n_dates
-
-    # 2. the inversion, one delayed block per chunk of rows
-    def inv_block(r0: int, r1: int) -> np.ndarray:
-        from gdm_sar.pipeline import temporal_fit
-
-        h = r1 - r0
-        unw = read_layer("unwrapped.tif", r0, r1, np.float32)
-        lab = read_layer("conncomp.tif", r0, r1, np.uint16)
-        for p, rv in enumerate(refs):
-            if rv is None:
-                unw[p] = np.nan
-            else:
-                unw[p] = np.where(lab[p] == rv[0], unw[p] - np.float32(rv[1]), np.nan)
-        del lab
-        obs = unw
-        obs *= to_m
-        weights = read_layer("coherence.tif", r0, r1, np.float32)
-        obs[~(weights >= proc.min_coherence)] = np.nan
-        coherence_weights(weights)
-        res = invert_sbas(obs, pairs, dates, weights=weights, wavelength=wavelength,
-                          gap_weight=proc.gap_weight)
-        del weights
-        series, vel, vstd = res.series, res.velocity, res.velocity_std
-        dz = None
-        if extra is not None:
-            vel, vstd, dzs = temporal_fit(series, t_years, extra)
-            dz = dzs[0]
-        bad = ~(res.temporal_coherence >= proc.min_temporal_coherence) | \
-            ~(mean_coh[r0:r1] >= proc.min_mean_coherence)
-        series = np.where(bad, np.nan, series)
-        vel, vstd = np.where(bad, np.nan, vel), np.where(bad, np.nan, vstd)
-        if triplets:
-            mis = triplet_misclosure(obs, triplets)[0]
-        else:
-            mis = np.full((h, nx), np.nan)
-        out = np.empty((n_bands, h, nx), np.float32)
-        out[0], out[1], out[2] = vel, vstd, res.temporal_coherence
-        out[3], out[4], out[5] = res.residual_rms, mis, res.n_pairs
-        if dz is not None:
-            out[6] = np.where(bad, np.nan, dz)
-        out[n_fixed:] = series
-        return out
-
+    facts = StackFacts(dates=dates, bperp=np.asarray(info["bperp_m"]),
+                       wavelength=info["wavelength_m"], incidence_deg=info["incidence_deg"],
+                       slant_range=info["slant_range_m"])
     ts_tmp = _tmp_dir(job.dir, "ts")
-    tags = {"UNITS": "m", "CONVENTION": "LOS, positive towards the satellite",
-            "REFERENCE_PIXEL": f"{r},{c}"}
-    units = {"velocity": "m/yr", "velocity_std": "m/yr", "temporal_coherence": "1",
-             "residual_rms": "m", "misclosure": "m", "n_pairs": "count", "dem_error": "m"}
-    writers = {n: CogWriter(ts_tmp / f"{n}.tif", nx, ny, 1, crs, transform,
-                            tags={**tags, "UNITS": units[n]}) for n in layers}
-    writers["timeseries"] = CogWriter(ts_tmp / "timeseries.tif", nx, ny, n_dates, crs,
-                                      transform, descriptions=info["dates"], tags=tags)
-
-    lock = threading.Lock()
-
-    def store_block(r0: int, r1: int) -> int:
-        """Invert rows r0:r1 and write them (one Dask task per chunk of rows)."""
-        block = inv_block(r0, r1)
-        w = Window(0, r0, nx, r1 - r0)
-        with lock:
-            for b, name in enumerate(layers):
-                writers[name].write(block[b], w)
-            writers["timeseries"].write(block[n_fixed:], w)
-        return r1 - r0
-
-    tasks = [dask.delayed(store_block)(r0, r1) for r0, r1 in spans]
-    entered = []
     try:
-        for w in writers.values():
-            w.__enter__()
-            entered.append(w)
-        with rasterio.Env(GDAL_CACHEMAX=cache):
-            # synchronous: one chunk in memory at a time (the budget is per chunk);
-            # the kernels are parallel inside a chunk
-            written = sum(dask.compute(*tasks, scheduler="synchronous"))
-            if written != ny:
-                raise RuntimeError(f"inversion wrote {written} rows of {ny}")
-            for w in entered:
-                w.__exit__(None, None, None)
-            write_cog(ts_tmp / "mean_coherence.tif", mean_coh, crs, transform,
-                      tags={"UNITS": "1"})
-        layers_all = ["timeseries", *layers, "mean_coherence"]
-        doc = {"frame": job.frame.id, "pairs_used": names, "pairs_planned": len(planned),
-               "network": gaps, "reference_pixel": {"row": r, "col": c},
-               "pairs_without_reference": [n for n, rv in zip(names, refs, strict=True)
-                                           if rv is None],
-               "chunk_rows": rows, "chunks": len(spans), "grid": {"width": nx, "height": ny},
-               "triplets": len(triplets), "dem_error_estimated": extra is not None,
-               "layers": layers_all, "seconds": round(time.perf_counter() - t0, 3)}
+        with rasterio.Env(GDAL_CACHEMAX=min(64 * 2**20, job.budget // 8)):
+            try:
+                inv = invert_stack([job.dir / "interferograms" / n for n in names], pairs,
+                                   facts, job.spec.processing, ts_tmp, crs, transform,
+                                   (ny, nx), job.budget // 2, planned=planned, rows=rows)
+            except InputError as exc:
+                raise InputError(f"frame {job.frame.id}: {exc}") from None
+        doc = {"frame": job.frame.id, **inv}
         _atomic_json(ts_tmp / "inversion.json", doc)
         final = job.dir / "ts"
         if final.exists() and verify_inversion(job) is None:
             shutil.rmtree(final)  # an incomplete earlier result (should not happen)
         _publish_dir(ts_tmp, final)
-    except BaseException as exc:
-        for w in entered:
-            if w._staged is not None and w._staged.exists():  # still open: abort it
-                w.__exit__(type(exc), exc, exc.__traceback__)
+    except BaseException:
         shutil.rmtree(ts_tmp, ignore_errors=True)
         raise
     return doc
@@ -752,23 +551,25 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
     }
     wanted = set(job.spec.products)
     assets: dict[str, dict] = {}
+
+    def add(name: str, href: str, key: str | None = None, title: str | None = None) -> None:
+        lay = layer(name)
+        assets[key or name] = {"href": href, "title": title or lay.title,
+                               "roles": list(lay.roles), "type": COG_TYPE,
+                               "gdm:units": lay.units}
+
     if "velocity" in wanted:
-        assets["velocity"] = {"href": "ts/velocity.tif", "title": "LOS velocity (m/yr)",
-                              "roles": ["data"], "type": _COG}
+        add("velocity", "ts/velocity.tif")
     if "timeseries" in wanted:
-        assets["timeseries"] = {"href": "ts/timeseries.tif", "roles": ["data"],
-                                "title": "LOS displacement time series (m)", "type": _COG}
+        add("timeseries", "ts/timeseries.tif")
     if "quality" in wanted:
         for q in inv["layers"]:
             if q in QUALITY_LAYERS or q == "dem_error":
-                assets[q] = {"href": f"ts/{q}.tif", "title": q.replace("_", " "),
-                             "roles": ["quality" if q != "dem_error" else "data"],
-                             "type": _COG}
+                add(q, f"ts/{q}.tif")
     if "interferograms" in wanted:
         for name in inv["pairs_used"]:
-            assets[f"unwrapped_{name}"] = {"href": f"interferograms/{name}/unwrapped.tif",
-                                           "title": f"unwrapped phase {name} (rad)",
-                                           "roles": ["data"], "type": _COG}
+            add("unwrapped", f"interferograms/{name}/unwrapped.tif", f"unwrapped_{name}",
+                f"unwrapped phase {name} (rad, not referenced)")
     for key, p in looks.items():
         assets[f"{key}_quicklook"] = {"href": p.name, "title": key.replace("_", " "),
                                       "roles": ["overview"], "type": "image/png"}

@@ -105,9 +105,9 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
     from gdm_sar.pipeline import run
 
     def job():
-        from gdm_sar.ingest import IngestConfig, ingest, is_safe_folder
         from gdm_sar.snap import is_snap_folder
         from gdmcore import InputError
+        from insar.ingest import IngestConfig, ingest, is_safe_folder
 
         stack = stack_dir
         if is_safe_folder(stack_dir):
@@ -132,7 +132,7 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
             bar.close()
         geocoded = []
         if geocode and (Path(stack) / "geometry.json").is_file():
-            from gdm_sar.geocode import geocode_products
+            from insar.geocode import geocode_products
 
             geocoded = geocode_products(result.out_dir, stack, Path(out) / "geocoded")
         elif geocode and (Path(stack) / "snap_geometry.npz").is_file():
@@ -165,7 +165,7 @@ def _import_snap_once(folder: Path, out: Path, polarisation: str | None, block_m
 
 def _ingest_once(cfg, ingest, quiet: bool) -> Path:
     """Ingest SAFE products into ``cfg.out`` unless the same products are already there."""
-    from gdm_sar.ingest import ingested
+    from insar.ingest import ingested
 
     if ingested(cfg.safe, cfg.out):
         return Path(cfg.out)

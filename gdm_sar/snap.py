@@ -23,7 +23,7 @@ dates in one product. Everything is read from the products, never assumed:
   the product has them, else from the ``latitude``/``longitude`` tie-point grids.
 
 :func:`import_snap` writes the stack convention (one CFloat32 GeoTIFF per date with the
-metadata keys of :mod:`gdm_sar.stack`), ``snap_geometry.npz`` (latitude, longitude) and
+metadata keys of :mod:`insar.stack`), ``snap_geometry.npz`` (latitude, longitude) and
 ``snap_import.json``, into a hidden folder renamed when complete.
 :func:`geocode_snap_products` puts GDM-SAR products on a UTM (or any) map grid with
 those per-pixel coordinates.
@@ -659,7 +659,7 @@ def geocode_snap_products(product_dir: str | Path, stack_dir: str | Path,
                           spacing: float | None = None,
                           names: tuple[str, ...] | None = None) -> list[Path]:
     """Geocode GDM-SAR products of a SNAP-imported stack with SNAP's per-pixel lat/lon."""
-    from gdm_sar.geocode import GEOCODED, geocode_raster, map_grid
+    from insar.geocode import GEOCODED, geocode_raster, map_grid
 
     product_dir = Path(product_dir)
     try:

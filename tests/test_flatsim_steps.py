@@ -15,6 +15,7 @@ import pytest
 import rasterio
 
 import flatsim.steps as steps_mod
+import insar.pairs as pairs_mod
 from flatsim import register
 from flatsim.monitor import campaign_status, format_status
 from flatsim.spec import load_spec
@@ -114,7 +115,7 @@ def test_pair_failing_twice_is_left_out_and_the_gap_reported(state, tmp_path, mo
               if i <= 5 < j}
     assert len(doomed) == 3
     calls: dict[str, int] = {}
-    real = steps_mod.unwrap
+    real = pairs_mod.unwrap
 
     def flaky(phase, *args, **kwargs):
         name = flaky.current
@@ -129,7 +130,7 @@ def test_pair_failing_twice_is_left_out_and_the_gap_reported(state, tmp_path, mo
         flaky.current = name
         return real_pair(job, info, name)
 
-    monkeypatch.setattr(steps_mod, "unwrap", flaky)
+    monkeypatch.setattr(pairs_mod, "unwrap", flaky)
     monkeypatch.setattr(steps_mod, "run_pair", tracking_pair)
     res = run_frame_local(state, job)
     assert res["status"] == "done"
@@ -186,7 +187,7 @@ def test_corrupt_slc_date_is_dropped_and_reported(state, tmp_path):
     assert bad4 in format_status(doc)
 
 
-def test_dask_chunked_inversion_equals_one_chunk(state, tmp_path):
+def test_chunked_inversion_equals_one_chunk(state, tmp_path):
     spec = _spec(tmp_path / "out", [{"id": "F1", "track": 5}], neighbours=3)
     cid, root, _ = register(state, spec)
     job = frame_job(spec, cid, root, "F1")
@@ -268,7 +269,7 @@ def test_cli_start_stop_resume_status_report(gdm_home, tmp_path):
     from workflows.settings import get_settings
 
     state = get_state(get_settings().database_url)
-    cid, root, _ = register(state, load_spec(spec))
+    cid, root, _ = register(state, load_spec(spec), get_settings().products_dir)
     res = runner.invoke(main, ["campaign", "stop", cid])
     assert res.exit_code == 0 and "stopped" in res.output
     out = run_frame_local(state, frame_job(load_spec(spec), cid, root, "F1"))
@@ -357,7 +358,7 @@ def test_celery_pair_task_retries_once_then_records_the_failure(gdm_home, monkey
     state.ensure_steps(steps_mod.frame_plan(job, info))
     bad, good = info["pair_names"][:2]
     calls: list[str] = []
-    real = steps_mod.unwrap
+    real = pairs_mod.unwrap
 
     def broken(phase, *args, **kwargs):
         calls.append("x")
@@ -365,7 +366,7 @@ def test_celery_pair_task_retries_once_then_records_the_failure(gdm_home, monkey
             raise RuntimeError("unwrapper crashed")
         return real(phase, *args, **kwargs)
 
-    monkeypatch.setattr(steps_mod, "unwrap", broken)
+    monkeypatch.setattr(pairs_mod, "unwrap", broken)
     out = ct.pair_task.apply(args=(cid, "F1", bad)).get()
     assert out == {"pair": bad, "status": "failed"} and len(calls) == 2  # one Celery retry
     row = state.step(f"{cid}/F1/pair/{bad}")

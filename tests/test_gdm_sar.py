@@ -10,8 +10,8 @@ import rasterio
 
 from gdm_sar.config import SarConfig
 from gdm_sar.pipeline import run
-from gdm_sar.stack import read_stack
 from gdmio.cog import validate_cog
+from insar.stack import read_stack
 from kernels.insar import multilook
 from simulators.sar import SimulateSarConfig, simulate
 

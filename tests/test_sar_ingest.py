@@ -14,9 +14,9 @@ import rasterio
 from click.testing import CliRunner
 
 from gdm.cli import main
-from gdm_sar.ingest import IngestConfig, ingest, read_geometry
 from gdmcore import InputError
 from gdmio.cog import validate_cog
+from insar.ingest import IngestConfig, ingest, read_geometry
 from kernels.geometry import geo2rdr, llh_to_ecef
 from kernels.insar import multilook
 from simulators.sar_safe import (
@@ -60,7 +60,7 @@ def _slcs(stack):
 
 
 def test_stack_follows_the_fixed_convention(stack_esd, sim):
-    from gdm_sar.stack import read_stack
+    from insar.stack import read_stack
 
     st = read_stack(stack_esd.stack_dir)
     assert st.dates == sim.dates
@@ -260,7 +260,7 @@ def test_cli_simulate_safe_writes_faithful_zips(tmp_path):
 
 
 def test_a_rerun_recognises_the_stack_of_the_same_products(sim, stack_esd, tmp_path):
-    from gdm_sar.ingest import ingested
+    from insar.ingest import ingested
 
     assert ingested(sim.safe_dir, stack_esd.stack_dir)
     fewer = tmp_path / "fewer"

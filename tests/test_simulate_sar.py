@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gdm_sar.stack import REQUIRED_KEYS, read_stack
+from insar.stack import REQUIRED_KEYS, read_stack
 from kernels.insar import interferogram, multilook
 from simulators.sar import SimulateSarConfig, los_unit_vector, simulate
 

@@ -154,7 +154,7 @@ def test_every_layout_imports_the_same_stack(tmp_path, dimap_folders, layout):
 def test_latlon_inversion_finds_radar_pixels(tmp_path):
     from types import SimpleNamespace
 
-    from gdm_sar.geocode import map_grid
+    from insar.geocode import map_grid
 
     lat, lon = _raw(REF, "latitude_VV").astype(float), _raw(REF, "longitude_VV").astype(float)
     grid = map_grid(SimpleNamespace(lat=lat, lon=lon), (1, 1))

@@ -153,8 +153,8 @@ _MIN_AOI_DEG = 0.05  # smallest side of the area ingested around a point AOI (~5
 def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None,
                  ctx: JobContext) -> Path:
     """Sentinel-1 SAFE products -> coregistered stack in the job's inputs (resumable)."""
-    from gdm_sar.ingest import IngestConfig, ingest, ingested
     from gdmio.providers.aoi import parse_aoi
+    from insar.ingest import IngestConfig, ingest, ingested
 
     safe_dir = ctx.workdir / "inputs" / "safe"
     safe_dir.mkdir(parents=True, exist_ok=True)
@@ -224,8 +224,8 @@ def _gdm_sar(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     out = run(cfg, progress=ctx.progress)
     result = product_refs(out, _SAR_FILES, ctx)
     if geocode:
-        from gdm_sar.geocode import geocode_products
         from gdm_sar.snap import SNAP_GEOMETRY, geocode_snap_products
+        from insar.geocode import geocode_products
 
         ctx.progress(0.97, "geocoding")
         geo = geocode_snap_products if (stack / SNAP_GEOMETRY).is_file() else geocode_products

@@ -1,6 +1,6 @@
 """Geocoding of GDM-SAR products (radar geometry) onto a UTM or WGS84 grid, as COGs.
 
-For a stack ingested from SAFE products (:mod:`gdm_sar.ingest`), every map pixel is put
+For a stack ingested from SAFE products (:mod:`insar.ingest`), every map pixel is put
 on the DEM (height at its longitude/latitude), traced back into the reference radar
 geometry by the zero-Doppler solve (:func:`kernels.geometry.geo2rdr`), and the product
 is interpolated there (bilinear, NaN-aware: a map pixel whose radar neighbourhood is
@@ -21,9 +21,9 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from scipy.ndimage import map_coordinates
 
-from gdm_sar.ingest import StackGeometry, load_dem, read_geometry
 from gdmcore import InputError
 from gdmio.cog import write_cog
+from insar.ingest import StackGeometry, load_dem, read_geometry
 from kernels.geometry import geo2rdr, llh_to_ecef
 
 __all__ = ["MapGrid", "map_grid", "radar_coordinates", "geocode_raster", "geocode_products",

@@ -1,0 +1,146 @@
+"""Option models of the SAR steps, shared by the gdm-sar CLI and process and by FLATSIM.
+
+Each step of :mod:`insar` takes its own small model; the schedulers compose them:
+
+- :class:`NetworkOptions` (pair selection) is FLATSIM's ``network`` section;
+- :class:`ProcessingOptions` (= :class:`InterferogramOptions` + :class:`UnwrapOptions`
+  + :class:`InversionOptions`) is FLATSIM's ``processing`` section;
+- :class:`SarOptions` is the flat form the gdm-sar CLI and process expose (the network
+  options as ``network``, ``neighbours``, ``max_days``, ``max_bperp``, plus a reference
+  pixel), :meth:`SarOptions.network_options` gives them back as a :class:`NetworkOptions`.
+
+Every field is declared once here, with its description and bounds; the gdm-sar job
+inputs and the FLATSIM spec (and so their process descriptions and OpenAPI schemas) are
+generated from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["NetworkOptions", "InterferogramOptions", "UnwrapOptions", "InversionOptions",
+           "ProcessingOptions", "SarOptions", "NETWORK_MODES"]
+
+NetworkMode = Literal["nearest", "all", "span"]
+NETWORK_MODES = ("nearest", "all", "span")
+
+_MODE_DOC = ("Pair selection: 'nearest' pairs each date with its `neighbours` next dates "
+             "(small baselines, as FLATSIM), 'all' every pair, 'span' every pair within "
+             "`max_days`.")
+
+
+def _neighbours() -> int:
+    return Field(3, ge=1, le=20, description="Successors paired with each date "
+                 "('nearest').")
+
+
+def _max_days() -> float | None:
+    return Field(None, gt=0, le=3650, description="Longest temporal baseline of a pair "
+                 "in days (required by 'span').")
+
+
+def _max_bperp() -> float | None:
+    return Field(None, gt=0, le=5000, description="Largest perpendicular baseline "
+                 "difference of a pair in metres.")
+
+
+class NetworkOptions(BaseModel):
+    """Which pairs a stack's network holds (:func:`insar.network.select_network`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: NetworkMode = Field("nearest", description=_MODE_DOC)
+    neighbours: int = _neighbours()
+    max_days: float | None = _max_days()
+    max_bperp: float | None = _max_bperp()
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkOptions:
+        if self.mode == "span" and self.max_days is None:
+            raise ValueError("network 'span' needs max_days")
+        return self
+
+
+class InterferogramOptions(BaseModel):
+    """Interferogram formation, coherence and filtering (:mod:`insar.pairs`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    azimuth_looks: int = Field(2, ge=1, le=64, description="Looks along azimuth (rows).")
+    range_looks: int = Field(2, ge=1, le=64, description="Looks along range (columns).")
+    filter_alpha: float = Field(0.5, ge=0.0, le=1.0, description="Goldstein-Werner filter "
+                                "strength (0 = no filtering).")
+
+    @property
+    def looks(self) -> tuple[int, int]:
+        """(azimuth, range) looks."""
+        return self.azimuth_looks, self.range_looks
+
+
+class UnwrapOptions(BaseModel):
+    """Phase unwrapping (:func:`insar.pairs.unwrap_pair`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unwrapper: Literal["mcf", "snaphu"] = Field(
+        "mcf", description="Phase unwrapper: 'mcf' (ours, minimum-cost flow) or 'snaphu'.")
+    min_coherence: float = Field(0.3, ge=0.0, lt=1.0, description="Pixels of a pair below "
+                                 "this (debiased) coherence are left out of unwrapping "
+                                 "components and of the inversion.")
+
+
+class InversionOptions(BaseModel):
+    """Time-series inversion, DEM error and masking (:mod:`insar.inversion`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_temporal_coherence: float = Field(
+        0.7, ge=0.0, le=1.0, description="Pixels whose temporal coherence (consistency of "
+        "the network after inversion) is below this are masked (NaN) in the time series "
+        "and velocity products, as MintPy does; 0 keeps every pixel.")
+    min_mean_coherence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Pixels whose coherence averaged over all pairs is "
+        "below this are masked in the time series and velocity products (their series is "
+        "a random walk of noisy short pairs); 0 keeps every pixel.")
+    dem_error: bool = Field(True, description="Estimate and remove a DEM-error term from the "
+                            "perpendicular baselines.")
+    gap_weight: float = Field(1e-2, gt=0, le=1, description="Weight of the NSBAS temporal "
+                              "model that bridges gaps in the network.")
+
+
+class ProcessingOptions(InterferogramOptions, UnwrapOptions, InversionOptions):
+    """Every processing option of the SAR steps (FLATSIM's ``processing``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SarOptions(ProcessingOptions):
+    """The SAR steps' options in the flat form of the gdm-sar CLI and process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: NetworkMode = Field("nearest", description=_MODE_DOC)
+    neighbours: int = _neighbours()
+    max_days: float | None = _max_days()
+    max_bperp: float | None = _max_bperp()
+    reference: tuple[int, int] | None = Field(
+        None, description="Reference pixel (row, col) on the multilooked grid; default: the "
+        "centre of the most coherent 5x5 window.")
+
+    @model_validator(mode="after")
+    def _check_network(self) -> SarOptions:
+        if self.network == "span" and self.max_days is None:
+            raise ValueError("network 'span' needs max_days")
+        return self
+
+    def network_options(self) -> NetworkOptions:
+        """The network fields as a :class:`NetworkOptions`."""
+        return NetworkOptions(mode=self.network, neighbours=self.neighbours,
+                              max_days=self.max_days, max_bperp=self.max_bperp)
+
+    def processing(self) -> ProcessingOptions:
+        """The processing fields as a :class:`ProcessingOptions`."""
+        return ProcessingOptions(**{k: getattr(self, k)
+                                    for k in ProcessingOptions.model_fields})
