@@ -59,7 +59,7 @@ class NetworkOptions(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> NetworkOptions:
         if self.mode == "span" and self.max_days is None:
-            raise ValueError("network 'span' needs max_days")
+            raise ValueError("network mode 'span' needs max_days")
         return self
 
 
