@@ -40,6 +40,7 @@ import json
 import math
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from types import SimpleNamespace
 import numpy as np
 import rasterio
 from pydantic import BaseModel, ConfigDict, Field
+from rasterio.errors import NotGeoreferencedWarning
 
 from gdmcore import InputError
 from gdmio.s1.orbit import Orbit
@@ -458,9 +460,12 @@ def snap_imported(folder: str | Path, out: str | Path) -> bool:
 def _write_slc(path: Path, product: SnapProduct, acq: SnapAcquisition, rows: int,
                tags: dict[str, str]) -> None:
     i_band, q_band = product.bands[acq.i_band], product.bands[acq.q_band]
-    with rasterio.open(path, "w", driver="GTiff", width=product.width,
-                       height=product.height, count=1, dtype="complex64", tiled=True,
-                       blockxsize=256, blockysize=256) as ds:
+    with warnings.catch_warnings(), \
+            rasterio.open(path, "w", driver="GTiff", width=product.width,
+                          height=product.height, count=1, dtype="complex64", tiled=True,
+                          blockxsize=256, blockysize=256) as ds:
+        # radar geometry: no georeferencing, as for every stack in radar coordinates
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         for r0 in range(0, product.height, rows):
             r1 = min(product.height, r0 + rows)
             i = i_band.read(r0, r1).astype(np.float32)
