@@ -105,9 +105,22 @@ class DsmConfig(BaseModel):
                                       "misalignment left by the RPCs and shift the second "
                                       "view's RPC to remove it (relative pointing "
                                       "correction).")
+    pointing_direction: Literal["auto", "lines", "across"] = Field(
+        "auto", description="Direction in which the second view is moved to remove the "
+        "across-epipolar misalignment (the part along the epipolar lines cannot be seen): "
+        "'across' the epipolar lines (the smallest shift), along its image 'lines' "
+        "(in-track: timing and pitch errors), or 'auto': lines for a gross misalignment "
+        "(3 px or more) when they cross the epipolar lines enough, else across.")
     fusion: bool = Field(True, description="Triplets: match every pair and fuse their "
                          "heights per cell (consensus); off: only the pair closest to the "
                          "target B/H.")
+    refine_window: int | None = Field(None, ge=3, le=15, description="Odd window side of "
+                                      "the image-based sub-pixel refinement (default: "
+                                      "the matching window).")
+    raster_sigma: float = Field(0.6, gt=0.05, le=1.5, description="Sigma (in cells) of "
+                                "the Gaussian weight with which each point adds to the "
+                                "cells around it when the DSM grid is filled; larger "
+                                "smooths the matching noise more, at the cost of detail.")
     fill_holes: bool = Field(False, description="Fill empty DSM cells from their "
                              "neighbours (flagged in filled.tif).")
     fill_max_cells: int = Field(20, ge=1, le=1000, description="Largest distance (cells) "
@@ -119,6 +132,10 @@ class DsmConfig(BaseModel):
                            "images and points).")
     overlap: int = Field(32, ge=0, le=512, description="Overlap between matching tiles "
                          "(pixels).")
+    workers: int = Field(1, ge=1, le=64, description="Processes matching tiles in "
+                         "parallel (Dask on a process pool); 1: in this process.")
+    grid_memory_mb: int = Field(1024, ge=64, le=65536, description="Memory for the DSM "
+                                "grid's sums (blocks beyond it wait on disk).")
     catalogue: Path | None = Field(None, description="STAC catalogue folder to record the "
                                    "produced DSM in (created if needed).")
 
@@ -134,6 +151,8 @@ class DsmConfig(BaseModel):
             raise ValueError("height_max must be above height_min")
         if self.window is not None and self.window % 2 == 0:
             raise ValueError("window must be odd")
+        if self.refine_window is not None and self.refine_window % 2 == 0:
+            raise ValueError("refine_window must be odd")
         r = self.resolved()
         if r.p2 < r.p1:
             raise ValueError(f"p2 ({r.p2}) must not be below p1 ({r.p1})")

@@ -27,8 +27,7 @@ import datetime as dt
 import json
 import tempfile
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
 from dsm_opt.config import DsmConfig, DsmParams
+from dsm_opt.dsmgrid import BlockGrid, write_products
 from dsm_opt.geometry import (
     EpipolarGrids,
     View,
@@ -66,7 +66,6 @@ from gdmio.cog import write_cog
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.stac import write_item
-from kernels.rasterize import fill_from_neighbours, fill_holes, rasterize_points
 from kernels.stereo import MASK, match
 
 __all__ = ["DsmOutputs", "NODATA", "run", "hillshade", "height_bounds"]
@@ -102,46 +101,6 @@ class DsmOutputs:
         paths = [self.dsm, self.ortho, self.count, self.uncertainty, self.quicklook,
                  self.report, self.item]
         return paths + ([self.filled] if self.filled else [])
-
-
-class _Accumulator:
-    """The DSM grid filled band by band.
-
-    Each band's points are rasterised (median per cell) on the part of the grid they
-    cover; a cell that receives points from two bands (their seam) gets the
-    count-weighted mean of the two medians.
-    """
-
-    def __init__(self, rows: int, cols: int) -> None:
-        self.value = np.full((rows, cols), np.nan, np.float32)
-        self.unc = np.full((rows, cols), np.nan, np.float32)
-        self.colour = np.full((rows, cols), np.nan, np.float32)
-        self.count = np.zeros((rows, cols), np.int32)
-
-    def add(self, east: np.ndarray, north: np.ndarray, h: np.ndarray, colour: np.ndarray,
-            x0: float, y0: float, res: float, sigma: float) -> None:
-        rows, cols = self.count.shape
-        i0 = max(int(np.floor((y0 - north.max()) / res)), 0)
-        i1 = min(int(np.floor((y0 - north.min()) / res)) + 1, rows)
-        j0 = max(int(np.floor((east.min() - x0) / res)), 0)
-        j1 = min(int(np.floor((east.max() - x0) / res)) + 1, cols)
-        if i1 <= i0 or j1 <= j0:
-            return
-        sub = rasterize_points(east, north, h, x0 + j0 * res, y0 - i0 * res, res,
-                               (i1 - i0, j1 - j0), colour=colour, sigma=sigma, radius=0)
-        win = (slice(i0, i1), slice(j0, j1))
-        n_old = self.count[win]
-        n_new = sub.count.astype(np.int32)
-        fresh = (n_new > 0) & (n_old == 0)
-        seam = (n_new > 0) & (n_old > 0)
-        for layer, new in ((self.value, sub.value), (self.unc, sub.uncertainty),
-                           (self.colour, sub.colour)):
-            view = layer[win]
-            view[fresh] = new[fresh]
-            if seam.any():
-                w_old, w_new = n_old[seam], n_new[seam]
-                view[seam] = (view[seam] * w_old + new[seam] * w_new) / (w_old + w_new)
-        self.count[win] = n_old + n_new
 
 
 def hillshade(z: np.ndarray, res: float, azimuth: float = 315.0, altitude: float = 45.0
@@ -203,7 +162,7 @@ class _PairResult:
     i: int
     j: int
     bh: float
-    acc: _Accumulator
+    acc: BlockGrid
     report: dict
     codes: np.ndarray
     points: int
@@ -215,14 +174,15 @@ class _PairResult:
 
 
 def _match_tile(left: View, right: View, grids: EpipolarGrids, y0: int, y1: int, x0: int,
-                x1: int, dmin: int, dmax: int, params: DsmParams, cfg: DsmConfig
+                x1: int, dmin: int, dmax: int, params: DsmParams, lr_threshold: float,
+                overlap: int, refine_window: int | None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense disparity of one epipolar tile (core rows y0:y1, columns x0:x1).
 
     Returns the disparity and mask of the core and the left image of the core.
     """
     ny, nx = grids.shape
-    ov = cfg.overlap + params.window
+    ov = overlap + params.window
     a0, a1 = max(y0 - ov, 0), min(y1 + ov, ny)
     b0, b1 = max(x0 - ov, 0), min(x1 + ov, nx)
     rc0, rc1 = b0 + dmin - params.window, b1 + dmax + params.window
@@ -238,9 +198,116 @@ def _match_tile(left: View, right: View, grids: EpipolarGrids, y0: int, y1: int,
     shift = b0 - rc0  # right array column = left array column + d + shift
     res = match(epi_l, epi_r, dmin + shift, dmax + shift, cost=params.cost,
                 window=params.window, p1=params.p1, p2=params.p2, subpixel=params.subpixel,
-                lr_threshold=cfg.lr_threshold, speckle_size=params.speckle_size,
-                tile=max(a1 - a0, b1 - b0), overlap=0)
+                lr_threshold=lr_threshold, speckle_size=params.speckle_size,
+                tile=max(a1 - a0, b1 - b0), overlap=0, refine_window=refine_window)
     return res.disparity[core] - shift, res.mask[core], epi_l[core]
+
+
+@dataclass(frozen=True)
+class _TileTask:
+    """One epipolar tile to match: its core and its disparity and height ranges."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    dmin: int
+    dmax: int
+    h_lo: float
+    h_hi: float
+
+
+@dataclass(frozen=True)
+class _TileJob:
+    """What every tile of a pair needs (pickled once per worker process)."""
+
+    left: View
+    right: View
+    grids: EpipolarGrids
+    params: DsmParams
+    lr_threshold: float
+    overlap: int
+    refine_window: int | None
+    epsg: int
+
+
+@dataclass
+class _TilePoints:
+    """The triangulated points of one tile (UTM metres, heights) and its mask counts."""
+
+    east: np.ndarray
+    north: np.ndarray
+    h: np.ndarray
+    colour: np.ndarray
+    codes: np.ndarray
+    gap: float
+
+
+_TRANSFORMERS: dict[int, Transformer] = {}
+
+
+def _tile_points(job: _TileJob, t: _TileTask) -> _TilePoints:
+    """Match, check and triangulate one tile (runs in a worker process or in line)."""
+    to_utm = _TRANSFORMERS.get(job.epsg)
+    if to_utm is None:
+        to_utm = _TRANSFORMERS.setdefault(
+            job.epsg, Transformer.from_crs("EPSG:4326", f"EPSG:{job.epsg}", always_xy=True))
+    disp, mask, colour = _match_tile(job.left, job.right, job.grids, t.y0, t.y1, t.x0, t.x1,
+                                     t.dmin, t.dmax, job.params, job.lr_threshold,
+                                     job.overlap, job.refine_window)
+    codes = np.bincount(mask.ravel(), minlength=len(MASK))[:len(MASK)].astype(np.int64)
+    empty = np.empty(0)
+    yy, xx = np.nonzero(np.isfinite(disp))
+    if not yy.size:
+        return _TilePoints(empty, empty, empty, empty, codes, np.nan)
+    lon, lat, h, gap = triangulate(job.left, job.right, job.grids,
+                                   (yy + t.y0).astype(np.float64),
+                                   (xx + t.x0).astype(np.float64),
+                                   disp[yy, xx].astype(np.float64))
+    east, north = (np.asarray(v) for v in to_utm.transform(lon, lat))
+    span = t.h_hi - t.h_lo
+    ok = (np.isfinite(east) & np.isfinite(north) & np.isfinite(h)
+          & (h > t.h_lo - span) & (h < t.h_hi + span))
+    if not ok.any():
+        return _TilePoints(empty, empty, empty, empty, codes, np.nan)
+    return _TilePoints(east[ok], north[ok], h[ok].astype(np.float64),
+                       colour[yy, xx][ok].astype(np.float64), codes,
+                       float(np.median(gap[ok])))
+
+
+def _init_worker() -> None:
+    """Worker processes match one tile at a time on one thread each."""
+    import numba
+
+    numba.set_num_threads(1)
+
+
+def _run_tiles(job: _TileJob, tasks: list[_TileTask], workers: int
+               ) -> Iterator[_TilePoints]:
+    """Each tile's points, in order: in line, or on ``workers`` processes through Dask.
+
+    Dask computes the tiles in batches of twice the workers (bounded memory: the
+    points of a batch only), on a process pool of our own whose workers hold the pair
+    (the views, grids and parameters are sent once per batch as one shared argument).
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield _tile_points(job, t)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                             initializer=_init_worker) as pool:
+        shared = dask.delayed(job, pure=True)
+        batch = 2 * workers
+        for b0 in range(0, len(tasks), batch):
+            parts = [dask.delayed(_tile_points, pure=True)(shared, t)
+                     for t in tasks[b0:b0 + batch]]
+            yield from dask.compute(*parts, scheduler="processes", pool=pool)
 
 
 def _epipolar_tiles(shape: tuple[int, int], tile: int) -> list[tuple[int, int, int, int]]:
@@ -269,7 +336,8 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
     pointing: dict = {"enabled": cfg.pointing_correction, "matches": len(sparse),
                       "applied": False}
     if cfg.pointing_correction:
-        right, pointing = correct_pointing_sparse(left, right, sparse, h0, h1)
+        right, pointing = correct_pointing_sparse(left, right, sparse, h0, h1,
+                                                  direction_model=cfg.pointing_direction)
         pointing["enabled"] = True
     heights = match_heights(left, right, sparse, h0, h1) if len(sparse) else np.empty(0)
     usable = int(np.isfinite(heights).sum())
@@ -299,11 +367,13 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
     if h_source != "rpc":
         ranges = [(max(lo, h0), min(hi, h1), src) if hi > h0 and lo < h1 else (h0, h1, src)
                   for lo, hi, src in ranges]
-    acc = grid.accumulator()
+    acc = grid.accumulator(cfg.raster_sigma, float(np.nanmedian(heights)) if usable
+                           else 0.5 * (h0 + h1))
     codes = np.zeros(len(MASK), np.int64)
     n_points, gaps = 0, []
     widths, sources = [], {}
-    for k, ((y0, y1, x0, x1), (lo, hi, src)) in enumerate(zip(tiles, ranges, strict=True)):
+    tasks = []
+    for (y0, y1, x0, x1), (lo, hi, src) in zip(tiles, ranges, strict=True):
         dl, dh = disparity_bounds(left, right, grids, y0, y1, x0, x1, lo, hi)
         if not (np.isfinite(dl) and np.isfinite(dh)):
             codes[MASK["nodata"]] += (y1 - y0) * (x1 - x0)
@@ -316,23 +386,16 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
                              "tighter height bounds or a DEM")
         widths.append(dmax - dmin + 1)
         sources[src] = sources.get(src, 0) + 1
-        disp, mask, colour = _match_tile(left, right, grids, y0, y1, x0, x1, dmin, dmax,
-                                         params, cfg)
-        codes += np.bincount(mask.ravel(), minlength=len(MASK))[:len(MASK)]
-        yy, xx = np.nonzero(np.isfinite(disp))
-        if yy.size:
-            lon, lat, h, gap = triangulate(left, right, grids, (yy + y0).astype(np.float64),
-                                           (xx + x0).astype(np.float64),
-                                           disp[yy, xx].astype(np.float64))
-            east, north = (np.asarray(v) for v in grid.to_utm.transform(lon, lat))
-            ok = (np.isfinite(east) & np.isfinite(north) & np.isfinite(h)
-                  & (h > lo - (hi - lo)) & (h < hi + (hi - lo)))
-            if ok.any():
-                n_points += int(ok.sum())
-                gaps.append(float(np.median(gap[ok])))
-                acc.add(east[ok], north[ok], h[ok], colour[yy, xx][ok], grid.x0, grid.y0,
-                        grid.res, _SIGMA_DISPARITY * m_per_px)
-        prog(0.1 + 0.9 * (k + 1) / len(tiles), f"tile {k + 1} of {len(tiles)}")
+        tasks.append(_TileTask(y0, y1, x0, x1, dmin, dmax, lo, hi))
+    job = _TileJob(left, right, grids, params, cfg.lr_threshold, cfg.overlap,
+                   cfg.refine_window, grid.epsg)
+    for k, res in enumerate(_run_tiles(job, tasks, cfg.workers)):
+        codes += res.codes
+        if res.east.size:
+            n_points += int(res.east.size)
+            gaps.append(res.gap)
+            acc.add(res.east, res.north, res.h, res.colour, grid.x0, grid.y0, grid.res)
+        prog(0.1 + 0.9 * (k + 1) / max(len(tasks), 1), f"tile {k + 1} of {len(tasks)}")
     report = {
         "left": left.path.name, "right": right.path.name, "indices": [i, j],
         "bh": round(bh, 4), "rpc": [left.rpc_origin, right.rpc_origin],
@@ -360,50 +423,13 @@ class _Grid:
     rows: int
     cols: int
     to_utm: Transformer
+    tmp: Path
+    max_blocks: int = 96
 
-    def accumulator(self) -> _Accumulator:
-        return _Accumulator(self.rows, self.cols)
-
-
-def _fuse(results: list[_PairResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                               np.ndarray, dict]:
-    """Per-cell consensus of the pairs' DSMs (value, uncertainty, colour, count).
-
-    One pair: its DSM. Several: in each cell, the pairs' heights within 3 sigma (the
-    larger of the two pairs' uncertainties, at least one pixel of disparity of the
-    pair) of their median are averaged with weights count / sigma²; cells seen by one
-    pair keep its height.
-    """
-    if len(results) == 1:
-        a = results[0].acc
-        return a.value, a.unc, a.colour, a.count, {}
-    vals = np.stack([r.acc.value for r in results])
-    cnt = np.stack([r.acc.count for r in results]).astype(np.float32)
-    sig = np.stack([np.full(r.acc.value.shape, max(r.m_per_px * _SIGMA_DISPARITY, 0.05),
-                            np.float32) for r in results])
-    have = np.isfinite(vals)
-    n_have = have.sum(axis=0)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # cells no pair sees
-        med = np.nanmedian(vals, axis=0)
-        tol = 3.0 * np.maximum(sig, np.stack([np.full_like(vals[0], r.m_per_px)
-                                              for r in results]))
-        agree = have & (np.abs(vals - med[None]) <= tol)
-        agree |= have & (n_have == 1)[None]
-        w = np.where(agree, cnt / sig ** 2, 0.0)
-        wsum = w.sum(axis=0)
-        value = np.where(wsum > 0, (w * np.nan_to_num(vals)).sum(axis=0) / wsum, np.nan)
-        unc = np.where(wsum > 0, 1.0 / np.sqrt(wsum), np.nan)
-        cols = np.stack([r.acc.colour for r in results])
-        colour = np.where(wsum > 0, (w * np.nan_to_num(cols)).sum(axis=0) / wsum, np.nan)
-    count = cnt.sum(axis=0).astype(np.int32)
-    seen = n_have > 0
-    stats = {"cells_by_pairs": {str(k): int((n_have == k).sum()) for k in
-                                range(1, len(results) + 1)},
-             "rejected_pair_heights": int((have & ~agree).sum()),
-             "cells": int(seen.sum())}
-    return (value.astype(np.float32), unc.astype(np.float32), colour.astype(np.float32),
-            count, stats)
+    def accumulator(self, sigma: float, z_ref: float) -> BlockGrid:
+        folder = Path(tempfile.mkdtemp(prefix="pair-", dir=self.tmp))
+        return BlockGrid(self.rows, self.cols, folder, sigma, z_ref,
+                         max_blocks=self.max_blocks)
 
 
 def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
@@ -478,12 +504,25 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     nrows = int(np.ceil((y0 - south) / resolution)) + 1
     if nrows * ncols > 400_000_000:
         raise InputError(f"a {ncols}x{nrows} DSM is too large: choose a coarser resolution")
-    grid = _Grid(epsg, float(x0), float(y0), float(resolution), nrows, ncols, to_utm)
+    with tempfile.TemporaryDirectory(prefix="gdm-dsm-") as tmp:
+        grid = _Grid(epsg, float(x0), float(y0), float(resolution), nrows, ncols, to_utm,
+                     Path(tmp), max_blocks=max(8, int(cfg.grid_memory_mb / len(pairs) / 5.3)))
+        return _finish(cfg, params, views, pairs, all_bh, (h0, h1, h_source), grid,
+                       report_progress, t_start)
 
+
+def _finish(cfg: DsmConfig, params: DsmParams, views: list[View],
+            pairs: list[tuple[int, int, float]], all_bh: dict[str, float],
+            h_bounds: tuple[float, float, str], grid: _Grid,
+            report_progress: Callable[[float, str], None], t_start: float) -> DsmOutputs:
+    """Process the pairs on the grid and write the products."""
+    h0, h1, h_source = h_bounds
+    epsg, crs, resolution = grid.epsg, f"EPSG:{grid.epsg}", grid.res
+    x0, y0, ncols, nrows = grid.x0, grid.y0, grid.cols, grid.rows
     results = []
     for k, (a, b, v) in enumerate(pairs):
         span = (0.05 + 0.8 * k / len(pairs), 0.05 + 0.8 * (k + 1) / len(pairs))
-        results.append(_process_pair(cfg, params, views, a, b, v, (h0, h1, h_source), grid,
+        results.append(_process_pair(cfg, params, views, a, b, v, h_bounds, grid,
                                      report_progress, span))
     n_points = sum(r.points for r in results)
     if n_points < 100:
@@ -493,15 +532,9 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     best = min(results, key=lambda r: (abs(r.bh - params.target_bh), -r.bh))
     i, j, bh = best.i, best.j, best.bh
     left, right = best.left, best.right
-    value, unc_acc, colour_acc, count_acc, fusion = _fuse(results)
     mask_stats = {name: float(codes[code] / max(codes.sum(), 1))
                   for name, code in MASK.items()}
     report_progress(0.85, f"rasterisation {ncols}x{nrows} at {resolution} m")
-    dsm, unc, ortho = fill_from_neighbours(value, unc_acc, colour_acc, 2)
-    count = np.minimum(count_acc, 65535).astype(np.uint16)
-    filled = None
-    if cfg.fill_holes:
-        dsm, filled = fill_holes(dsm, cfg.fill_max_cells)
     transform = Affine(resolution, 0.0, x0, 0.0, -resolution, y0)
     dates = [v.date for v in (left, right) if v.date is not None]
     start = min(dates) if dates else dt.datetime.now(dt.UTC)
@@ -510,28 +543,33 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     with ProductDir(cfg.out) as stage:
         tags = {"UNITS": "metre", "HEIGHT_REFERENCE": "WGS84 ellipsoid",
                 "PROCESS": "dsm-opt"}
-        dsm_p = write_cog(stage / "dsm.tif",
-                          np.where(np.isfinite(dsm), dsm, NODATA).astype(np.float32), crs,
-                          transform, nodata=NODATA,
-                          descriptions=["height (m, WGS84 ellipsoid)"], tags=tags)
-        ortho_p = write_cog(stage / "ortho.tif", ortho, crs, transform,
-                            descriptions=["left image radiometry"])
-        count_p = write_cog(stage / "count.tif", count, crs, transform, nodata=None,
-                            dtype="uint16", descriptions=["points per cell"])
-        unc_p = write_cog(stage / "uncertainty.tif", unc, crs, transform,
-                          descriptions=["height 1-sigma (m)"])
-        filled_p = None
-        if filled is not None:
-            filled_p = write_cog(stage / "filled.tif", filled.astype(np.uint8), crs,
-                                 transform, nodata=None, dtype="uint8",
-                                 descriptions=["1 = cell filled by interpolation"])
+        sigmas = [max(_SIGMA_DISPARITY * r.m_per_px, 0.05) for r in results]
+        tols = [3.0 * max(sg, r.m_per_px / 3.0) for sg, r in zip(sigmas, results, strict=True)]
+        pstats = write_products([r.acc for r in results], sigmas, tols, stage, crs,
+                                transform, NODATA,
+                                cfg.fill_max_cells if cfg.fill_holes else None, tags,
+                                lambda f: report_progress(0.85 + 0.1 * f, "products"))
+        dsm_p, ortho_p, count_p, unc_p = (stage / f"{n}.tif" for n in
+                                          ("dsm", "ortho", "count", "uncertainty"))
+        filled_p = stage / "filled.tif" if cfg.fill_holes else None
         with tempfile.TemporaryDirectory() as tmp:
-            hs = hillshade(dsm, resolution)
-            hs_tif = write_cog(Path(tmp) / "hillshade.tif", hs, crs, transform)
+            with rasterio.open(dsm_p) as ds:  # the hillshade of a decimated DSM
+                scale = max(1.0, max(ds.width, ds.height) / 2048)
+                shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+                small = ds.read(1, out_shape=shape, masked=True).astype(np.float32)
+            small = np.ma.filled(small, np.nan)
+            hs = hillshade(small, resolution * ds.width / shape[1])
+            hs_tif = write_cog(Path(tmp) / "hillshade.tif", hs, crs,
+                               transform * Affine.scale(ds.width / shape[1],
+                                                        ds.height / shape[0]))
             look = quicklook(hs_tif, stage / "dsm_hillshade.png",
                              f"DSM hillshade, {start:%Y-%m-%d}", "", cmap="gray",
                              symmetric=False, vmin=0.0, vmax=1.0)
-        valid = np.isfinite(dsm) if filled is None else np.isfinite(dsm) & ~filled
+        fusion = {} if len(results) == 1 else {
+            "cells_by_pairs": {str(k): v for k, v in sorted(pstats.by_pairs.items())},
+            "rejected_pair_heights": pstats.rejected,
+            "cells_per_pair": {f"{r.i}-{r.j}": n for r, n in
+                               zip(results, pstats.per_pair, strict=True)}}
         report = {
             "process": "dsm-opt",
             "parameters": json.loads(cfg.model_dump_json(exclude={"images", "out"})),
@@ -549,8 +587,10 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
             "triangulation": {"points": n_points,
                               "median_gap_m": float(np.median(gaps))},
             "grid": {"epsg": epsg, "resolution_m": resolution, "width": ncols,
-                     "height": nrows, "valid_fraction": float(valid.mean()),
-                     "filled_fraction": float(filled.mean()) if filled is not None else 0.0},
+                     "height": nrows,
+                     "valid_fraction": (pstats.valid - pstats.filled) / max(pstats.cells, 1),
+                     "filled_fraction": pstats.filled / max(pstats.cells, 1),
+                     "blocks_read_back": sum(r.acc.loads for r in results)},
             "seconds": round(time.perf_counter() - t_start, 2),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }

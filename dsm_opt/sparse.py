@@ -13,12 +13,14 @@ As s2p and CARS do before dense matching:
    image coordinates composed with its RPC (:class:`kernels.rpc.CorrectedRpc`), a few
    rounds; parts below their noise (or 0.02 px) are left alone. Only the
    across-epipolar part of a pointing error shows in the images; the part along the
-   epipolar lines is a height offset. The constant part is applied as a shift along
-   the second view's image lines (the in-track direction, where the relative pointing
-   errors of pushbroom satellites mostly lie: timing and pitch), which recovers a
-   line-offset error entirely, when the lines cross the epipolar direction at
-   |sin| >= 0.15; otherwise, and for the drift, across the epipolar curve (the
-   smallest correction, as CARS and s2p do).
+   epipolar lines is a height offset. By default (``auto``) a gross error (3 px or
+   more across the epipolar lines: a pointing error, not the usual sub-pixel to
+   pixel inconsistency of two RPCs) is applied as a shift along the second view's
+   image lines (the in-track direction, where gross relative pointing errors of
+   pushbroom satellites lie: timing and pitch), which recovers a line-offset error
+   entirely, when the lines cross the epipolar direction at |sin| >= 0.15; a smaller
+   one, and the drift, across the epipolar curve (the smallest correction, as CARS and
+   s2p do). ``lines`` and ``across`` force one direction.
 3. Each match's height (where its left line of sight meets the right view's epipolar
    curve) gives the height range of each matching tile: robust percentiles of the
    matches around the tile plus a margin, turned into disparities at the tile's nodes.
@@ -35,6 +37,7 @@ from dsm_opt.geometry import EpipolarGrids, View, resample
 from kernels.rpc import CorrectedRpc
 
 _MIN_SHIFT_PX = 0.02  # smaller pointing errors are left alone
+_GROSS_PX = 3.0  # an across-epipolar error this large is taken as an in-track error
 
 __all__ = ["SparseMatches", "sparse_matches", "across_residuals", "correct_pointing_sparse",
            "tile_height_ranges", "disparity_bounds", "match_heights"]
@@ -233,8 +236,8 @@ def _robust_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, floor: float
 
 
 def correct_pointing_sparse(left: View, right: View, matches: SparseMatches, h_lo: float,
-                            h_hi: float, rounds: int = 4, min_matches: int = 8
-                            ) -> tuple[View, dict]:
+                            h_hi: float, rounds: int = 4, min_matches: int = 8,
+                            direction_model: str = "auto") -> tuple[View, dict]:
     """The right view with its pointing corrected from the matches, and a report.
 
     See the module notes. The report holds the number of matches and inliers, the model
@@ -254,7 +257,9 @@ def correct_pointing_sparse(left: View, right: View, matches: SparseMatches, h_l
     rho0, normal, h = across_residuals(left, cur, matches, h_lo, h_hi)
     line_dir = np.array([1.0, 0.0])
     sin_line = float(np.median(np.abs(normal @ line_dir)))
-    if sin_line >= 0.15:
+    gross = abs(float(np.median(rho0))) >= _GROSS_PX
+    if sin_line >= 0.15 and (direction_model == "lines" or (direction_model == "auto"
+                                                              and gross)):
         u, direction = line_dir, "image lines (in-track)"
     else:
         u = np.median(normal, axis=0)

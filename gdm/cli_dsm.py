@@ -51,6 +51,8 @@ def dsm() -> None:
 @click.option("--p1", type=float, help="SGM small-change penalty.")
 @click.option("--p2", type=float, help="SGM large-jump penalty.")
 @click.option("--fill-holes", is_flag=True, help="Fill empty cells (flagged in filled.tif).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes matching tiles in parallel (Dask).")
 @click.option("--catalogue", type=click.Path(path_type=Path),
               help="STAC catalogue folder to record the DSM in.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -59,6 +61,7 @@ def dsm_run(images: tuple[Path, ...], out: Path, preset: str, resolution: float 
             height_range: tuple[float, float] | None, rpcs: tuple[str, ...],
             dem: Path | None, cost: str | None,
             window: int | None, p1: float | None, p2: float | None, fill_holes: bool,
+            workers: int,
             catalogue: Path | None, quiet: bool, debug: bool) -> None:
     """DSM of a stereo pair or triplet IMAGES (2 or 3) written into --out.
 
@@ -83,7 +86,8 @@ def dsm_run(images: tuple[Path, ...], out: Path, preset: str, resolution: float 
         cfg = DsmConfig(images=list(images), rpcs=rpc_files, out=out, preset=preset,
                         resolution=resolution,
                         height_min=hmin, height_max=hmax, dem=dem, cost=cost, window=window,
-                        p1=p1, p2=p2, fill_holes=fill_holes, catalogue=catalogue)
+                        p1=p1, p2=p2, fill_holes=fill_holes, catalogue=catalogue,
+                        workers=workers)
         bar = ProgressBar(not quiet, "gdm dsm")
         try:
             return run(cfg, progress=bar)

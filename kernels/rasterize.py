@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["Raster", "rasterize_points", "fill_holes", "fill_from_neighbours"]
+__all__ = ["Raster", "rasterize_points", "fill_holes", "fill_from_neighbours", "splat_points",
+           "finish_splat"]
 
 
 @dataclass(frozen=True)
@@ -271,3 +272,102 @@ def fill_from_neighbours(value: np.ndarray, uncertainty: np.ndarray, colour: np.
     out_v, out_u, out_c = v.copy(), u.copy(), c.copy()
     _neighbour_loop(v, u, c, int(min_neighbours), out_v, out_u, out_c)
     return out_v, out_u, out_c
+
+
+@numba.njit(cache=True, nogil=True)
+def _splat_loop(x, y, z, c, x0, y0, res, inv2s2, radius, sums):  # pragma: no cover
+    rows, cols = sums.shape[1], sums.shape[2]
+    for p in range(x.shape[0]):
+        fx = (x[p] - x0) / res - 0.5  # cell centres at integers
+        fy = (y0 - y[p]) / res - 0.5
+        ci = int(np.floor(fy + 0.5))
+        cj = int(np.floor(fx + 0.5))
+        zp = z[p]
+        for i in range(ci - radius, ci + radius + 1):
+            if i < 0 or i >= rows:
+                continue
+            dy = fy - i
+            for j in range(cj - radius, cj + radius + 1):
+                if j < 0 or j >= cols:
+                    continue
+                dx = fx - j
+                w = np.exp(-(dx * dx + dy * dy) * inv2s2)
+                sums[0, i, j] += w
+                sums[1, i, j] += w * zp
+                sums[2, i, j] += w * zp * zp
+                sums[3, i, j] += w * c[p]
+        if 0 <= ci < rows and 0 <= cj < cols:
+            sums[4, ci, cj] += 1.0
+
+
+def splat_points(x: np.ndarray, y: np.ndarray, z: np.ndarray, colour: np.ndarray,
+                 x0: float, y0: float, res: float, sums: np.ndarray, sigma: float = 0.5,
+                 radius: int = 1) -> None:
+    """Add points to Gaussian-weighted sums on a grid (in place).
+
+    Each point adds, to every cell whose centre is within ``radius`` cells, the weight
+    ``w = exp(-d² / (2 sigma²))`` (``d`` its distance to the cell centre, in cells) and
+    ``w z``, ``w z²``, ``w colour``; its own cell counts it. Sums of several calls (tiles,
+    pairs) add exactly, so a grid can be filled piece by piece in any order;
+    :func:`finish_splat` turns them into heights. Weighting by distance, rather than
+    taking the median of the points of a cell, averages the matching noise of the
+    neighbouring points (CARS rasterises this way).
+
+    Parameters
+    ----------
+    x, y, z, colour : numpy.ndarray
+        Points (same size; non-finite ones are ignored).
+    x0, y0 : float
+        Upper-left corner of the grid.
+    res : float
+        Cell size.
+    sums : numpy.ndarray
+        float64 (5, rows, cols): sum of w, w z, w z², w colour, and the point count.
+    sigma : float
+        Gaussian sigma in cells (> 0).
+    radius : int
+        Cells reached on each side (0..3).
+
+    """
+    if sums.ndim != 3 or sums.shape[0] != 5 or sums.dtype != np.float64:
+        raise ValueError("sums must be float64 of shape (5, rows, cols)")
+    if not (sigma > 0 and 0 <= radius <= 3 and res > 0):
+        raise ValueError("sigma and res must be positive and radius in 0..3")
+    arrs = [np.ascontiguousarray(a, np.float64).ravel() for a in (x, y, z, colour)]
+    n = arrs[0].size
+    if any(a.size != n for a in arrs):
+        raise ValueError("x, y, z and colour must have the same size")
+    ok = np.isfinite(arrs[0]) & np.isfinite(arrs[1]) & np.isfinite(arrs[2]) & np.isfinite(
+        arrs[3])
+    if not ok.all():
+        arrs = [a[ok] for a in arrs]
+    _splat_loop(arrs[0], arrs[1], arrs[2], arrs[3], float(x0), float(y0), float(res),
+                1.0 / (2.0 * sigma * sigma), int(radius), sums)
+
+
+def finish_splat(sums: np.ndarray, prior_sigma: float | np.ndarray, min_weight: float = 0.2
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Heights, uncertainty, colour and count from :func:`splat_points` sums.
+
+    A cell with a total weight below ``min_weight`` stays empty (NaN). The uncertainty is
+    the weighted standard deviation of the points when they are three or more (by
+    effective number), else ``prior_sigma``.
+
+    Returns
+    -------
+    value, uncertainty, colour : numpy.ndarray
+        float32 (rows, cols).
+    count : numpy.ndarray
+        int32 points per cell.
+
+    """
+    w, wz, wz2, wc, n = sums
+    have = w >= min_weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(have, wz / w, np.nan)
+        var = np.maximum(wz2 / w - value * value, 0.0)
+        colour = np.where(have, wc / w, np.nan)
+    unc = np.where(have & (n >= 3), np.sqrt(var), prior_sigma)
+    unc = np.where(have, unc, np.nan)
+    return (value.astype(np.float32), unc.astype(np.float32), colour.astype(np.float32),
+            n.astype(np.int32))

@@ -157,11 +157,11 @@ def _popcount(x):  # pragma: no cover - compiled
     return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _census_cost_loop(cl, bl, cr, br, c_off, dmin, invalid, cost):  # pragma: no cover
     rows, cols, nd = cost.shape
     wr = cr.shape[1]
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             cc = c + c_off
             if bl[r, cc]:
@@ -368,16 +368,27 @@ def aggregate_sgm(cost: np.ndarray, p1: float, p2: float) -> np.ndarray:
     if not (p1 > 0 and p2 >= p1):
         raise ValueError(f"penalties must satisfy p2 >= p1 > 0, got p1={p1}, p2={p2}")
     s = np.zeros_like(c)
-    _sgm_pass(c, np.float32(p1), np.float32(p2), s, False)
-    _sgm_pass(c, np.float32(p1), np.float32(p2), s, True)
+    s2 = np.zeros_like(c)
+    _sgm_both(c, np.float32(p1), np.float32(p2), s, s2)
+    s += s2
     return s
 
 
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _sgm_both(cost, p1, p2, s_fwd, s_bwd):  # pragma: no cover - compiled
+    # the forward and backward halves of the 8 paths are independent: one thread each
+    for p in numba.prange(2):
+        if p == 0:
+            _sgm_pass(cost, p1, p2, s_fwd, False)
+        else:
+            _sgm_pass(cost, p1, p2, s_bwd, True)
+
+
 # ------------------------------------------------------------ WTA and sub-pixel
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _wta_loop(s, invalid_from, equiangular, disp, ok):  # pragma: no cover - compiled
     rows, cols, nd = s.shape
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             best = np.inf
             kb = -1
@@ -444,13 +455,13 @@ def wta_subpixel(aggr: np.ndarray, dmin: int, invalid: np.ndarray | None = None,
 
 
 # -------------------------------------------------------------- left-right check
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _right_disparity(s, dmin, c_off, wr, dr):  # pragma: no cover - compiled
     """Disparity of each right column (tile coordinates) from the left volume."""
     rows, cols, nd = s.shape
-    best = np.empty(wr, np.float32)
-    kbest = np.empty(wr, np.int64)
-    for r in range(rows):
+    for r in numba.prange(rows):
+        best = np.empty(wr, np.float32)
+        kbest = np.empty(wr, np.int64)
         for x in range(wr):
             best[x] = np.inf
             kbest[x] = -1
@@ -658,7 +669,7 @@ def refine_subpixel(left: np.ndarray, right: np.ndarray, disp: np.ndarray, windo
     disp : numpy.ndarray
         Disparities to refine (NaN = none), same shape as ``left``.
     window : int
-        Odd window side (3..9).
+        Odd window side (3..15).
     iterations : int
         Gauss-Newton iterations (each moves at most half a pixel).
 
@@ -672,7 +683,9 @@ def refine_subpixel(left: np.ndarray, right: np.ndarray, disp: np.ndarray, windo
     d = _check_image("disp", disp)
     if d.shape != lf.shape:
         raise ValueError(f"disp must have the shape of left {lf.shape}, got {d.shape}")
-    w = _check_window(window)
+    w = int(window)
+    if w != window or w < 3 or w % 2 == 0 or w > 15:
+        raise ValueError(f"window must be an odd integer in 3..15, got {window}")
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
     out = np.empty_like(d)
@@ -788,7 +801,8 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
           cost: str = "census", window: int = 7, p1: float = 8.0, p2: float = 32.0,
           subpixel: str = "parabola", lr_threshold: float = 1.0, speckle_size: int = 50,
           speckle_diff: float = 1.0, median: bool = True, refine: bool = True,
-          tile: int = 512, overlap: int = 32) -> StereoResult:
+          tile: int = 512, overlap: int = 32, refine_window: int | None = None
+          ) -> StereoResult:
     """Dense disparity of a rectified pair (the whole chain, tile by tile).
 
     Parameters
@@ -822,6 +836,8 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         columns carry the whole disparity range on each side for the left-right check).
     overlap : int
         Margin added around each tile (SGM paths start there).
+    refine_window : int, optional
+        Odd window side (3..15) of the image-based refinement (default: ``window``).
 
     Returns
     -------
@@ -882,7 +898,7 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         code[sp] = 5
         disp[sp] = np.nan
     if refine:
-        disp = refine_subpixel(lf, rf, disp, w)
+        disp = refine_subpixel(lf, rf, disp, refine_window or w)
     if median:
         disp = median_valid(disp)
     return StereoResult(disparity=disp, mask=code)

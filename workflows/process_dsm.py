@@ -31,7 +31,7 @@ _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 # the output folder is the job's, and the catalogue is the service's configuration
 _DSM_FIELDS = {name: (f.annotation, f) for name, f in DsmConfig.model_fields.items()
                if name not in ("images", "out", "dem", "catalogue", "tile", "overlap",
-                                "band_rows", "rpcs")}
+                                "band_rows", "rpcs", "workers", "grid_memory_mb")}
 DsmJobInputs = create_model(  # type: ignore[call-overload]
     "DsmJobInputs",
     __base__=FilesOrScenes,

@@ -1,0 +1,119 @@
+"""The DSM grid in bounded memory: Gaussian splatting against a naive loop, blocks that go
+to disk and come back, products written block by block equal to one block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from dsm_opt.dsmgrid import BlockGrid, fuse_cells, write_products
+from kernels.rasterize import finish_splat, splat_points
+
+
+def _naive_splat(x, y, z, c, x0, y0, res, shape, sigma, radius):
+    sums = np.zeros((5, *shape))
+    for xp, yp, zp, cp in zip(x, y, z, c, strict=True):
+        fx, fy = (xp - x0) / res - 0.5, (y0 - yp) / res - 0.5
+        ci, cj = int(np.floor(fy + 0.5)), int(np.floor(fx + 0.5))
+        for i in range(ci - radius, ci + radius + 1):
+            for j in range(cj - radius, cj + radius + 1):
+                if 0 <= i < shape[0] and 0 <= j < shape[1]:
+                    w = np.exp(-((fx - j) ** 2 + (fy - i) ** 2) / (2 * sigma ** 2))
+                    sums[:4, i, j] += w * np.array([1.0, zp, zp * zp, cp])
+        if 0 <= ci < shape[0] and 0 <= cj < shape[1]:
+            sums[4, ci, cj] += 1
+    return sums
+
+
+def test_splat_matches_a_naive_loop():
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.uniform(-1, 11, n)
+    y = rng.uniform(-1, 9, n)
+    z = rng.normal(100, 5, n)
+    c = rng.uniform(0, 1, n)
+    z[3] = np.nan  # ignored
+    sums = np.zeros((5, 16, 20))
+    splat_points(x, y, z, c, 0.0, 8.0, 0.5, sums, sigma=0.6, radius=1)
+    ok = np.isfinite(z)
+    ref = _naive_splat(x[ok], y[ok], z[ok], c[ok], 0.0, 8.0, 0.5, (16, 20), 0.6, 1)
+    np.testing.assert_allclose(sums, ref, rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError):
+        splat_points(x, y, z, c, 0.0, 8.0, 0.5, np.zeros((4, 16, 20)))
+
+
+def test_finish_of_a_constant_surface_is_exact_and_noise_is_averaged():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:40, 0:40]
+    x = (xx + 0.5 + rng.uniform(-0.3, 0.3, xx.shape)).ravel()
+    y = (40 - yy - 0.5 + rng.uniform(-0.3, 0.3, xx.shape)).ravel()
+    sums = np.zeros((5, 40, 40))
+    splat_points(x, y, np.full(x.size, 250.0), np.ones(x.size), 0.0, 40.0, 1.0, sums)
+    v, u, c, n = finish_splat(sums, 0.1)
+    assert np.nanmax(np.abs(v - 250.0)) < 1e-4 and np.all(np.isfinite(v))
+    noise = rng.normal(0, 1.0, x.size)
+    sums[:] = 0
+    splat_points(x, y, noise, np.ones(x.size), 0.0, 40.0, 1.0, sums, sigma=0.6)
+    v, *_ = finish_splat(sums, 0.1)
+    inner = v[2:-2, 2:-2]
+    print(f"\nwhite noise of 1 m, one point per cell: {inner.std():.3f} m after splatting")
+    assert 0.4 < inner.std() < 0.7  # about sqrt of the effective number of points
+
+
+def test_blocks_spilled_to_disk_give_the_same_sums(tmp_path):
+    rng = np.random.default_rng(2)
+    rows, cols, res = 100, 130, 0.5
+    n = 20000
+    east = rng.uniform(0, cols * res, n)
+    north = rng.uniform(-rows * res, 0, n)
+    h = rng.normal(300, 10, n)
+    col = rng.uniform(0, 1, n)
+    big = BlockGrid(rows, cols, tmp_path / "big", 0.6, 300.0, block=512)
+    small = BlockGrid(rows, cols, tmp_path / "small", 0.6, 300.0, block=16, max_blocks=4)
+    for k in range(0, n, 500):  # tiles of points in any order
+        sl = slice(k, k + 500)
+        big.add(east[sl], north[sl], h[sl], col[sl], 0.0, 0.0, res)
+        small.add(east[sl], north[sl], h[sl], col[sl], 0.0, 0.0, res)
+    assert small.loads > 0 and big.loads == 0
+    a = big.finish_window(0, rows, 0, cols, 0.1)
+    b = small.finish_window(0, rows, 0, cols, 0.1)
+    for la, lb in zip(a, b, strict=True):
+        np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-3, equal_nan=True)
+
+
+def test_products_block_by_block_equal_one_block(tmp_path):
+    rng = np.random.default_rng(3)
+    rows, cols, res = 90, 70, 1.0
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    keep = rng.uniform(size=xx.shape) > 0.15  # gaps of one cell
+    keep[40:46, 20:27] = False  # a hole
+    east = (xx[keep] + 0.5).astype(float)
+    north = -(yy[keep] + 0.5).astype(float)
+    h = 500 + 0.1 * xx[keep] + rng.normal(0, 0.05, east.size)
+    outs = {}
+    for name, block in (("one", 512), ("many", 16)):
+        g = BlockGrid(rows, cols, tmp_path / f"g{name}", 0.6, 500.0, block=block,
+                      max_blocks=4)
+        g.add(east, north, h, np.ones(east.size), 0.0, 0.0, res)
+        stage = tmp_path / name
+        stage.mkdir()
+        stats = write_products([g], [0.1], [0.3], stage, "EPSG:32631",
+                               Affine(res, 0, 0, 0, -res, 0), -9999.0, 8, {})
+        with rasterio.open(stage / "dsm.tif") as ds:
+            outs[name] = ds.read(1)
+        assert stats.filled > 0
+    assert np.array_equal(outs["one"] == -9999.0, outs["many"] == -9999.0)
+    np.testing.assert_allclose(outs["one"], outs["many"], atol=1e-4)
+
+
+def test_fusion_keeps_the_agreeing_pairs():
+    shape = (4, 4)
+    good = np.full(shape, 100.0, np.float32)
+    layers = [(good, good * 0, good * 0, np.ones(shape, np.int32)),
+              (good + 0.2, good * 0, good * 0, np.ones(shape, np.int32)),
+              (good + 9.0, good * 0, good * 0, np.ones(shape, np.int32))]
+    v, _, _, n, have, rejected = fuse_cells(layers, [0.2, 0.2, 0.2], [0.6, 0.6, 0.6])
+    assert np.allclose(v, 100.1) and np.all(rejected == 1) and np.all(have == 3)
+    assert np.all(n == 3)
