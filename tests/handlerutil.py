@@ -10,8 +10,9 @@ from flask import Flask
 
 import workflows.celery_app as celery_app
 from gdmcore import user_uploads
+from gdmio.process import JobContext
 from workflows.jobstore import JobStore
-from workflows.processes import JobContext, get_process
+from workflows.processes import get_process
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 

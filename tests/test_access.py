@@ -12,8 +12,8 @@ import pytest
 
 import workflows.celery_app as celery_app
 from gdmcore import user_uploads
+from gdmio.process import JobContext, resolve_reference
 from workflows.jobstore import JobStore
-from workflows.processes import JobContext, resolve_reference
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 

@@ -120,7 +120,7 @@ def test_plan_ids_are_deterministic_and_gaps_reported():
 
 
 def test_process_inputs_generated_from_spec():
-    from workflows.process_flatsim import FLATSIM_PROCESS
+    from flatsim.process import PROCESS as FLATSIM_PROCESS
 
     schemas = FLATSIM_PROCESS.input_schemas()
     assert FLATSIM_PROCESS.id == "flatsim-campaign" and FLATSIM_PROCESS.default_queue == "batch"

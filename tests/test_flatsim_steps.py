@@ -307,8 +307,8 @@ def test_cli_start_stop_resume_status_report(gdm_home, tmp_path):
 
 
 def test_process_inline_returns_product_references(gdm_home, tmp_path):
-    from workflows.process_flatsim import FLATSIM_PROCESS
-    from workflows.processes import JobContext
+    from flatsim.process import PROCESS as FLATSIM_PROCESS
+    from gdmio.process import JobContext
 
     seen: list[float] = []
     ctx = JobContext("job-1", tmp_path / "job", tmp_path / "uploads",
@@ -325,8 +325,8 @@ def test_process_inline_returns_product_references(gdm_home, tmp_path):
 
 
 def test_process_refuses_server_paths(gdm_home, tmp_path):
-    from workflows.process_flatsim import FLATSIM_PROCESS
-    from workflows.processes import JobContext
+    from flatsim.process import PROCESS as FLATSIM_PROCESS
+    from gdmio.process import JobContext
 
     ctx = JobContext("job-2", tmp_path / "job", tmp_path / "uploads", progress=print)
     (tmp_path / "uploads" / "mystack").mkdir(parents=True)

@@ -141,7 +141,8 @@ def test_stack_reader_checks_the_convention(tmp_path):
 
 
 def test_gdm_sar_process_runs_on_uploaded_slcs(tmp_path):
-    from workflows.processes import JobContext, get_process
+    from gdmio.process import JobContext
+    from workflows.processes import get_process
 
     sim = simulate(SimulateSarConfig(out=tmp_path / "sim", dates=4, size=64))
     uploads = tmp_path / "uploads"

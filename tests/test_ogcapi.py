@@ -15,8 +15,9 @@ import pytest
 from flask import Flask
 
 from gdmcore import user_uploads
+from gdmio.process import JobContext
 from tests.handlerutil import service
-from workflows.processes import PROCESSES, JobContext
+from workflows.processes import PROCESSES
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 from wps.context import LOCAL_USER, AppState
@@ -438,7 +439,7 @@ def test_upload_refuses_empty_body(svc):
 def test_uploaded_files_feed_a_job_of_their_owner(svc):
     svc.client.post("/ogcapi/uploads?name=a.tif", data=b"x")
     job = svc.store.create_job("local", "gdm-opt", {"images": ["a.tif", "b.tif"]}, "ondemand")
-    from workflows.processes import resolve_reference
+    from gdmio.process import resolve_reference
 
     ctx = JobContext(job.id, job_dir(job, svc.settings),
                      user_uploads(svc.settings.uploads_dir, "local"), lambda f, m: None)

@@ -1,4 +1,4 @@
-"""The dsm-opt process (workflows/process_dsm.py) executed in-process with a JobContext."""
+"""The dsm-opt process (dsm_opt/process.py) executed in-process with a JobContext."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import rasterio
 
 from dsm_opt.pipeline import NODATA
+from dsm_opt.process import PROCESS as DSM_OPT_PROCESS
 from gdmcore import InputError
+from gdmio.process import JobContext
 from simulators.dsm import SimulateDsmConfig, simulate
-from workflows.process_dsm import DSM_OPT_PROCESS
-from workflows.processes import JobContext
 
 
 def _ctx(tmp_path, uploads):
@@ -80,9 +80,10 @@ def test_dsm_opt_by_area_takes_the_registered_stereo_views(tmp_path, monkeypatch
 
     import dsm_opt.pipeline
     from gdmcore import InputError
+    from gdmio.process import JobContext
     from gdmio.providers.pleiades import PleiadesIndex
     from tests.fakedimap import write_stereo_delivery
-    from workflows.processes import JobContext, get_process
+    from workflows.processes import get_process
 
     t = dt.datetime(2023, 4, 1, 10, 30, tzinfo=dt.UTC)
     cache = tmp_path / "cache"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gdmcore import InputError
-from workflows.processes import JobContext, get_process
+from gdmio.process import JobContext
+from workflows.processes import get_process
 
 
 def _ctx(tmp_path):

@@ -324,7 +324,8 @@ def test_reader_rejects_hostile_zarr(tmp_path):
 @pytest.mark.slow
 def test_gdm_sar_process_takes_an_uploaded_snap_stack_zip(tmp_path, dimap_folders):
     """One uploaded zip holding a two-date BEAM-DIMAP stack is a gdm-sar job's input."""
-    from workflows.processes import JobContext, get_process
+    from gdmio.process import JobContext
+    from workflows.processes import get_process
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()

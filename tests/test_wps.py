@@ -20,8 +20,9 @@ from owslib.wps import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from gdmio.process import OutputSpec, ProcessSpec
 from tests.handlerutil import service
-from workflows.processes import PROCESSES, OutputSpec, ProcessSpec
+from workflows.processes import PROCESSES
 from workflows.settings import get_settings
 from workflows.submit import job_dir
 from wps.context import AppState

@@ -28,10 +28,15 @@ from kombu.transport import sqlalchemy as _sqla_transport
 from workflows.jobstore import Job
 from workflows.settings import QUEUES, Settings, get_settings
 
-__all__ = ["make_celery", "get_app", "enqueue", "revoke", "queue_name", "TASK_NAME"]
+__all__ = ["make_celery", "get_app", "enqueue", "revoke", "queue_name", "TASK_NAME",
+           "TASK_MODULES"]
 
 TASK_NAME = "gdm.run_job"
 """The one task: run the job whose identifier is the only argument."""
+
+TASK_MODULES = ("workflows.tasks", "workflows.activation.tasks", "workflows.campaign_tasks")
+"""The modules that define the workers' tasks and signal handlers: Celery imports them
+when a worker starts (the app's ``include``), nothing imports them for their side effect."""
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,8 @@ def make_celery(settings: Settings) -> Celery:
     broker, transport = settings.broker_url, None
     if broker.startswith("sqla+"):
         broker, transport = broker[len("sqla+"):], f"{__name__}:EmbeddedTransport"
-    app = Celery("gdm", broker=broker, backend=settings.result_backend)
+    app = Celery("gdm", broker=broker, backend=settings.result_backend,
+                 include=list(TASK_MODULES))
     queues = [Queue(queue_name(q, settings), Exchange(queue_name(q, settings), type="direct"),
                     routing_key=queue_name(q, settings)) for q in QUEUES]
     app.conf.update(

@@ -43,9 +43,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gdmcore import InputError, user_uploads, validation_message
+from gdmio.process import Cancelled, JobContext
 from gdmio.products import STAGING_PREFIX
 from workflows.jobstore import Job, JobStore
-from workflows.processes import Cancelled, JobContext, get_process
+from workflows.processes import get_process
 from workflows.settings import Settings
 from workflows.submit import job_dir
 

@@ -1,7 +1,8 @@
 """The Celery task and the worker's signal handlers (``celery -A workflows.tasks worker``).
 
 Importing this module builds the Celery application from the environment's settings
-and registers ``gdm.run_job`` on it. Worker processes also get:
+and registers ``gdm.run_job`` on it; a worker imports the other task modules named in
+:data:`workflows.celery_app.TASK_MODULES` itself. Worker processes also get:
 
 - in each pool process, a parent-death signal (``kill -9`` of the worker ends its
   pool and the jobs' child processes too, so their leases expire and another worker
@@ -88,7 +89,3 @@ def _worker_shutting_down(**_: Any) -> None:
     ready = os.environ.get(READY_FILE_ENV)
     if ready:
         Path(ready).unlink(missing_ok=True)
-
-
-import workflows.activation.tasks  # noqa: E402, F401  (bulletin refresh when a job ends)
-import workflows.campaign_tasks  # noqa: E402,F401  (registers gdm.campaign.*)

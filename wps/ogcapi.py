@@ -46,8 +46,9 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from gdmcore import InputError, check_file_name, user_uploads
+from gdmio.process import ProcessSpec
 from workflows.jobstore import STATUSES, Job, User
-from workflows.processes import PROCESSES, ProcessSpec, get_process
+from workflows.processes import PROCESSES, get_process
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
 from wps import web
 from wps.context import state

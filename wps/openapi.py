@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gdmio.process import ProcessSpec
 from workflows.jobstore import STATUSES
-from workflows.processes import PROCESSES, ProcessSpec
+from workflows.processes import PROCESSES
 from workflows.settings import QUEUES
 from wps.web import output_descriptions
 

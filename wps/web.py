@@ -16,8 +16,8 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from gdmio.process import ProcessSpec
 from workflows.jobstore import Job, User
-from workflows.processes import ProcessSpec
 from workflows.submit import SubmitError, job_file
 from wps.context import current_user, state
 

@@ -57,8 +57,9 @@ from lxml import etree
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request as WerkzeugRequest
 
+from gdmio.process import ProcessSpec
 from workflows.jobstore import Job, User
-from workflows.processes import PROCESSES, ProcessSpec
+from workflows.processes import PROCESSES
 from workflows.settings import Settings
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
 from wps import web

@@ -1,6 +1,6 @@
 """Worker side of activations: bulletin refresh when a job ends, and its Celery task.
 
-Imported by :mod:`workflows.tasks` (one line at its end), so every worker process
+Imported by every worker at start (:data:`workflows.celery_app.TASK_MODULES`), so each
 
 - connects a ``task_postrun`` handler: when ``gdm.run_job`` ends for a job that belongs
   to an activation, the activation's bulletin is refreshed at once in the same process

@@ -1,8 +1,8 @@
 """The ``dsm-opt`` process: DSM-OPT as a service process, generated from :class:`DsmConfig`.
 
-:data:`DSM_OPT_PROCESS` is registered in ``workflows.processes.PROCESSES``. The stereo
-views come as files (``images``) or by area and dates (``scenes``: registered Pléiades
-deliveries, which must select one stereo acquisition of 2 or 3 views).
+Exported as :data:`PROCESS` (entry point ``dsm-opt``). The stereo views come as files
+(``images``) or by area and dates (``scenes``: registered Pléiades deliveries, which
+must select one stereo acquisition of 2 or 3 views).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 
 from dsm_opt.config import DsmConfig
-from workflows.process_base import (
+from gdmio.process import (
+    COG,
     FilesOrScenes,
     JobContext,
     OutputSpec,
@@ -24,9 +25,8 @@ from workflows.process_base import (
     scenes_field,
 )
 
-__all__ = ["DSM_OPT_PROCESS", "DsmJobInputs"]
+__all__ = ["PROCESS", "DsmJobInputs"]
 
-_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 # server-side paths are not the user's to choose: images and DEM come as references,
 # the output folder is the job's, and the catalogue is the service's configuration
 _DSM_FIELDS = {name: (f.annotation, f) for name, f in DsmConfig.model_fields.items()
@@ -47,7 +47,8 @@ DsmJobInputs = create_model(  # type: ignore[call-overload]
 _DSM_FILES = ("dsm", "ortho", "count", "uncertainty", "quicklook", "item", "report", "filled")
 
 
-def _dsm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+    """Run DSM-OPT on the job's stereo views (files or scenes)."""
     from dsm_opt.pipeline import run
 
     raw = inputs.model_dump()
@@ -60,7 +61,7 @@ def _dsm_opt(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     return product_refs(run(cfg, progress=ctx.progress), _DSM_FILES, ctx)
 
 
-DSM_OPT_PROCESS = ProcessSpec(
+PROCESS = ProcessSpec(
     id="dsm-opt", title="DSM-OPT: digital surface model from a stereo pair or triplet",
     version="1.0.0",
     description="Digital surface model from Pléiades (or any RPC-modelled) stereo images: "
@@ -69,14 +70,14 @@ DSM_OPT_PROCESS = ProcessSpec(
     "(heights in metres above the WGS84 ellipsoid), with an ortho-image.",
     inputs_model=DsmJobInputs,
     outputs={
-        "dsm": OutputSpec("DSM (m above the WGS84 ellipsoid)", "file", _COG),
-        "ortho": OutputSpec("Ortho-image", "file", _COG),
-        "count": OutputSpec("Points per cell", "file", _COG),
-        "uncertainty": OutputSpec("Height 1-sigma (m)", "file", _COG),
+        "dsm": OutputSpec("DSM (m above the WGS84 ellipsoid)", "file", COG),
+        "ortho": OutputSpec("Ortho-image", "file", COG),
+        "count": OutputSpec("Points per cell", "file", COG),
+        "uncertainty": OutputSpec("Height 1-sigma (m)", "file", COG),
         "quicklook": OutputSpec("Hillshade quicklook", "file", "image/png"),
-        "filled": OutputSpec("Cells filled by interpolation (fill_holes)", "file", _COG),
+        "filled": OutputSpec("Cells filled by interpolation (fill_holes)", "file", COG),
         "item": OutputSpec("STAC item", "file", "application/geo+json"),
         "report": OutputSpec("Job report", "file", "application/json"),
     },
-    execute=_dsm_opt, keywords=("optical", "stereo", "DSM", "Pléiades", "photogrammetry"),
+    execute=execute, keywords=("optical", "stereo", "DSM", "Pléiades", "photogrammetry"),
 )

@@ -13,7 +13,8 @@ caller's uploads, never a server path), plus ``execution``:
 Either way the campaign is recorded in the campaign state (``gdm campaign status`` and
 ``/campaigns/<id>`` follow it), finished steps of an earlier attempt are skipped, and
 the job reports progress and returns references to the catalogue, the report and each
-frame's velocity, time series and metadata.
+frame's velocity, time series and metadata. Exported as :data:`PROCESS` (entry point
+``flatsim-campaign``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from flatsim import campaign_root, register
 from flatsim.spec import CampaignSpec
 from gdmcore import InputError
-from workflows.process_base import Cancelled, JobContext, OutputSpec, ProcessSpec
+from gdmio.process import Cancelled, JobContext, OutputSpec, ProcessSpec
 
-__all__ = ["FLATSIM_PROCESS", "FlatsimJobInputs", "POLL_S"]
+__all__ = ["PROCESS", "FlatsimJobInputs", "POLL_S"]
 
 POLL_S = 2.0
 """Seconds between two looks at a distributed campaign's progress."""
@@ -93,7 +94,8 @@ def _outputs(state: Any, cid: str, root: Path, ctx: JobContext) -> dict[str, Any
             "summary": doc["totals"]}
 
 
-def _execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+    """Run the campaign inline or on the batch queue and follow it to its end."""
     from flatsim.state import get_state
     from workflows.settings import get_settings
 
@@ -132,7 +134,7 @@ def _execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     return _outputs(state, cid, root, ctx)
 
 
-FLATSIM_PROCESS = ProcessSpec(
+PROCESS = ProcessSpec(
     id="flatsim-campaign", title="FLATSIM: systematic InSAR campaign over many frames",
     version="1.0.0",
     description="Systematic small-baseline InSAR over a set of frames (listed, or an area "
@@ -151,6 +153,6 @@ FLATSIM_PROCESS = ProcessSpec(
         "summary": OutputSpec("Frames and pairs done and failed", "literal",
                               "application/json", {"type": "object"}),
     },
-    execute=_execute, default_queue="batch",
+    execute=execute, default_queue="batch",
     keywords=("InSAR", "Sentinel-1", "FLATSIM", "campaign", "NSBAS"),
 )

@@ -1,8 +1,11 @@
 """What every process is made of: its spec, its job context, input references, scenes.
 
-Kept apart from :mod:`workflows.processes` (the registry) so that processes defined in
-their own modules (``workflows.process_dsm``, ``workflows.process_flatsim``) can be
-imported by the registry without an import cycle.
+The contract between the services and the job machinery. Each service exports one
+:class:`ProcessSpec` as ``PROCESS`` from its own ``process.py`` (``gdm_opt.process``,
+``gdm_sar.process``, ``dsm_opt.process``, ``flatsim.process``; ``workflows.echo``) and
+declares it in the ``gdm_service.processes`` entry-point group of ``pyproject.toml``;
+:mod:`workflows.processes` finds them there. A process module imports this one and its
+own service, never :mod:`workflows`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,207 @@
+"""The ``gdm-sar`` process: GDM-SAR as a service process (entry point ``gdm-sar``).
+
+Its inputs model is generated from :class:`gdm_sar.config.SarConfig`; the SLCs come as
+coregistered files or SNAP products (URLs or uploads), or as Sentinel-1 IW SLC products
+by area and dates (``scenes``: ASF), ingested and geocoded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, create_model
+
+from gdm_sar.config import SarConfig
+from gdmcore import InputError
+from gdmio.process import (
+    COG,
+    FilesOrScenes,
+    JobContext,
+    OutputSpec,
+    ProcessSpec,
+    S1SceneRequest,
+    product_refs,
+    resolve_reference,
+    scene_files,
+    scenes_field,
+)
+
+__all__ = ["PROCESS", "SarJobInputs"]
+
+_SAR_FIELDS = {name: (f.annotation, f) for name, f in SarConfig.model_fields.items()
+               if name not in ("stack", "out", "block_mb")}  # memory is the server's call
+
+
+class _SarBase(FilesOrScenes):
+    files_field: ClassVar[str] = "slcs"
+
+
+SarJobInputs = create_model(  # type: ignore[call-overload]
+    "SarJobInputs",
+    __base__=_SarBase,
+    slcs=(list[str] | None, Field(
+        None, description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
+        "convention), or SNAP-coregistered products (zips of a BEAM-DIMAP .dim with its "
+        ".data folder, or .znap.zip; geocoded with SNAP's lat/lon): http(s) URLs or names "
+        "of uploaded files.", min_length=1,
+        max_length=1000)),
+    scenes=scenes_field(S1SceneRequest, "Sentinel-1 IW SLC products (ingested: bursts "
+                        "over the AOI, TOPS coregistration with ESD, geocoding)"),
+    dem=(str | None, Field(
+        None, description="For Sentinel-1 products (scenes): DEM GeoTIFF in EPSG:4326 with "
+        "ellipsoidal heights (m) used for coregistration and geocoding, as an http(s) URL "
+        "or an uploaded file; none: the ellipsoid.")),
+    **_SAR_FIELDS,
+)
+_SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
+              "misclosure", "mean_coherence", "dem_error", "network", "item", "report")
+_GEOCODED = ("velocity", "velocity_std", "timeseries", "temporal_coherence", "mean_coherence")
+
+
+def _precise_orbits(products: list[Path], ctx: JobContext) -> Path | None:
+    """Fetch the best orbit file of each product when an orbit archive is configured.
+
+    With ``GDM_ORBIT_URL`` set (e.g. ASF's ``s1-orbits`` bucket), the newest precise
+    orbit (else a restituted one) of each product goes through the scene cache into the
+    job's ``inputs/orbits``; a product without one keeps its annotation's state vectors.
+    Without ``GDM_ORBIT_URL`` nothing is fetched.
+    """
+    import os
+
+    from gdmio.download import RemoteError
+    from gdmio.providers.orbits import OrbitClient
+    from gdmio.providers.resolve import scene_cache_from_env
+
+    if not os.environ.get("GDM_ORBIT_URL"):
+        return None
+    client = OrbitClient()
+    cache = scene_cache_from_env(ctx.scene_cache)
+    folder = ctx.workdir / "inputs" / "orbits"
+    folder.mkdir(parents=True, exist_ok=True)
+    for product in products:  # after the scenes (0-10 %), before the ingestion
+        ctx.progress(0.1, f"orbit of {product.stem}")
+        try:
+            path = client.fetch(product.name, cache)
+        except RemoteError as exc:  # the annotation's state vectors remain
+            ctx.progress(0.1, f"no orbit file: {exc}")
+            continue
+        dest = folder / path.name
+        if not dest.exists():
+            dest.symlink_to(path.resolve())
+    return folder
+
+
+_MIN_AOI_DEG = 0.05  # smallest side of the area ingested around a point AOI (~5 km)
+
+
+def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None,
+                 ctx: JobContext) -> Path:
+    """Sentinel-1 SAFE products -> coregistered stack in the job's inputs (resumable)."""
+    from gdmio.providers.aoi import parse_aoi
+    from insar.ingest import IngestConfig, ingest, ingested
+
+    safe_dir = ctx.workdir / "inputs" / "safe"
+    safe_dir.mkdir(parents=True, exist_ok=True)
+    for src in products:
+        dest = safe_dir / src.name
+        if not dest.exists():
+            dest.symlink_to(src.resolve())
+    out = ctx.workdir / "inputs" / "stack"
+    if ingested(safe_dir, out):
+        return out  # ingested by an earlier attempt of this job
+    if out.exists():
+        shutil.rmtree(out)
+
+    def progress(fraction: float, message: str) -> None:
+        ctx.progress(0.1 + 0.3 * fraction, message)  # ingest: 10-40 % of the job
+
+    orbits = _precise_orbits(products, ctx)
+    w, s, e, n = parse_aoi(request.aoi).bounds
+    half = _MIN_AOI_DEG / 2  # a point or a line gets a small area around it
+    if e - w < _MIN_AOI_DEG:
+        w, e = (w + e) / 2 - half, (w + e) / 2 + half
+    if n - s < _MIN_AOI_DEG:
+        s, n = (s + n) / 2 - half, (s + n) / 2 + half
+    cfg = IngestConfig(safe=safe_dir, out=out, dem=dem, orbit_source="auto", orbits=orbits,
+                       aoi=(w, s, e, n))
+    return ingest(cfg, progress=progress).stack_dir
+
+
+def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
+    """Run GDM-SAR on the job's SLCs, SNAP products or Sentinel-1 scenes (then geocode)."""
+    from gdm_sar.pipeline import run
+
+    raw = inputs.model_dump()
+    request = raw.pop("scenes")
+    refs = raw.pop("slcs")
+    dem_ref = raw.pop("dem")
+    geocode = False
+    if request is not None:
+        scene_req = S1SceneRequest.model_validate(request)
+        sources = scene_files(scene_req, ctx, min_scenes=2)
+        tiffs = [p for p in sources if p.suffix.lower() in (".tif", ".tiff")]
+        if tiffs and len(tiffs) < len(sources):
+            raise InputError("the archive gave a mix of SAFE products and single bursts; "
+                             "ask for one product type ('product': 'SLC')")
+        if not tiffs:
+            dem = resolve_reference(dem_ref, ctx, len(sources)) if dem_ref else None
+            stack = _ingest_safe(sources, scene_req, dem, ctx)
+            geocode = True
+    elif dem_ref:
+        raise InputError("'dem' applies to Sentinel-1 products given as 'scenes'; "
+                         "coregistered SLCs need none")
+    else:
+        from gdm_sar.snap import import_snap_inputs
+
+        sources = [resolve_reference(ref, ctx, i) for i, ref in enumerate(refs)]
+        snap_stack = import_snap_inputs(sources, ctx.workdir / "inputs",
+                                        lambda f, m: ctx.progress(0.1 * f, m))
+        if snap_stack is not None:  # SNAP-coregistered products (BEAM-DIMAP, ZNAP)
+            stack, geocode = snap_stack, True
+    if not geocode:
+        stack = ctx.workdir / "inputs" / "stack"
+        stack.mkdir(parents=True, exist_ok=True)
+        for src in sources:
+            dest = stack / src.name
+            if not dest.exists():
+                dest.symlink_to(src.resolve())
+    cfg = SarConfig(stack=stack, out=ctx.workdir / "products", **raw)
+    out = run(cfg, progress=ctx.progress)
+    result = product_refs(out, _SAR_FILES, ctx)
+    if geocode:
+        from gdm_sar.snap import SNAP_GEOMETRY, geocode_snap_products
+        from insar.geocode import geocode_products
+
+        ctx.progress(0.97, "geocoding")
+        geo = geocode_snap_products if (stack / SNAP_GEOMETRY).is_file() else geocode_products
+        for path in geo(out.out_dir, stack, Path(out.out_dir) / "geocoded"):
+            result[f"{path.stem}_geocoded"] = str(path.relative_to(ctx.workdir))
+    return result
+
+
+PROCESS = ProcessSpec(
+    id="gdm-sar", title="GDM-SAR: InSAR time series and LOS velocity", version="1.0.0",
+    description="Small-baseline InSAR of a coregistered Sentinel-1 SLC stack: "
+    "interferograms, coherence, filtering, phase unwrapping, NSBAS time series and "
+    "line-of-sight velocity (metres, positive towards the satellite).",
+    inputs_model=SarJobInputs,
+    outputs={
+        "velocity": OutputSpec("LOS velocity (m/yr)", "file", COG),
+        "timeseries": OutputSpec("LOS displacement time series (m)", "file", COG),
+        "velocity_std": OutputSpec("Velocity 1-sigma (m/yr)", "file", COG),
+        "temporal_coherence": OutputSpec("Temporal coherence", "file", COG),
+        "residual": OutputSpec("RMS pair misfit (m)", "file", COG),
+        "misclosure": OutputSpec("RMS triplet misclosure (m)", "file", COG),
+        "mean_coherence": OutputSpec("Mean coherence", "file", COG),
+        "dem_error": OutputSpec("DEM error (m)", "file", COG),
+        "network": OutputSpec("Network plot", "file", "image/png"),
+        **{f"{n}_geocoded": OutputSpec(f"{n.replace('_', ' ').capitalize()} on a UTM "
+                                       "grid (Sentinel-1 products)", "file", COG)
+           for n in _GEOCODED},
+        "item": OutputSpec("STAC item", "file", "application/geo+json"),
+        "report": OutputSpec("Job report", "file", "application/json"),
+    },
+    execute=execute, keywords=("InSAR", "Sentinel-1", "SBAS", "deformation"),
+)
