@@ -6,6 +6,7 @@ Every command reads its settings from the environment (``GDM_HOME``,
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import sys
@@ -64,10 +65,18 @@ def serve(host: str, port: int, threads: int, with_workers: bool | None) -> None
               "create one first: gdm users add NAME --role admin")
     start = settings.embedded if with_workers is None else with_workers
 
+    if not 0 <= port <= 65535:
+        _fail(f"--port {port} is not a TCP port (0 to 65535)")
     app = create_app(settings, store)
-    server = waitress.create_server(app, host=host, port=port, threads=threads,
-                                    ident="gdm", channel_timeout=120,
-                                    connection_limit=1000)
+    try:
+        server = waitress.create_server(app, host=host, port=port, threads=threads,
+                                        ident="gdm", channel_timeout=120,
+                                        connection_limit=1000)
+    except OSError as exc:  # busy port, no permission, unknown address: before any worker
+        reason = exc.strerror or str(exc)
+        hint = " (another server is using it: pick another --port)" \
+            if exc.errno == errno.EADDRINUSE else ""
+        _fail(f"cannot listen on {host}:{port}: {reason}{hint}")
 
     def on_term(_sig: int, _frame: Any) -> None:
         raise SystemExit(0)

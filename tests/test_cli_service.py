@@ -92,3 +92,24 @@ def test_serve_refuses_public_address_without_accounts(store):
 def test_worker_refuses_unknown_queue(store):
     res = _run("worker", "--queues", "rapid,urgent")
     assert res.exit_code == 2 and "unknown queue 'urgent'" in res.stderr
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(store):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GDM_")}
+        env["GDM_HOME"] = os.environ["GDM_HOME"]
+        res = subprocess.run([sys.executable, "-m", "gdm.cli", "serve", "--port", str(port),
+                              "--no-workers"], capture_output=True, text=True, env=env,
+                             timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], lines[0]
+    assert "Traceback" not in res.stderr and res.stdout == ""
