@@ -30,6 +30,7 @@ from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.raster import RasterInfo, open_info
 from gdmio.stac import write_item
+from gdmio.writer import write_layers
 from kernels.outliers import apply_offset, reject_outliers, stable_offset
 from kernels.pyramid import WindowGrid, correlate_grid, pyramid_levels, window_grid
 from kernels.timeseries import invert_timeseries, select_pairs
@@ -293,17 +294,29 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         vel_e, vel_n = _to_metres(transform_pixel(grid), ts["drow"].velocity,
                                   ts["dcol"].velocity)
         desc = [d.isoformat() for d in dates]  # type: ignore[union-attr]
-        ts_paths["timeseries_east"] = cog("timeseries_east.tif", ser_e, desc,
-                                          {**common_tags, "REFERENCE_DATE": desc[0]})
-        ts_paths["timeseries_north"] = cog("timeseries_north.tif", ser_n, desc,
-                                           {**common_tags, "REFERENCE_DATE": desc[0]})
-        ts_paths["velocity_east"] = cog("velocity_east.tif", vel_e, ["velocity east (m/yr)"],
-                                        {**common_tags, "UNITS": "m/yr"})
-        ts_paths["velocity_north"] = cog("velocity_north.tif", vel_n, ["velocity north (m/yr)"],
-                                         {**common_tags, "UNITS": "m/yr"})
         res_px = np.hypot(ts["drow"].residual_rms, ts["dcol"].residual_rms)
-        residual_path = cog("residual.tif", (res_px * grid.resolution).astype(np.float32),
-                            ["RMS pair misfit (m)"], common_tags)
+        ref_tags = {**common_tags, "REFERENCE_DATE": desc[0]}
+        # Through the product-writer seam: the COGs and timeseries.nc (CF-1.8) beside.
+        written = write_layers(stage, crs, transform, {
+            "timeseries_east": ("displacement_east", ser_e, {
+                "dates": True, "units": "m", "tags": ref_tags,
+                "long_name": "East displacement relative to the first date"}),
+            "timeseries_north": ("displacement_north", ser_n, {
+                "dates": True, "units": "m", "tags": ref_tags,
+                "long_name": "North displacement relative to the first date"}),
+            "velocity_east": ("velocity_east", vel_e, {
+                "units": "m/yr", "descriptions": ["velocity east (m/yr)"],
+                "tags": {**common_tags, "UNITS": "m/yr"}, "long_name": "East velocity"}),
+            "velocity_north": ("velocity_north", vel_n, {
+                "units": "m/yr", "descriptions": ["velocity north (m/yr)"],
+                "tags": {**common_tags, "UNITS": "m/yr"}, "long_name": "North velocity"}),
+            "residual": ("residual", (res_px * grid.resolution).astype(np.float32), {
+                "units": "m", "descriptions": ["RMS pair misfit (m)"], "tags": common_tags,
+                "long_name": "RMS pair misfit"}),
+        }, dates=dates, attrs={"title": "GDM-OPT displacement time series",
+                               "comment": "East and North positive; later minus earlier"})
+        ts_paths.update({k: v for k, v in written.items() if k != "residual"})
+        residual_path = written["residual"]
         east, north = ser_e[-1], ser_n[-1]
         score = np.mean(np.stack([r.score for r in results]), axis=0).astype(np.float32)
         (stage / "pairs").mkdir(exist_ok=True)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from gdm_sar.config import SarConfig
 from gdmcore import InputError
@@ -37,6 +37,18 @@ _SAR_FIELDS = {name: (f.annotation, f) for name, f in SarConfig.model_fields.ite
 class _SarBase(FilesOrScenes):
     files_field: ClassVar[str] = "slcs"
 
+    @model_validator(mode="after")
+    def _one_source(self) -> _SarBase:
+        given = [n for n in ("slcs", "scenes", "interferograms")
+                 if getattr(self, n, None) is not None]
+        if not given:
+            raise ValueError("give SLCs ('slcs'), Sentinel-1 products by area and dates "
+                             "('scenes') or unwrapped interferograms ('interferograms')")
+        if len(given) > 1:
+            raise ValueError(f"give one of 'slcs', 'scenes' and 'interferograms', not "
+                             f"{' and '.join(repr(g) for g in given)}")
+        return self
+
 
 SarJobInputs = create_model(  # type: ignore[call-overload]
     "SarJobInputs",
@@ -49,6 +61,21 @@ SarJobInputs = create_model(  # type: ignore[call-overload]
         max_length=1000)),
     scenes=scenes_field(S1SceneRequest, "Sentinel-1 IW SLC products (ingested: bursts "
                         "over the AOI, TOPS coregistration with ESD, geocoding)"),
+    interferograms=(list[str] | None, Field(
+        None, description="Instead of SLCs: unwrapped interferograms made elsewhere, "
+        "inverted into a time series (as gdm sar timeseries): ROI_PAC, GAMMA, ISCE2, "
+        "LiCSAR or plain GeoTIFF files, HyP3 product zips, FLATSIM zips, or a zip of a "
+        "folder of any of these; http(s) URLs or names of uploaded files.", min_length=1,
+        max_length=2000)),
+    wavelength=(float | None, Field(
+        None, gt=0.001, lt=2.0, description="With 'interferograms': radar wavelength (m) "
+        "where the products' metadata gives none.")),
+    reference_lonlat=(tuple[float, float] | None, Field(
+        None, description="With 'interferograms': reference point (longitude, latitude); "
+        "default: coherent stable area away from the largest deformation.")),
+    gnss=(str | None, Field(
+        None, description="With 'interferograms': CSV of GNSS tie points lon,lat,velocity "
+        "(LOS m/yr), as an http(s) URL or an uploaded file.")),
     dem=(str | None, Field(
         None, description="For Sentinel-1 products (scenes): DEM GeoTIFF in EPSG:4326 with "
         "ellipsoidal heights (m) used for coregistration and geocoding, as an http(s) URL "
@@ -129,11 +156,82 @@ def _ingest_safe(products: list[Path], request: S1SceneRequest, dem: Path | None
     return ingest(cfg, progress=progress).stack_dir
 
 
+_TS_FILES = {"velocity": "velocity", "timeseries": "timeseries", "netcdf": "timeseries_nc",
+             "report": "report", "item": "item"}
+_TS_LAYERS = ("velocity_std", "temporal_coherence", "residual", "misclosure",
+              "mean_coherence", "dem_error")
+_MAX_UNZIPPED = 20 << 30
+
+
+def _unpack(src: Path, dest: Path) -> Path:
+    """A zip that is no HyP3/FLATSIM product: its files, extracted safely into ``dest``."""
+    import zipfile
+
+    from gdmio.insar.flatsim import is_flatsim
+    from gdmio.insar.hyp3 import is_hyp3
+
+    if src.suffix.lower() != ".zip" or is_hyp3(src) or is_flatsim(src):
+        return src
+    try:
+        with zipfile.ZipFile(src) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if sum(m.file_size for m in members) > _MAX_UNZIPPED:
+                raise InputError(f"{src.name} unpacks to more than 20 GiB")
+            for m in members:
+                parts = Path(m.filename).parts
+                if m.filename.startswith("/") or ".." in parts or not parts:
+                    raise InputError(f"{src.name}: unsafe member path {m.filename!r}")
+            folder = dest / src.stem
+            if not folder.exists():
+                tmp = dest / f".{src.stem}.part"
+                shutil.rmtree(tmp, ignore_errors=True)
+                zf.extractall(tmp, members)
+                tmp.replace(folder)
+            return folder
+    except zipfile.BadZipFile:
+        raise InputError(f"{src.name} is not a readable zip") from None
+
+
+def _timeseries(raw: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The gdm-sar process on unwrapped interferograms made elsewhere."""
+    from gdm_sar.timeseries import TimeseriesConfig, run_timeseries
+
+    refs = raw.pop("interferograms")
+    unpack = ctx.workdir / "inputs" / "interferograms"
+    unpack.mkdir(parents=True, exist_ok=True)
+    inputs = [_unpack(resolve_reference(ref, ctx, i), unpack) for i, ref in enumerate(refs)]
+    gnss = resolve_reference(raw["gnss"], ctx, len(refs)) if raw.get("gnss") else None
+    cfg = TimeseriesConfig(
+        interferograms=inputs, out=ctx.workdir / "products", wavelength=raw.get("wavelength"),
+        reference=raw.get("reference_lonlat"), gnss=gnss,
+        **{k: raw[k] for k in ("min_coherence", "min_temporal_coherence",
+                               "min_mean_coherence", "dem_error", "gap_weight")
+           if raw.get(k) is not None})
+    out = run_timeseries(cfg, progress=ctx.progress)
+    result: dict[str, Any] = {}
+    for attr, name in _TS_FILES.items():
+        path = getattr(out, attr)
+        if path is not None:
+            result[name] = str(Path(path).relative_to(ctx.workdir))
+    for name in _TS_LAYERS:
+        if name in out.layers:
+            result[name] = str(out.layers[name].relative_to(ctx.workdir))
+    result["network"] = str((out.out_dir / "network.png").relative_to(ctx.workdir))
+    result["quicklooks"] = [str(q.relative_to(ctx.workdir)) for q in out.quicklooks]
+    return result
+
+
 def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
-    """Run GDM-SAR on the job's SLCs, SNAP products or Sentinel-1 scenes (then geocode)."""
+    """Run GDM-SAR on the job's SLCs, SNAP products, Sentinel-1 scenes or interferograms."""
     from gdm_sar.pipeline import run
 
     raw = inputs.model_dump()
+    if raw.get("interferograms") is not None:
+        return _timeseries(raw, ctx)
+    for name in ("wavelength", "reference_lonlat", "gnss"):
+        if raw.pop(name, None) is not None:
+            raise InputError(f"'{name}' applies to 'interferograms' only")
+    raw.pop("interferograms", None)
     request = raw.pop("scenes")
     refs = raw.pop("slcs")
     dem_ref = raw.pop("dem")
@@ -170,6 +268,8 @@ def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     cfg = SarConfig(stack=stack, out=ctx.workdir / "products", **raw)
     out = run(cfg, progress=ctx.progress)
     result = product_refs(out, _SAR_FILES, ctx)
+    if (out.out_dir / "timeseries.nc").is_file():
+        result["timeseries_nc"] = str((out.out_dir / "timeseries.nc").relative_to(ctx.workdir))
     if geocode:
         from gdm_sar.snap import SNAP_GEOMETRY, geocode_snap_products
         from insar.geocode import geocode_products
@@ -196,6 +296,8 @@ PROCESS = ProcessSpec(
         "misclosure": OutputSpec("RMS triplet misclosure (m)", "file", COG),
         "mean_coherence": OutputSpec("Mean coherence", "file", COG),
         "dem_error": OutputSpec("DEM error (m)", "file", COG),
+        "timeseries_nc": OutputSpec("LOS time series, velocity and quality layers as "
+                                    "CF-1.8 NetCDF", "file", "application/x-netcdf"),
         "network": OutputSpec("Network plot", "file", "image/png"),
         **{f"{n}_geocoded": OutputSpec(f"{n.replace('_', ' ').capitalize()} on a UTM "
                                        "grid (Sentinel-1 products)", "file", COG)

@@ -38,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
-from gdm_sar.pipeline import temporal_fit
 from gdmcore import InputError
 from gdmio.cog import CogWriter, write_cog
 from gdmio.grid import Grid, read_on_grid
@@ -49,6 +48,7 @@ from gdmio.quicklook import quicklook
 from gdmio.raster import open_info
 from gdmio.stac import write_item
 from gdmio.writer import ProductWriter
+from insar.inversion import StackFacts, dem_error_terms, temporal_fit
 from kernels.closure import closure_correction
 from kernels.insar import reference_point
 from kernels.reference import stable_area
@@ -400,8 +400,9 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
         bperp = _date_baselines(kifgs, dates) if cfg.dem_error else None
         inc = next((i.incidence_deg for i in kifgs if i.incidence_deg), None)
         rng = next((i.slant_range_m for i in kifgs if i.slant_range_m), None)
-        if bperp is not None and inc and rng and np.ptp(bperp) >= 1.0:
-            extra = (bperp / (rng * math.sin(math.radians(inc))))[:, None]
+        if bperp is not None and inc and rng:
+            # the SAR steps' DEM-error column, as gdm sar run and FLATSIM
+            extra = dem_error_terms(StackFacts(dates, bperp, wl or 0.0, inc, rng), True)
         solver = _Solver(cfg, kpairs, dates, t_years, wl, extra, triplets)
         shift = 0.0
         gnss_report = []

@@ -27,7 +27,7 @@ import rasterio
 from rasterio.windows import Window
 
 from gdmcore import InputError
-from gdmio.cog import CogWriter, write_cog
+from gdmio.writer import ProductWriter
 from insar.network import network_gaps
 from insar.options import UnwrapOptions
 from insar.products import layer
@@ -296,16 +296,19 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"CONVENTION": "LOS, positive towards the satellite",
             "REFERENCE_PIXEL": f"{ref[0]},{ref[1]}"}
-    writers = {n: CogWriter(out_dir / f"{n}.tif", nx, ny, 1, crs, transform,
-                            tags={**base, "UNITS": layer(n).units}) for n in names}
-    writers["timeseries"] = CogWriter(out_dir / "timeseries.tif", nx, ny, n_dates, crs,
-                                      transform, descriptions=[d.isoformat() for d in dates],
-                                      tags={**base, "UNITS": "m"})
-    entered: list[CogWriter] = []
-    try:
-        for w in writers.values():
-            w.__enter__()
-            entered.append(w)
+    # One product-writer seam: a COG per layer and the CF NetCDF time series beside.
+    pw = ProductWriter(out_dir, crs, transform, nx, ny, dates=dates, netcdf="timeseries.nc",
+                       attrs={"title": f"LOS time series {dates[0]} to {dates[-1]}",
+                              "comment": "LOS displacement positive towards the satellite",
+                              "reference_pixel": f"{ref[0]} {ref[1]}"})
+    with pw:
+        writers = {n: pw.layer(n, n, units=layer(n).units, tags={**base},
+                               long_name=n.replace("_", " "))
+                   for n in names}
+        writers["timeseries"] = pw.layer("timeseries", "displacement", units="m", dates=True,
+                                         tags={**base}, long_name="LOS displacement "
+                                         "relative to the first date, positive towards the "
+                                         "satellite")
         for k, (r0, r1) in enumerate(spans):
             blocks, series = invert_rows(r0, r1)
             win = Window(0, r0, nx, r1 - r0)
@@ -313,14 +316,8 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
                 writers[n].write(blocks[n], win)
             writers["timeseries"].write(series, win)
             report((k + 1) / len(spans), f"inverted rows {r1}/{ny}")
-        for w in entered:
-            w.__exit__(None, None, None)
-        entered = []
-    except BaseException as exc:
-        for w in entered:
-            w.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    write_cog(out_dir / "mean_coherence.tif", mean_coh, crs, transform, tags={"UNITS": "1"})
+        pw.write_array("mean_coherence", mean_coh, "mean_coherence", units="1",
+                       long_name="mean coherence of the pairs")
     names_all = ["timeseries", *names, "mean_coherence"]
     return {
         "layers": names_all,

@@ -151,3 +151,28 @@ def test_pyrate_real_gamma(tmp_path):
     assert east - west < -0.15
     with rasterio.open(out.timeseries) as ds:
         assert ds.count == 13
+
+
+def test_gdm_sar_process_takes_interferograms(tmp_path):
+    """The 'interferograms' input of the gdm-sar process (OGC API, WPS, web form)."""
+    from pydantic import ValidationError
+
+    from gdmio.process import JobContext
+    from workflows.processes import get_process
+
+    dates, disp, pairs, coh = _scene()
+    insarfmt.write_hyp3(tmp_path / "uploads", dates, disp, pairs, coh)  # zips
+    # plus a zip of a LiCSAR-like folder is unpacked... here: HyP3 zips only
+    names = sorted(p.name for p in (tmp_path / "uploads").iterdir())
+    spec = get_process("gdm-sar")
+    assert "interferograms" in spec.inputs_model.model_json_schema()["properties"]
+    with pytest.raises(ValidationError, match="not 'slcs' and 'interferograms'"):
+        spec.validate_inputs({"slcs": names, "interferograms": names})
+    inputs = spec.validate_inputs({"interferograms": names, "dem_error": False})
+    ctx = JobContext(job_id="j", workdir=tmp_path / "work",
+                     uploads_dir=tmp_path / "uploads", progress=lambda f, m: None)
+    result = spec.execute(inputs, ctx)
+    assert {"velocity", "timeseries", "timeseries_nc", "report"} <= set(result)
+    doc = json.loads((ctx.workdir / result["report"]).read_text())
+    assert {i["format"] for i in doc["inputs"]} == {"HyP3"}
+    assert (ctx.workdir / result["timeseries_nc"]).is_file()
