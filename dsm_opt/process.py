@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field
 
 from dsm_opt.config import DsmConfig
 from gdmio.process import (
@@ -19,31 +19,44 @@ from gdmio.process import (
     OutputSpec,
     PleiadesSceneRequest,
     ProcessSpec,
+    ServerOnly,
     input_files,
     product_refs,
     resolve_reference,
     scenes_field,
+    server_only,
 )
 
 __all__ = ["PROCESS", "DsmJobInputs"]
 
-# server-side paths are not the user's to choose: images and DEM come as references,
-# the output folder is the job's, and the catalogue is the service's configuration
-_DSM_FIELDS = {name: (f.annotation, f) for name, f in DsmConfig.model_fields.items()
-               if name not in ("images", "out", "dem", "catalogue", "tile", "overlap",
-                                "band_rows", "rpcs", "workers", "grid_memory_mb")}
-DsmJobInputs = create_model(  # type: ignore[call-overload]
-    "DsmJobInputs",
-    __base__=FilesOrScenes,
-    images=(list[str] | None, Field(
+
+class DsmJobInputs(FilesOrScenes, DsmConfig):
+    """Inputs of a dsm-opt job: :class:`DsmConfig`, every bound and validator kept.
+
+    The views and the DEM come as references or ``scenes`` instead of paths. Server-side paths and
+    resources are not the user's to choose: the output folder is the job's, the catalogue
+    the service's configuration, tiling and workers the server's.
+    """
+
+    images: list[str] | None = Field(  # type: ignore[assignment]
         None, description="The stereo pair or triplet: 2 or 3 single-band images with an "
         "RPC model (GeoTIFF with RPC metadata), as http(s) URLs or names of uploaded files.",
-        min_length=2, max_length=3)),
-    scenes=scenes_field(PleiadesSceneRequest, "the Pléiades stereo views"),
-    dem=(str | None, Field(None, description="Optional coarse DEM (GeoTIFF, ellipsoidal "
-                           "heights) bounding the height search: URL or uploaded file.")),
-    **_DSM_FIELDS,
-)
+        min_length=2, max_length=3)
+    scenes: PleiadesSceneRequest | None = scenes_field(PleiadesSceneRequest,
+                                                        "the Pléiades stereo views")
+    dem: str | None = Field(  # type: ignore[assignment]
+        None, description="Optional coarse DEM (GeoTIFF, ellipsoidal heights) bounding the "
+        "height search: URL or uploaded file.")
+    out: ServerOnly = server_only()  # type: ignore[assignment]
+    rpcs: ServerOnly = server_only()  # type: ignore[assignment]
+    catalogue: ServerOnly = server_only()  # type: ignore[assignment]
+    tile: ServerOnly = server_only()  # type: ignore[assignment]
+    overlap: ServerOnly = server_only()  # type: ignore[assignment]
+    band_rows: ServerOnly = server_only()  # type: ignore[assignment]
+    workers: ServerOnly = server_only()  # type: ignore[assignment]
+    grid_memory_mb: ServerOnly = server_only()  # type: ignore[assignment]
+
+
 _DSM_FILES = ("dsm", "ortho", "count", "uncertainty", "quicklook", "item", "report", "filled")
 
 

@@ -23,30 +23,37 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field
 
 from flatsim import campaign_root, register
 from flatsim.spec import CampaignSpec
 from gdmcore import InputError
-from gdmio.process import Cancelled, JobContext, OutputSpec, ProcessSpec
+from gdmio.process import (
+    Cancelled,
+    JobContext,
+    OutputSpec,
+    ProcessSpec,
+    ServerOnly,
+    server_only,
+)
 
 __all__ = ["PROCESS", "FlatsimJobInputs", "POLL_S"]
+
 
 POLL_S = 2.0
 """Seconds between two looks at a distributed campaign's progress."""
 
-_FIELDS = {name: (f.annotation, f) for name, f in CampaignSpec.model_fields.items()
-           if name != "out"}
-FlatsimJobInputs = create_model(  # type: ignore[call-overload]
-    "FlatsimJobInputs",
-    __config__=ConfigDict(extra="forbid"),
-    execution=(Literal["inline", "distributed"], Field(
+class FlatsimJobInputs(CampaignSpec):
+    """Inputs of a flatsim-campaign job: :class:`CampaignSpec`, every validator kept.
+
+    Less ``out`` (products go into the job's folder), plus ``execution``.
+    """
+
+    out: ServerOnly = server_only()  # type: ignore[assignment]
+    execution: Literal["inline", "distributed"] = Field(
         "inline", description="'inline': this job runs every step itself; 'distributed': "
         "the steps fan out to the batch queue's workers (needs workers besides this "
-        "job's).")),
-    **_FIELDS,
-)
-_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+        "job's).")
 
 
 def _uploaded_folder(value: Any, ctx: JobContext) -> str:

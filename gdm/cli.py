@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from gdm.common import ProgressBar, guarded
+from gdm.common import ProgressBar, config_option, guarded
+from gdm_opt.config import OptConfig
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -45,21 +46,18 @@ def opt() -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output folder (created; products appear only when the job succeeds).")
-@click.option("--preset", "-p", default="etq", show_default=True,
-              help="slide (landslide), etq (earthquake) or ice (glacier); see `gdm opt presets`.")
-@click.option("--window", type=int, help="Correlation window in pixels (even). Preset default.")
-@click.option("--step", type=int, help="Distance between windows in pixels. Preset default.")
-@click.option("--search", type=int, help="Largest displacement searched, pixels.")
-@click.option("--method", type=click.Choice(["freq", "ncc"]),
-              help="freq (frequency domain, default) or ncc (spatial, low texture).")
-@click.option("--min-score", type=float, help="Reject windows scoring below this (0..1).")
-@click.option("--stable", help="Offset correction: none, auto, or a mask raster (1 = stable).")
-@click.option("--pairs", type=click.Choice(["all", "sequential", "span"]), default="all",
-              show_default=True, help="Pairs correlated when there are 3+ dates.")
-@click.option("--max-span-days", type=float, help="Longest pair span for --pairs span/all.")
-@click.option("--band", default="B04", show_default=True, help="Band read from Sentinel-2 SAFE.")
-@click.option("--resolution", type=float, help="Common grid pixel size, metres.")
-@click.option("--crs", help="Common grid CRS, e.g. EPSG:32631.")
+@config_option(OptConfig, "preset", "--preset", "-p")
+@config_option(OptConfig, "window", help="Correlation window in pixels (even). Preset default.")
+@config_option(OptConfig, "step", help="Distance between windows in pixels. Preset default.")
+@config_option(OptConfig, "search")
+@config_option(OptConfig, "method")
+@config_option(OptConfig, "min_score")
+@config_option(OptConfig, "stable")
+@config_option(OptConfig, "pairs")
+@config_option(OptConfig, "max_span_days")
+@config_option(OptConfig, "band")
+@config_option(OptConfig, "resolution")
+@config_option(OptConfig, "crs")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None,
@@ -73,7 +71,6 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
       gdm opt run before.tif after.tif --out quake --preset etq
       gdm opt run S2*.SAFE --out slide --preset slide --window 64 --step 16
     """
-    from gdm_opt.config import OptConfig
     from gdm_opt.pipeline import run
 
     def job() -> Any:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from gdm.common import ProgressBar, guarded
+from gdm.common import ProgressBar, config_option, guarded
+from gdm_sar.config import SarConfig
 
 __all__ = ["sar"]
 
@@ -41,25 +42,19 @@ def sar() -> None:
 @click.argument("stack_dir", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output folder (created; products appear only when the job succeeds).")
-@click.option("--network", type=click.Choice(["nearest", "all", "span"]), default="nearest",
-              show_default=True, help="Pair selection (nearest = k next dates).")
-@click.option("--neighbours", "-k", type=int, default=3, show_default=True,
-              help="Successors paired with each date (--network nearest).")
-@click.option("--max-days", type=float, help="Longest temporal baseline (days).")
-@click.option("--max-bperp", type=float, help="Largest perpendicular baseline (m).")
+@config_option(SarConfig, "network")
+@config_option(SarConfig, "neighbours", "--neighbours", "-k")
+@config_option(SarConfig, "max_days")
+@config_option(SarConfig, "max_bperp")
 @click.option("--looks", nargs=2, type=int, default=(2, 2), show_default=True,
               metavar="AZIMUTH RANGE", help="Multilooking factors.")
-@click.option("--alpha", type=float, default=0.5, show_default=True,
-              help="Goldstein filter strength (0 = off).")
-@click.option("--unwrapper", type=click.Choice(["mcf", "snaphu"]), default="mcf",
-              show_default=True, help="Phase unwrapper.")
-@click.option("--min-coherence", type=float, default=0.3, show_default=True,
-              help="Pixels of a pair below this coherence are left out.")
+@config_option(SarConfig, "filter_alpha", "--alpha")
+@config_option(SarConfig, "unwrapper")
+@config_option(SarConfig, "min_coherence")
 @click.option("--no-dem-error", is_flag=True, help="Do not estimate a DEM-error term.")
 @click.option("--reference", nargs=2, type=int, metavar="ROW COL",
               help="Reference pixel on the multilooked grid (default: automatic).")
-@click.option("--block-mb", type=int, default=256, show_default=True,
-              help="Memory budget of one block of rows (MiB).")
+@config_option(SarConfig, "block_mb")
 @click.option("--aoi", nargs=4, type=float, metavar="W S E N",
               help="SAFE input: keep the bursts covering this lon/lat box (degrees).")
 @click.option("--orbits", type=click.Path(path_type=Path),
@@ -82,7 +77,7 @@ def sar() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days: float | None,
-            max_bperp: float | None, looks: tuple[int, int], alpha: float, unwrapper: str,
+            max_bperp: float | None, looks: tuple[int, int], filter_alpha: float, unwrapper: str,
             min_coherence: float, no_dem_error: bool, reference: tuple[int, int] | None,
             block_mb: int, aoi: tuple[float, float, float, float] | None,
             orbits: Path | None, orbit_source: str, dem: Path | None, swath: str | None,
@@ -101,7 +96,6 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
       gdm sar run stack/ --out products --network nearest -k 4 --looks 4 16
       gdm sar run safes/ --out products --orbits eof/ --dem dem.tif --aoi 5.1 45.2 5.3 45.4
     """
-    from gdm_sar.config import SarConfig
     from gdm_sar.pipeline import run
 
     def job():
@@ -122,7 +116,7 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
             stack = _import_snap_once(stack_dir, out / "stack", polarisation, block_mb, quiet)
         cfg = SarConfig(stack=stack, out=out, network=network, neighbours=neighbours,
                         max_days=max_days, max_bperp=max_bperp, azimuth_looks=looks[0],
-                        range_looks=looks[1], filter_alpha=alpha, unwrapper=unwrapper,
+                        range_looks=looks[1], filter_alpha=filter_alpha, unwrapper=unwrapper,
                         min_coherence=min_coherence, dem_error=not no_dem_error,
                         reference=reference or None, block_mb=block_mb)
         bar = ProgressBar(not quiet, "gdm sar")

@@ -9,14 +9,15 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import click
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
 
 from gdmcore import InputError, validation_message
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "guarded", "ProgressBar"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "guarded", "ProgressBar", "config_option"]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -58,3 +59,29 @@ class ProgressBar:
     def close(self) -> None:
         """Close the bar (leaves it printed)."""
         self.bar.close()
+
+
+def config_option(model: type[BaseModel], field: str, *decls: str,
+                  **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option made from a field of a service's config model.
+
+    The help text, the default, the type and the choices (``Literal``, shown) come from the
+    model, so the CLI and the service cannot drift apart (bounds and validators are the
+    model's, checked when the command builds its config: one line, exit status 2);
+    ``decls`` are the option names (default ``--field-name``) and ``kwargs`` override.
+    A field without a default gets None (the model's default applies).
+    """
+    info = model.model_fields[field]
+    opts: dict[str, Any] = {"help": info.description}
+    if info.default is not PydanticUndefined and info.default is not None:
+        opts.update(default=info.default, show_default=True)
+    annotation = info.annotation
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    base = args[0] if len(args) == 1 else annotation
+    if get_origin(base) is Literal:  # checked by the model too (one line, not click's usage)
+        choices = [str(v) for v in get_args(base)]
+        opts.update(type=str, metavar="[" + "|".join(choices) + "]")
+    elif base in (int, float, str):
+        opts["type"] = base  # bounds are checked by the model: one line, exit status 2
+    opts.update(kwargs)
+    return click.option(*(decls or ("--" + field.replace("_", "-"),)), field, **opts)

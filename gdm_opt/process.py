@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field
 
 from gdm_opt.config import OptConfig
 from gdmio.process import (
@@ -18,25 +18,29 @@ from gdmio.process import (
     OutputSpec,
     ProcessSpec,
     S2SceneRequest,
+    ServerOnly,
     input_files,
     product_refs,
     resolve_reference,
     scenes_field,
+    server_only,
 )
 
 __all__ = ["PROCESS", "OptJobInputs"]
 
-_OPT_FIELDS = {name: (f.annotation, f) for name, f in OptConfig.model_fields.items()
-               if name not in ("images", "out")}
-OptJobInputs = create_model(  # type: ignore[call-overload]
-    "OptJobInputs",
-    __base__=FilesOrScenes,
-    images=(list[str] | None, Field(
+
+class OptJobInputs(FilesOrScenes, OptConfig):
+    """Inputs of a gdm-opt job: :class:`OptConfig`, every bound and validator kept.
+
+    The images come as references or ``scenes`` instead of paths; no output folder.
+    """
+
+    images: list[str] | None = Field(  # type: ignore[assignment]
         None, description="Images, one per date: http(s) URLs or names of uploaded files "
-        "(GeoTIFF, JP2, Sentinel-2 SAFE zip).", min_length=2, max_length=200)),
-    scenes=scenes_field(S2SceneRequest, "Sentinel-2 scenes"),
-    **_OPT_FIELDS,
-)
+        "(GeoTIFF, JP2, Sentinel-2 SAFE zip).", min_length=2, max_length=200)
+    scenes: S2SceneRequest | None = scenes_field(S2SceneRequest, "Sentinel-2 scenes")
+    out: ServerOnly = server_only()  # type: ignore[assignment]
+
 
 _OPT_FILES = ("east", "north", "magnitude", "score", "timeseries_east", "timeseries_north",
               "velocity_east", "velocity_north", "residual", "item", "report")

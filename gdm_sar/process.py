@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, create_model, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from gdm_sar.config import SarConfig
 from gdmcore import InputError
@@ -22,23 +22,28 @@ from gdmio.process import (
     OutputSpec,
     ProcessSpec,
     S1SceneRequest,
+    ServerOnly,
     product_refs,
     resolve_reference,
     scene_files,
     scenes_field,
+    server_only,
 )
 
 __all__ = ["PROCESS", "SarJobInputs"]
 
-_SAR_FIELDS = {name: (f.annotation, f) for name, f in SarConfig.model_fields.items()
-               if name not in ("stack", "out", "block_mb")}  # memory is the server's call
 
+class SarJobInputs(FilesOrScenes, SarConfig):
+    """Inputs of a gdm-sar job: :class:`SarConfig`, every bound and validator kept.
 
-class _SarBase(FilesOrScenes):
+    The SLCs come as references or Sentinel-1 ``scenes`` instead of a stack folder; the
+    output folder and the memory budget are the server's.
+    """
+
     files_field: ClassVar[str] = "slcs"
 
     @model_validator(mode="after")
-    def _one_source(self) -> _SarBase:
+    def _one_source(self) -> SarJobInputs:
         given = [n for n in ("slcs", "scenes", "interferograms")
                  if getattr(self, n, None) is not None]
         if not given:
@@ -49,39 +54,38 @@ class _SarBase(FilesOrScenes):
                              f"{' and '.join(repr(g) for g in given)}")
         return self
 
-
-SarJobInputs = create_model(  # type: ignore[call-overload]
-    "SarJobInputs",
-    __base__=_SarBase,
-    slcs=(list[str] | None, Field(
+    slcs: list[str] | None = Field(
         None, description="Coregistered SLCs, one CFloat32 GeoTIFF per date (the stack "
         "convention), or SNAP-coregistered products (zips of a BEAM-DIMAP .dim with its "
         ".data folder, or .znap.zip; geocoded with SNAP's lat/lon): http(s) URLs or names "
-        "of uploaded files.", min_length=1,
-        max_length=1000)),
-    scenes=scenes_field(S1SceneRequest, "Sentinel-1 IW SLC products (ingested: bursts "
-                        "over the AOI, TOPS coregistration with ESD, geocoding)"),
-    interferograms=(list[str] | None, Field(
+        "of uploaded files.", min_length=1, max_length=1000)
+    scenes: S1SceneRequest | None = scenes_field(
+        S1SceneRequest, "Sentinel-1 IW SLC products (ingested: bursts over the AOI, TOPS "
+        "coregistration with ESD, geocoding)")
+    interferograms: list[str] | None = Field(
         None, description="Instead of SLCs: unwrapped interferograms made elsewhere, "
         "inverted into a time series (as gdm sar timeseries): ROI_PAC, GAMMA, ISCE2, "
         "LiCSAR or plain GeoTIFF files, HyP3 product zips, FLATSIM zips, or a zip of a "
         "folder of any of these; http(s) URLs or names of uploaded files.", min_length=1,
-        max_length=2000)),
-    wavelength=(float | None, Field(
+        max_length=2000)
+    wavelength: float | None = Field(
         None, gt=0.001, lt=2.0, description="With 'interferograms': radar wavelength (m) "
-        "where the products' metadata gives none.")),
-    reference_lonlat=(tuple[float, float] | None, Field(
+        "where the products' metadata gives none.")
+    reference_lonlat: tuple[float, float] | None = Field(
         None, description="With 'interferograms': reference point (longitude, latitude); "
-        "default: coherent stable area away from the largest deformation.")),
-    gnss=(str | None, Field(
+        "default: coherent stable area away from the largest deformation.")
+    gnss: str | None = Field(
         None, description="With 'interferograms': CSV of GNSS tie points lon,lat,velocity "
-        "(LOS m/yr), as an http(s) URL or an uploaded file.")),
-    dem=(str | None, Field(
+        "(LOS m/yr), as an http(s) URL or an uploaded file.")
+    dem: str | None = Field(
         None, description="For Sentinel-1 products (scenes): DEM GeoTIFF in EPSG:4326 with "
         "ellipsoidal heights (m) used for coregistration and geocoding, as an http(s) URL "
-        "or an uploaded file; none: the ellipsoid.")),
-    **_SAR_FIELDS,
-)
+        "or an uploaded file; none: the ellipsoid.")
+    stack: ServerOnly = server_only()  # type: ignore[assignment]
+    out: ServerOnly = server_only()  # type: ignore[assignment]
+    block_mb: ServerOnly = server_only()  # type: ignore[assignment]
+
+
 _SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
               "misclosure", "mean_coherence", "dem_error", "network", "item", "report")
 _GEOCODED = ("velocity", "velocity_std", "timeseries", "temporal_coherence", "mean_coherence")

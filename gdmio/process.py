@@ -16,16 +16,18 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from gdmcore import InputError, Progress, check_file_name
 from gdmio.providers.resolve import SceneRequest
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
            "resolve_reference", "FilesOrScenes", "scene_files", "scenes_field",
-           "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest", "COG",
+           "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest", "COG", "ServerOnly",
+           "server_only",
            "product_refs", "input_files"]
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -75,12 +77,19 @@ class ProcessSpec:
         return self.inputs_model.model_validate(raw)
 
     def input_schemas(self) -> dict[str, dict[str, Any]]:
-        """JSON schema of every input, keyed by input name (for process descriptions)."""
+        """JSON schema of every input, keyed by input name (for process descriptions).
+
+        The inputs the job-input model declares itself (the files, ``scenes``) come
+        first, then those it inherits from its config model, in the model's order.
+        """
         schema = self.inputs_model.model_json_schema()
         defs = schema.get("$defs", {})
         out = {}
         required = set(schema.get("required", []))
-        for name, prop in schema.get("properties", {}).items():
+        own = list(vars(self.inputs_model).get("__annotations__", {}))
+        props = schema.get("properties", {})
+        ordered = sorted(props, key=lambda n: (own.index(n) if n in own else len(own)))
+        for name, prop in ((n, props[n]) for n in ordered):
             prop = _inline_refs(prop, defs)
             prop["x-required"] = name in required
             out[name] = prop
@@ -186,12 +195,30 @@ def scene_files(request: SceneRequest, ctx: JobContext, min_scenes: int) -> list
     return resolve_scenes(request, cache, progress=progress, min_scenes=min_scenes)
 
 
-def scenes_field(kind: type[SceneRequest], what: str) -> tuple[Any, Any]:
-    """The optional ``scenes`` input of a process (a field definition for create_model)."""
-    return (kind | None, Field(
+def scenes_field(kind: type[SceneRequest], what: str) -> Any:
+    """The field of the optional ``scenes`` input of a job-input model."""
+    return Field(
         None, description=f"Instead of files: {what} by area of interest and dates "
         "({aoi, start, end, ...}); the service finds and fetches them.",
-        json_schema_extra={"x-scene-search": kind.model_fields["provider"].default}))
+        json_schema_extra={"x-scene-search": kind.model_fields["provider"].default})
+
+
+def _server_only(value: Any) -> None:
+    if value is not None:
+        raise ValueError("set by the service, not an input of a job")
+    return None
+
+
+ServerOnly = Annotated[None, BeforeValidator(_server_only), SkipJsonSchema()]
+"""Type of a config field a job's user may not set (server paths, memory budgets):
+``field: ServerOnly = server_only()`` in a job-input model derived from a config model.
+The field leaves the process description, any value but null is refused, and the config
+built by the process gets its default (or the value the process gives)."""
+
+
+def server_only() -> Any:
+    """The field of a :data:`ServerOnly` input (hidden, null only, not dumped)."""
+    return Field(None, exclude=True)
 
 
 def product_refs(outputs: Any, names: tuple[str, ...], ctx: JobContext) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_process_refuses_bad_references_and_counts(tmp_path, uploads):
     spec = DSM_OPT_PROCESS
     with pytest.raises(Exception, match="at least 2"):
         spec.validate_inputs({"images": names[:1]})
-    with pytest.raises(Exception, match="extra|not permitted"):
+    with pytest.raises(Exception, match="extra|not permitted|set by the service"):
         spec.validate_inputs({"images": names, "out": "/tmp/x"})
     inputs = spec.validate_inputs({"images": [names[0], "../etc/passwd"]})
     ctx, _ = _ctx(tmp_path, up)
