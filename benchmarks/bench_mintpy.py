@@ -11,7 +11,8 @@ reference point. MintPy has no reader for GAMMA GeoTIFFs without ``.off`` files 
 as ROI_PAC files (``.unw``/``.cor``/``.hgt`` + ``.rsc``, read by MintPy's ``roipac``
 loader) with the same metadata our GAMMA reader found, then runs ``smallbaselineApp.py``
 up to the velocity (coherence-weighted network inversion, temporal-coherence mask 0.7,
-DEM-error correction; no tropospheric, ramp or unwrapping-error step). Printed: RMS
+DEM-error correction with a linear deformation model as ours, no date excluded from the
+velocity; no tropospheric, ramp or unwrapping-error step). Printed: RMS
 and median of the velocity difference on pixels valid in both, after aligning the
 reference (the median difference is removed), and a PNG with both maps and their
 difference (``bench-output/mintpy/velocity_vs_mintpy.png``).
@@ -62,6 +63,8 @@ mintpy.topographicResidual = %s
 mintpy.topographicResidual.pixelwiseGeometry = no
 mintpy.topographicResidual.polyOrder = %s
 mintpy.topographicResidual.stepDate = no
+mintpy.topographicResidual.excludeDate = no
+mintpy.timeFunc.excludeDate = no
 mintpy.compute.cluster = no
 ''' % (sys.argv[2], sys.argv[3], sys.argv[4]))
 r = subprocess.run(["smallbaselineApp.py", "bench.cfg", "--end", "velocity"],
