@@ -23,7 +23,8 @@ from scipy.ndimage import map_coordinates
 
 from gdmcore import InputError
 from gdmio.cog import write_cog
-from insar.ingest import StackGeometry, load_dem, read_geometry
+from insar.dem import load_dem
+from insar.ingest import StackGeometry, read_geometry
 from kernels.geometry import geo2rdr, llh_to_ecef
 
 __all__ = ["MapGrid", "map_grid", "radar_coordinates", "geocode_raster", "geocode_products",
@@ -64,7 +65,7 @@ def map_grid(geom: StackGeometry, looks: tuple[int, int], crs: str | None = None
     to_map = Transformer.from_crs("EPSG:4326", target, always_xy=True)
     x, y = to_map.transform(lon, lat)
     if spacing is None:
-        ny, nx = lat.shape
+        ny, nx = geom.shape
         area = abs((x[-1, 0] - x[0, 0]) * (y[0, -1] - y[0, 0])
                    - (x[0, -1] - x[0, 0]) * (y[-1, 0] - y[0, 0]))
         spacing = math.sqrt(area / (ny * nx) * looks[0] * looks[1])
@@ -96,7 +97,7 @@ def radar_coordinates(geom: StackGeometry, grid: MapGrid) -> tuple[np.ndarray, n
                    t_guess=float(np.mean(geom.line_times)))
     rows = geom.row_of(t)
     cols = geom.col_of(r)
-    ny, nx = geom.lat.shape
+    ny, nx = geom.shape
     out = ~((cols >= -0.5) & (cols <= nx - 0.5) & np.isfinite(rows))
     rows[out] = np.nan
     cols[out] = np.nan

@@ -1,28 +1,39 @@
-"""Sentinel-1 IW SLC products -> the coregistered SLC stack that GDM-SAR reads.
+"""Sentinel-1 IW SLC products -> the coregistered SLC stack that GDM-SAR and FLATSIM read.
 
 Steps:
 
-1. read every SAFE product (folder or zip), check one track / IW / SLC, and choose the
-   bursts covering the AOI on every date (same burst IDs);
+1. read every SAFE product (folder or zip), check one track / IW / SLC; group them by
+   date and join consecutive slices along track (bursts of the same swath, in time
+   order, by burst ID); choose the bursts covering the AOI on every date (same burst
+   IDs), of one subswath (default: the one covering most of the AOI) or of all three
+   (``swath="all"``, a FLATSIM frame);
 2. orbits: the newest precise EOF covering each date (``orbits`` folder), else a
    restituted one, else (``orbit_source`` ``auto`` or ``annotation``) the annotation's
    own state vectors; Hermite interpolation, one polynomial per date;
-3. geometry: every reference pixel of the chosen bursts is put on the DEM
-   (range-Doppler, zero Doppler) and traced back into each secondary (orbit + DEM);
-4. per secondary burst: deramp (its own TOPS ramp), resample onto the reference burst
-   grid (windowed sinc), reramp (its ramp at the resampled positions), and remove the
-   geometric phase ``4 pi (R_sec - R_ref) / wavelength`` (flat Earth and topography);
-5. enhanced spectral diversity: the double-difference phase of the burst overlaps gives
-   the residual azimuth misregistration of each secondary (one constant per date),
-   applied and re-estimated (``esd_iterations``);
-6. stitching: each output line is taken from one burst (cut in the middle of the
-   overlaps); the common valid rectangle of every date is kept;
+3. the frame: rows on the reference date's line grid (every burst of every subswath at
+   its own azimuth time), columns on one slant-range grid (each subswath at its own
+   range offset); bursts are cut in mid-overlap along track and subswaths in
+   mid-overlap across track;
+4. enhanced spectral diversity: the double-difference phase of every burst overlap of
+   every subswath gives each secondary's residual azimuth misregistration (one constant
+   per date), applied and re-estimated (``esd_iterations``);
+5. streaming: per subswath, burst and block of ``block_lines`` lines, the reference
+   pixels are put on the DEM once (range-Doppler, zero Doppler) and traced into every
+   secondary (orbit + DEM); each secondary block is deramped (its own TOPS ramp),
+   resampled (windowed sinc), reramped and flattened (``4 pi (R_sec - R_ref) /
+   wavelength``), and every date's block is written to its file. Memory holds one block
+   (a few hundred MB at full Sentinel-1 width), whatever the number of bursts;
+6. subswath phase continuity: in the range overlap of two subswaths, the double
+   difference of their interferograms must vanish; it is measured for every secondary
+   and a step above 0.5 rad (where coherent) fails the ingestion;
 7. output: one CFloat32 GeoTIFF per date (``slc_YYYYMMDD.tif``) with the stack metadata
-   (perpendicular baselines from the orbits at the scene centre), ``geometry.json`` and
-   ``geometry.npz`` (latitude, longitude, height of every pixel; the orbit and line
-   timing for geocoding) and ``ingest_report.json``.
+   (perpendicular baselines from the orbits at the frame centre), ``geometry.json`` (the
+   orbit, line timing and range grid for geocoding, the subswath layout),
+   ``geometry.npz`` (latitude, longitude, ellipsoidal height every ``geometry_step``
+   pixels) and ``ingest_report.json`` (ESD, continuity, valid fractions).
 
 The stack's grid is the reference radar geometry (rows = azimuth, columns = range).
+Pixels a secondary does not cover (frame edges) are 0 in its file.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from typing import Literal
 import numpy as np
 import rasterio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rasterio.windows import Window
 
 from gdmcore import InputError, Progress
 from gdmio.s1.orbit import Orbit, OrbitPolynomial, find_orbit_file, parse_eof
@@ -45,15 +57,17 @@ from gdmio.s1.safe import (
     Burst,
     SafeProduct,
     SwathAnnotation,
+    _burst_footprint,
     find_products,
     open_safe,
-    select_bursts,
 )
-from kernels.geometry import SPEED_OF_LIGHT, DemGrid, ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
-from kernels.tops import RampModel, deramp, doppler_centroid, esd_shift, ramp_phase, resample_sinc
+from insar.dem import dem_note, load_dem
+from kernels.geometry import SPEED_OF_LIGHT, ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
+from kernels.tops import RampModel, deramp, doppler_centroid, ramp_phase, resample_sinc
 
 __all__ = ["IngestConfig", "IngestResult", "ingest", "is_safe_folder", "ingested", "load_dem",
-           "StackGeometry", "read_geometry"]
+           "StackGeometry", "read_geometry", "assemble_slices", "select_frame",
+           "FrameSelection", "SwathBursts"]
 
 
 class IngestConfig(BaseModel):
@@ -75,13 +89,25 @@ class IngestConfig(BaseModel):
     aoi: tuple[float, float, float, float] | None = Field(
         None, description="West, south, east, north (degrees): bursts covering it are "
         "kept; none: every burst common to all dates.")
-    swath: str | None = Field(None, description="IW1, IW2 or IW3 (default: the swath "
-                              "covering most of the AOI).")
+    swath: str | None = Field(None, description="IW1, IW2 or IW3, or 'all' (every subswath, "
+                              "merged: a whole frame); default: the swath covering most of "
+                              "the AOI.")
     polarisation: str | None = Field(None, description="Polarisation (default VV, else HH).")
     esd: bool = Field(True, description="Estimate the azimuth misregistration by enhanced "
                       "spectral diversity in the burst overlaps.")
     esd_iterations: int = Field(2, ge=1, le=5, description="ESD estimate-and-apply rounds.")
     taps: int = Field(8, ge=4, le=32, description="Sinc interpolation kernel length.")
+    block_lines: int = Field(512, ge=16, le=8192, description="Lines of a burst processed "
+                             "at a time (memory: about 150 bytes per pixel of the block).")
+    geometry_step: int = Field(1, ge=1, le=64, description="geometry.npz keeps latitude, "
+                               "longitude and height every this many rows and columns.")
+
+    @field_validator("swath")
+    @classmethod
+    def _swath(cls, v):
+        if v is not None and v.upper() not in ("IW1", "IW2", "IW3", "ALL"):
+            raise ValueError("swath must be IW1, IW2, IW3 or all")
+        return v if v is None or v.upper() != "ALL" else "all"
 
     @field_validator("aoi")
     @classmethod
@@ -128,84 +154,6 @@ def is_safe_folder(folder: str | Path) -> bool:
     return bool(find_products(folder))
 
 
-def load_dem(path: str | Path | None) -> tuple[DemGrid, bool]:
-    """A :class:`DemGrid` from a GeoTIFF (EPSG:4326); the ellipsoid when ``path`` is None.
-
-    Raises
-    ------
-    InputError
-        Unreadable file, or not on EPSG:4326, or no valid height.
-
-    """
-    if path is None:
-        return DemGrid.flat(0.0), True
-    path = Path(path)
-    try:
-        with rasterio.open(path) as ds:
-            if ds.crs is None or ds.crs.to_epsg() != 4326:
-                raise InputError(f"DEM {path.name}: must be on EPSG:4326 (lon/lat), got "
-                                 f"{ds.crs}")
-            h = ds.read(1, masked=True).astype(np.float64)
-            tr = ds.transform
-            datum = ds.tags().get("VERTICAL_DATUM", "")
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"DEM {path}: cannot be read ({exc})") from None
-    data = h.filled(np.nan)
-    if not np.isfinite(data).any():
-        raise InputError(f"DEM {path.name}: no valid height")
-    data[~np.isfinite(data)] = np.nanmean(data)
-    lon0, lat0 = tr.c + 0.5 * tr.a, tr.f + 0.5 * tr.e
-    if "EGM" in datum.upper():
-        data = _geoid_to_ellipsoid(data, lon0, lat0, tr.a, tr.e)
-    return DemGrid(data, lon0, lat0, tr.a, tr.e), False
-
-
-def _geoid_to_ellipsoid(h: np.ndarray, lon0: float, lat0: float, dlon: float, dlat: float
-                        ) -> np.ndarray:
-    """EGM2008 heights -> ellipsoidal heights with PROJ, when its geoid grid is installed.
-
-    Without the grid (PROJ returns the heights unchanged) the heights are kept and
-    :func:`dem_note` says so in the ingest report.
-    """
-    from pyproj import Transformer
-
-    ny, nx = h.shape
-    step = max(1, min(ny, nx) // 16)
-    rows, cols = np.arange(0, ny, step), np.arange(0, nx, step)
-    lon = lon0 + cols * dlon
-    lat = lat0 + rows * dlat
-    t = Transformer.from_crs("EPSG:4326+3855", "EPSG:4979", always_xy=True)
-    glon, glat = np.meshgrid(lon, lat)
-    _, _, z = t.transform(glon, glat, np.zeros_like(glon))
-    z = np.asarray(z, float)
-    if not np.all(np.isfinite(z)) or np.all(z == 0):
-        return h
-    from scipy.interpolate import RegularGridInterpolator
-
-    f = RegularGridInterpolator((rows, cols), z, bounds_error=False, fill_value=None)
-    rr, cc = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-    return h + f(np.column_stack([rr.ravel(), cc.ravel()])).reshape(h.shape)
-
-
-def dem_note(path: str | Path | None) -> str:
-    """How the DEM heights were taken (for the report)."""
-    if path is None:
-        return "no DEM: the WGS84 ellipsoid (h = 0)"
-    with rasterio.open(path) as ds:
-        datum = ds.tags().get("VERTICAL_DATUM", "")
-    if "EGM" not in datum.upper():
-        return f"{Path(path).name}: heights taken as ellipsoidal ({datum or 'no datum tag'})"
-    from pyproj import Transformer
-
-    _, _, z = Transformer.from_crs("EPSG:4326+3855", "EPSG:4979", always_xy=True).transform(
-        6.0, 45.0, 0.0)
-    if z == 0:
-        return (f"{Path(path).name}: EGM2008 heights used as ellipsoidal: the PROJ geoid grid "
-                "(us_nga_egm08_25.tif) is not installed; expect a bias of the geoid "
-                "undulation (tens of metres) in heights")
-    return f"{Path(path).name}: EGM2008 heights converted to ellipsoidal with PROJ"
-
-
 @dataclass
 class StackGeometry:
     """The reference radar geometry of a stack written by :func:`ingest`."""
@@ -221,6 +169,13 @@ class StackGeometry:
     lat: np.ndarray
     lon: np.ndarray
     height: np.ndarray
+    step: int = 1
+    shape: tuple[int, int] = (0, 0)
+    heading: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.shape == (0, 0):
+            self.shape = (self.lat.shape[0] * self.step, self.lat.shape[1] * self.step)
 
     def slant_range(self, cols: np.ndarray) -> np.ndarray:
         """Slant range (m) of stack columns."""
@@ -260,32 +215,164 @@ def read_geometry(stack_dir: str | Path) -> StackGeometry:
                          range_sampling_rate=float(meta["range_sampling_rate"]),
                          wavelength=float(meta["wavelength"]),
                          dem=Path(meta["dem"]) if meta.get("dem") else None,
-                         lat=arrays["lat"], lon=arrays["lon"], height=arrays["height"])
+                         lat=arrays["lat"], lon=arrays["lon"], height=arrays["height"],
+                         step=int(meta.get("geometry_step", 1)),
+                         shape=tuple(meta.get("shape", (0, 0))),  # type: ignore[arg-type]
+                         heading=meta.get("heading"))
+
+
+# ---------------------------------------------------------------- selection
+
+
+@dataclass
+class SwathBursts:
+    """The bursts of one subswath chosen on every date (same burst IDs, in order)."""
+
+    swath: str
+    keys: list[str]
+    bursts: list[list[tuple[SwathAnnotation, Burst]]]  # [date][burst]
+
+
+@dataclass
+class FrameSelection:
+    """What one ingestion processes: dates (slices assembled), polarisation, subswaths."""
+
+    polarisation: str
+    dates: list[dt.date]
+    products: list[list[SafeProduct]]  # [date][slice], along track
+    swaths: list[SwathBursts]
+
+    @property
+    def names(self) -> list[str]:
+        """Every product name (slices of every date)."""
+        return [p.name for ps in self.products for p in ps]
+
+
+def assemble_slices(products: list[SafeProduct]) -> list[list[SafeProduct]]:
+    """Products grouped by acquisition date, consecutive slices along track in order.
+
+    Raises
+    ------
+    InputError
+        Fewer than two dates, or mixed tracks (relative orbit or pass).
+
+    """
+    tracks = sorted({(p.relative_orbit, p.pass_direction) for p in products})
+    if len(tracks) > 1:
+        desc = ", ".join(f"relative orbit {r} {d.lower()}" for r, d in tracks)
+        raise InputError(f"mixed tracks: {desc}; one track per stack")
+    by_date: dict[dt.date, list[SafeProduct]] = {}
+    for p in sorted(products, key=lambda p: p.start):
+        by_date.setdefault(p.start.date(), []).append(p)
+    if len(by_date) < 2:
+        raise InputError(f"a stack needs at least 2 dates of SAFE products, got "
+                         f"{len(by_date)}")
+    return [by_date[d] for d in sorted(by_date)]
+
+
+def _date_swath(slices: list[SafeProduct], swath: str, pol: str
+                ) -> list[tuple[SwathAnnotation, Burst]]:
+    """One date's bursts of a swath, slices joined along track (duplicates dropped)."""
+    seen: dict[str, tuple[SwathAnnotation, Burst]] = {}
+    for p in slices:
+        if (swath, pol) not in p.swaths:
+            continue
+        ann = p.swaths[(swath, pol)]
+        for b in ann.bursts:
+            seen.setdefault(b.key, (ann, b))
+    return sorted(seen.values(), key=lambda ab: ab[1].azimuth_time)
+
+
+def select_frame(groups: list[list[SafeProduct]], aoi=None, swath: str | None = None,
+                 polarisation: str | None = None) -> FrameSelection:
+    """The bursts of every date to ingest: one swath (default: most of the AOI) or all.
+
+    Bursts are matched across dates by burst ID; slices of a date are joined first.
+
+    Raises
+    ------
+    InputError
+        No common polarisation, no burst covering the AOI, or a date missing a burst.
+
+    """
+    pols = set(groups[0][0].polarisations)
+    for g in groups:
+        pols &= set().union(*(p.polarisations for p in g))
+    if polarisation:
+        if polarisation.upper() not in pols:
+            raise InputError(f"polarisation {polarisation.upper()} is not in every product "
+                             f"(common: {sorted(pols) or 'none'})")
+        pol = polarisation.upper()
+    else:
+        if not pols:
+            raise InputError("the products share no polarisation")
+        pol = next(p for p in ("VV", "HH", "VH", "HV") if p in pols)
+    ref = groups[0]
+    names = ref[0].name
+    swaths = sorted({s for p in ref for s, q in p.swaths if q == pol})
+    if swath and swath.lower() != "all":
+        if swath.upper() not in swaths:
+            raise InputError(f"{names}: no swath {swath.upper()} (has {swaths})")
+        swaths = [swath.upper()]
+    chosen: dict[str, tuple[float, list[Burst]]] = {}
+    for sw in swaths:
+        picks, area = [], 0.0
+        for ann, b in _date_swath(ref, sw, pol):
+            fp = _burst_footprint(ann, b)
+            if aoi is None:
+                picks.append(b)
+                area += fp.area
+            elif fp.intersects(aoi):
+                picks.append(b)
+                area += fp.intersection(aoi).area
+        if picks:
+            chosen[sw] = (area, picks)
+    if not chosen:
+        raise InputError(f"no burst of {names} ({', '.join(swaths)} {pol}) covers the AOI "
+                         f"{aoi.bounds if aoi is not None else ''}")
+    if not (swath and swath.lower() == "all"):
+        best = max(chosen, key=lambda sw: chosen[sw][0])
+        chosen = {best: chosen[best]}
+    out = []
+    for sw, (_, picks) in sorted(chosen.items()):
+        keys = [b.key for b in picks]
+        per_date = []
+        for g in groups:
+            by_key = {b.key: (ann, b) for ann, b in _date_swath(g, sw, pol)}
+            missing = [k for k in keys if k not in by_key]
+            if missing:
+                raise InputError(f"{g[0].name}: burst(s) {', '.join(missing)} of the "
+                                 f"reference {names} are missing (the product does not "
+                                 "cover the area)")
+            per_date.append([by_key[k] for k in keys])
+        out.append(SwathBursts(sw, keys, per_date))
+    return FrameSelection(pol, [g[0].start.date() for g in groups], groups, out)
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _load_orbit(product: SafeProduct, ann: SwathAnnotation, cfg: IngestConfig,
+def _load_orbit(products: list[SafeProduct], ann: SwathAnnotation, cfg: IngestConfig,
                 epoch: dt.datetime, t0: float, t1: float) -> Orbit:
+    first, last = products[0], products[-1]
     path = None
     if cfg.orbit_source != "annotation" and cfg.orbits is not None:
-        path = find_orbit_file(cfg.orbits, product.platform, product.start, product.stop)
+        path = find_orbit_file(cfg.orbits, first.platform, first.start, last.stop)
     if cfg.orbit_source == "precise" and path is None:
         where = cfg.orbits if cfg.orbits is not None else "(no orbit folder given)"
-        raise InputError(f"{product.name}: no precise or restituted orbit file in {where} "
+        raise InputError(f"{first.name}: no precise or restituted orbit file in {where} "
                          "covers the acquisition")
     if path is not None:
         orbit = parse_eof(path).rebase(epoch).crop(t0, t1)
     else:
         orbit = ann.orbit(epoch)
     if not orbit.covers(t0, t1, margin=1.0):
-        raise InputError(f"{product.name}: the orbit ({orbit.source}) does not cover the "
+        raise InputError(f"{first.name}: the orbit ({orbit.source}) does not cover the "
                          "bursts (missing orbit state vectors)")
     return orbit
 
 
-def _ramp(ann: SwathAnnotation, orbit: Orbit, burst: Burst, epoch: dt.datetime) -> RampModel:
+def _ramp(ann: SwathAnnotation, orbit: Orbit, burst: Burst) -> RampModel:
     mid = burst.azimuth_time + dt.timedelta(seconds=0.5 * burst.lines
                                             * ann.azimuth_time_interval)
     _, vel = orbit.interpolate(orbit.seconds(mid))
@@ -295,36 +382,29 @@ def _ramp(ann: SwathAnnotation, orbit: Orbit, burst: Burst, epoch: dt.datetime) 
         ann.range_sampling_rate, ann.azimuth_time_interval, burst.lines, burst.samples)
 
 
-@dataclass
-class _RefBurst:
-    burst: Burst
-    offset: int  # merged line of the burst's line 0
-    lines: np.ndarray  # burst lines kept (valid)
-    data: np.ndarray  # reference samples (lines x cols)
-    ground: np.ndarray  # (lines, cols, 3)
-    ramp: RampModel
-    col0: int  # burst sample of the first column
-
-
-@dataclass
-class _SecBurst:
-    lines: np.ndarray  # (lines, cols) secondary burst line of each reference pixel
-    samples: np.ndarray
-    dphase: np.ndarray  # 4 pi (R_sec - R_ref) / wavelength
-    raw: np.ndarray  # deramped secondary burst (columns from col0)
-    ramp: RampModel
-    valid_box: tuple[float, float, float, float]
-    col0: int = 0
-
-
-def _coregister(sb: _SecBurst, shift: float, taps: int) -> tuple[np.ndarray, np.ndarray]:
-    lines = sb.lines + shift
-    vals, ok = resample_sinc(sb.raw, lines, sb.samples - sb.col0, taps)
-    l0, l1, s0, s1 = sb.valid_box
-    ok &= (lines >= l0) & (lines <= l1) & (sb.samples >= s0) & (sb.samples <= s1)
-    out = vals * np.exp(1j * (ramp_phase(sb.ramp, lines, sb.samples) + sb.dphase))
-    out[~ok] = 0
-    return out.astype(np.complex64), ok
+def _read_lines(ann: SwathAnnotation, burst: Burst, l0: int, l1: int, c0: int, c1: int
+                ) -> np.ndarray:
+    """Burst lines ``l0:l1`` and samples ``c0:c1`` (complex64); invalid margins are zero."""
+    l0, l1 = max(l0, 0), min(l1, burst.lines)
+    c0, c1 = max(c0, 0), min(c1, burst.samples)
+    if l1 <= l0 or c1 <= c0:
+        return np.zeros((max(l1 - l0, 0), max(c1 - c0, 0)), np.complex64)
+    try:
+        with rasterio.open(ann.measurement) as ds:
+            if ds.width < c1 or ds.height < burst.first_line + l1:
+                raise InputError(f"{Path(ann.measurement).name}: {ds.width}x{ds.height} "
+                                 f"raster too small for burst {burst.index}")
+            data = ds.read(1, window=Window(c0, burst.first_line + l0, c1 - c0, l1 - l0)
+                           ).astype(np.complex64)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"{ann.measurement}: cannot read the measurement ({exc})") from None
+    out = np.zeros_like(data)
+    a, b = max(burst.first_valid_line, l0) - l0, min(burst.last_valid_line + 1, l1) - l0
+    s0 = max(burst.first_valid_sample - c0, 0)
+    s1 = min(burst.last_valid_sample + 1 - c0, c1 - c0)
+    if b > a and s1 > s0:
+        out[a:b, s0:s1] = data[a:b, s0:s1]
+    return out
 
 
 def _write_slc(path: Path, data: np.ndarray, tags: dict[str, str]) -> None:
@@ -337,6 +417,48 @@ def _write_slc(path: Path, data: np.ndarray, tags: dict[str, str]) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class _Swath:
+    """One subswath's layout in the frame and its per-date models."""
+
+    sel: SwathBursts
+    anns: list[SwathAnnotation]  # per date: annotation of the first burst (radar params)
+    offsets: list[int]  # frame line of each reference burst's line 0
+    cuts: list[int]  # frame rows: burst j covers cuts[j]..cuts[j+1]
+    col_offset: int  # frame column of swath sample 0
+    x0: int  # frame columns [x0, x1) taken from this swath
+    x1: int
+    ramps: list[list[RampModel]] = field(default_factory=list)  # [date][burst]
+
+    def burst_at(self, row: int) -> int:
+        """Index of the reference burst that covers frame row ``row``."""
+        return int(np.clip(np.searchsorted(self.cuts, row, side="right") - 1, 0,
+                           len(self.offsets) - 1))
+
+
+class _Esd:
+    """Pooled enhanced-spectral-diversity sums (as :func:`kernels.tops.esd_shift`)."""
+
+    def __init__(self) -> None:
+        self.s = 0j
+        self.w = 0.0
+        self.wdf = 0.0
+
+    def add(self, a: np.ndarray, b: np.ndarray, df: np.ndarray) -> None:
+        dd = a * np.conj(b)
+        good = np.isfinite(dd) & (np.abs(dd) > 0) & np.isfinite(df)
+        mag = np.abs(dd[good]).astype(np.float64)
+        self.s += complex(np.sum(dd[good].astype(np.complex128)))
+        self.w += float(mag.sum())
+        self.wdf += float((mag * df[good]).sum())
+
+    def shift(self, dtl: float) -> tuple[float, float]:
+        if self.w == 0 or self.wdf == 0:
+            raise InputError("the chosen bursts have no overlap for spectral diversity")
+        mean_df = self.wdf / self.w
+        return float(-np.angle(self.s) / (2 * np.pi * mean_df * dtl)), abs(self.s) / self.w
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -347,7 +469,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     ------
     InputError
         No product, a product of another mode or type, mixed tracks, bursts not covering
-        the AOI, missing orbits, a DEM that cannot be used.
+        the AOI, missing orbits, a DEM that cannot be used, subswaths that do not join.
 
     """
     def report(f: float, m: str) -> None:
@@ -360,172 +482,216 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     if not paths:
         raise InputError(f"no Sentinel-1 SAFE product (*.SAFE folder or S1*.zip) in {cfg.safe}")
     pols = (cfg.polarisation.upper(),) if cfg.polarisation else None
-    products = [open_safe(p, pols) for p in paths]
+    groups = assemble_slices([open_safe(p, pols) for p in paths])
     aoi = box(*cfg.aoi) if cfg.aoi is not None else None
-    sel = select_bursts(products, aoi, cfg.swath, cfg.polarisation)
-    anns = [p.swath(sel.swath, sel.polarisation) for p in sel.products]
-    ref = anns[0]
-    for p, a in zip(sel.products[1:], anns[1:], strict=True):
-        for attr in ("range_sampling_rate", "azimuth_time_interval", "radar_frequency"):
-            if abs(getattr(a, attr) - getattr(ref, attr)) > 1e-9 * abs(getattr(ref, attr)):
-                raise InputError(f"{p.name}: {attr} differs from the reference date")
+    sel = select_frame(groups, aoi, cfg.swath, cfg.polarisation)
+    n_dates = len(sel.dates)
+    ref_ann = sel.swaths[0].bursts[0][0][0]
+    for sw in sel.swaths:
+        for k in range(1, n_dates):
+            a = sw.bursts[k][0][0]
+            for attr in ("range_sampling_rate", "azimuth_time_interval", "radar_frequency"):
+                if abs(getattr(a, attr) - getattr(ref_ann, attr)) > 1e-9 * abs(
+                        getattr(ref_ann, attr)):
+                    raise InputError(f"{sel.products[k][0].name}: {attr} differs from the "
+                                     "reference date")
     dem, flat = load_dem(cfg.dem)
-    dtl = ref.azimuth_time_interval
-    wavelength = ref.wavelength
-    n_dates = len(anns)
-    report(0.02, f"{n_dates} dates, {len(sel.keys)} burst(s) of {sel.swath} "
+    dtl = ref_ann.azimuth_time_interval
+    fs = ref_ann.range_sampling_rate
+    wavelength = ref_ann.wavelength
+    n_bursts = sum(len(s.keys) for s in sel.swaths)
+    report(0.02, f"{n_dates} dates ({sum(len(g) for g in sel.products)} products), "
+           f"{n_bursts} burst(s) of {', '.join(s.swath for s in sel.swaths)} "
            f"{sel.polarisation}")
 
-    # orbits, one epoch per date (the first chosen burst)
-    epochs = [b[0].azimuth_time for b in sel.bursts]
+    # orbits: one epoch per date (its first chosen burst, any swath)
+    epochs = [min(sw.bursts[k][0][1].azimuth_time for sw in sel.swaths)
+              for k in range(n_dates)]
     orbits, polys = [], []
     for k in range(n_dates):
-        bl = sel.bursts[k]
-        t0 = 0.0
-        t1 = (bl[-1].azimuth_time - epochs[k]).total_seconds() + bl[-1].lines * dtl
-        orbit = _load_orbit(sel.products[k], anns[k], cfg, epochs[k], t0, t1)
+        t1 = max((sw.bursts[k][-1][1].azimuth_time - epochs[k]).total_seconds()
+                 + sw.bursts[k][-1][1].lines * dtl for sw in sel.swaths)
+        orbit = _load_orbit(sel.products[k], sel.swaths[0].bursts[k][0][0], cfg, epochs[k],
+                            0.0, t1)
         orbits.append(orbit)
-        polys.append(orbit.polynomial(t0 - 2, t1 + 2))
-
-    # reference bursts: columns common to their valid areas
-    half = cfg.taps // 2 + 1
-    rb = sel.bursts[0]
-    c0 = max(b.first_valid_sample for b in rb) + half
-    c1 = min(b.last_valid_sample for b in rb) - half
-    if aoi is not None:
-        a0, a1 = _aoi_columns(ref, aoi)
-        c0, c1 = max(c0, a0 - 32), min(c1, a1 + 32)
-    if c1 - c0 < 16:
-        raise InputError("the chosen bursts share fewer than 16 valid range samples")
-    cols = np.arange(c0, c1 + 1)
-    r_ref = ref.range_of(cols)
+        polys.append(orbit.polynomial(-2.0, t1 + 2))
     p0 = polys[0]
-    refs: list[_RefBurst] = []
-    for b in rb:
-        off = round((b.azimuth_time - epochs[0]).total_seconds() / dtl)
-        lines = np.arange(b.first_valid_line, b.last_valid_line + 1)
-        t = (b.azimuth_time - epochs[0]).total_seconds() + lines * dtl
-        ground = rdr2geo(t[:, None], r_ref[None, :], p0.coef, p0.t_mid, p0.t_scale, dem)
-        if not np.isfinite(ground).all():
+
+    # the frame: rows on the reference date's line grid, columns on one range grid
+    half = cfg.taps // 2 + 1
+    tau_min = min(sw.bursts[0][0][0].slant_range_time for sw in sel.swaths)
+    layout: list[_Swath] = []
+    for sw in sel.swaths:
+        rb = [b for _, b in sw.bursts[0]]
+        ann0 = sw.bursts[0][0][0]
+        offs = [round((b.azimuth_time - epochs[0]).total_seconds() / dtl) for b in rb]
+        c0 = max(b.first_valid_sample for b in rb) + half
+        c1 = min(b.last_valid_sample for b in rb) - half
+        if aoi is not None and len(sel.swaths) == 1:
+            a0, a1 = _aoi_columns(ann0, aoi)
+            c0, c1 = max(c0, a0 - 32), min(c1, a1 + 32)
+        if c1 - c0 < 16:
+            raise InputError(f"{sw.swath}: the chosen bursts share fewer than 16 valid "
+                             "range samples")
+        cuts = [offs[0] + rb[0].first_valid_line]
+        for j in range(len(rb) - 1):
+            a_end = offs[j] + rb[j].last_valid_line + 1
+            b_start = offs[j + 1] + rb[j + 1].first_valid_line
+            if b_start >= a_end:
+                raise InputError(f"bursts {rb[j].key} and {rb[j + 1].key} do not overlap")
+            cuts.append((a_end + b_start) // 2)
+        cuts.append(offs[-1] + rb[-1].last_valid_line + 1)
+        co = round((ann0.slant_range_time - tau_min) * fs)
+        layout.append(_Swath(sw, [sw.bursts[k][0][0] for k in range(n_dates)], offs, cuts,
+                             co, co + c0, co + c1 + 1))
+    margin = 4  # secondary dates cover the reference up to their synchronisation offsets
+    r0 = max(s.cuts[0] for s in layout) + margin
+    r1 = min(s.cuts[-1] for s in layout) - margin
+    if r1 - r0 < 16:
+        raise InputError("the subswaths share fewer than 16 lines")
+    for a, b in zip(layout[:-1], layout[1:], strict=True):
+        if b.x0 >= a.x1:
+            raise InputError(f"subswaths {a.sel.swath} and {b.sel.swath} do not overlap in "
+                             "range: cannot merge them")
+        cut = (a.x1 + b.x0) // 2
+        a.x1, b.x0 = cut, cut
+    layout[0].x0 += margin
+    layout[-1].x1 -= margin
+    x_first, x_last = layout[0].x0, layout[-1].x1
+    n_rows, n_cols = r1 - r0, x_last - x_first
+    step = cfg.geometry_step
+    g_rows = np.arange(0, n_rows, step)
+    g_cols = np.arange(0, n_cols, step)
+    geo_lat = np.full((g_rows.size, g_cols.size), np.nan)
+    geo_lon = np.full_like(geo_lat, np.nan)
+    geo_h = np.full(geo_lat.shape, np.nan, np.float32)
+    for s in layout:
+        s.ramps = [[_ramp(ann, orbits[k], b)
+                    for ann, b in s.sel.bursts[k]] for k in range(n_dates)]
+    report(0.05, f"frame {n_cols} x {n_rows} from {len(layout)} subswath(s)")
+    def t_ref(s: _Swath, j: int, rows: np.ndarray) -> np.ndarray:
+        b = s.sel.bursts[0][j][1]
+        return (b.azimuth_time - epochs[0]).total_seconds() + (rows - s.offsets[j]) * dtl
+
+    def ground_of(s: _Swath, j: int, rows: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        ann0 = s.sel.bursts[0][j][0]
+        r_ref = ann0.range_of(xs - s.col_offset)
+        g = rdr2geo(t_ref(s, j, rows)[:, None], r_ref[None, :], p0.coef, p0.t_mid,
+                    p0.t_scale, dem)
+        if not np.isfinite(g).all():
             raise InputError("range-Doppler geolocation failed for part of the bursts "
                              "(DEM or orbit inconsistent with the product)")
-        data = ref.read_burst(b, (int(cols[0]), int(cols[-1]) + 1))[lines]
-        refs.append(_RefBurst(b, off, lines, data, ground, _ramp(ref, orbits[0], b, epochs[0]),
-                              int(c0)))
-    if not flat:
-        lat, lon, _ = ecef_to_llh(np.concatenate([r.ground[::8, ::8].reshape(-1, 3)
-                                                  for r in refs]))
-        w, e = dem.params[0], dem.params[0] + dem.params[2] * (dem.heights.shape[1] - 1)
-        n, s = dem.params[1], dem.params[1] + dem.params[3] * (dem.heights.shape[0] - 1)
-        lo, hi = sorted((w, e)), sorted((s, n))
-        if lon.min() < lo[0] or lon.max() > lo[1] or lat.min() < hi[0] or lat.max() > hi[1]:
-            raise InputError(f"DEM {cfg.dem}: does not cover the bursts (lon {lon.min():.3f}.."
-                             f"{lon.max():.3f}, lat {lat.min():.3f}..{lat.max():.3f})")
-    report(0.1, "reference geometry")
+        return g
 
-    # merged (stitched) line range and cuts
-    first = refs[0].offset + refs[0].lines[0]
-    last = refs[-1].offset + refs[-1].lines[-1]
-    cuts = [first]
-    for up, down in zip(refs[:-1], refs[1:], strict=True):
-        a_end = up.offset + up.lines[-1] + 1
-        b_start = down.offset + down.lines[0]
-        if b_start >= a_end:
-            raise InputError(f"bursts {up.burst.key} and {down.burst.key} do not overlap")
-        cuts.append((a_end + b_start) // 2)
-    cuts.append(last + 1)
-    n_rows, n_cols = last + 1 - first, len(cols)
+    def coregister(s: _Swath, j: int, k: int, ground: np.ndarray, xs: np.ndarray,
+                   shift: float) -> tuple[np.ndarray, np.ndarray]:
+        """Date k's burst j of swath s resampled on the reference pixels of ``ground``."""
+        ann, b = s.sel.bursts[k][j]
+        pk = polys[k]
+        t_guess = (b.azimuth_time - epochs[k]).total_seconds() + 0.5 * b.lines * dtl
+        tk, rk = geo2rdr(ground, pk.coef, pk.t_mid, pk.t_scale, t_guess=t_guess)
+        lines = (tk - (b.azimuth_time - epochs[k]).total_seconds()) / dtl + shift
+        samples = ann.sample_of(rk)
+        r_ref = s.sel.bursts[0][j][0].range_of(xs - s.col_offset)
+        dphase = 4 * np.pi * (rk - r_ref[None, :]) / wavelength
+        fin = np.isfinite(lines) & np.isfinite(samples)
+        out = np.zeros(lines.shape, np.complex64)
+        ok = np.zeros(lines.shape, bool)
+        if not fin.any():
+            return out, ok
+        la = max(int(np.floor(lines[fin].min())) - cfg.taps, 0)
+        lb = min(int(np.ceil(lines[fin].max())) + cfg.taps + 1, b.lines)
+        sa = max(int(np.floor(samples[fin].min())) - cfg.taps, 0)
+        sb = min(int(np.ceil(samples[fin].max())) + cfg.taps + 1, b.samples)
+        if lb <= la or sb <= sa:
+            return out, ok
+        ramp = s.ramps[k][j]
+        raw = deramp(_read_lines(ann, b, la, lb, sa, sb), ramp, first_line=la,
+                     first_sample=sa)
+        vals, ok = resample_sinc(raw, np.where(fin, lines - la, -1e6),
+                                 np.where(fin, samples - sa, -1e6), cfg.taps)
+        ok &= fin & (lines >= b.first_valid_line + half - 1) & \
+            (lines <= b.last_valid_line - half + 1) & \
+            (samples >= b.first_valid_sample + half - 1) & \
+            (samples <= b.last_valid_sample - half + 1)
+        out = vals * np.exp(1j * (ramp_phase(ramp, np.where(fin, lines, 0.0),
+                                             np.where(fin, samples, 0.0)) + dphase))
+        out[~ok] = 0
+        return out.astype(np.complex64), ok
 
-    def stitch(pieces: list[np.ndarray]) -> np.ndarray:
-        outp = np.zeros((n_rows, n_cols) + pieces[0].shape[2:], pieces[0].dtype)
-        for j, (r, piece) in enumerate(zip(refs, pieces, strict=True)):
-            a, b = cuts[j], cuts[j + 1]
-            src = np.arange(a, b) - r.offset - r.lines[0]
-            outp[a - first:b - first] = piece[src]
-        return outp
+    def ref_block(s: _Swath, j: int, rows: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        ann, b = s.sel.bursts[0][j]
+        lines = rows - s.offsets[j]
+        cols = xs - s.col_offset
+        return _read_lines(ann, b, int(lines[0]), int(lines[-1]) + 1, int(cols[0]),
+                           int(cols[-1]) + 1)
 
-    slcs = [stitch([r.data for r in refs])]
-    valid_all = np.ones((n_rows, n_cols), bool)
+    if not flat:  # the DEM must cover the frame: its corners and burst edges on the DEM
+        pts = []
+        for s in layout:
+            for j in range(len(s.offsets)):
+                rows = np.clip(np.array([s.cuts[j], s.cuts[j + 1] - 1]), r0, r1 - 1)
+                pts.append(ground_of(s, j, rows, np.array([s.x0, s.x1 - 1])).reshape(-1, 3))
+        plat, plon, _ = ecef_to_llh(np.concatenate(pts))
+        lo = sorted((dem.params[0], dem.params[0] + dem.params[2] * (dem.heights.shape[1] - 1)))
+        la_ = sorted((dem.params[1], dem.params[1] + dem.params[3] * (dem.heights.shape[0] - 1)))
+        if plon.min() < lo[0] or plon.max() > lo[1] or plat.min() < la_[0] or \
+                plat.max() > la_[1]:
+            raise InputError(f"DEM {cfg.dem}: does not cover the bursts (lon {plon.min():.3f}.."
+                             f"{plon.max():.3f}, lat {plat.min():.3f}..{plat.max():.3f})")
+
+
+    # 1. enhanced spectral diversity: one azimuth shift per secondary date, pooled over
+    #    every burst overlap of every subswath
+    shifts = [0.0] * n_dates
     esd_info: list[dict] = [{"date": sel.dates[0].isoformat(), "reference": True}]
+    estimates: list[list[tuple[float, float]]] = [[] for _ in range(n_dates)]
+    overlaps = []
+    for s in layout:
+        rb = [b for _, b in s.sel.bursts[0]]
+        for j in range(len(rb) - 1):
+            m0 = max(s.offsets[j] + rb[j].first_valid_line,
+                     s.offsets[j + 1] + rb[j + 1].first_valid_line)
+            m1 = min(s.offsets[j] + rb[j].last_valid_line,
+                     s.offsets[j + 1] + rb[j + 1].last_valid_line)
+            if m1 >= m0:
+                xs_all = np.arange(max(s.x0, x_first), min(s.x1, x_last))
+                cstep = max(1, xs_all.size // 2048)
+                overlaps.append((s, j, np.arange(m0, m1 + 1), xs_all[::cstep]))
+    do_esd = cfg.esd and bool(overlaps)
+    if do_esd:
+        for it in range(cfg.esd_iterations + 1):
+            acc = [_Esd() for _ in range(n_dates)]
+            for s, j, rows, xs in overlaps:
+                ga, gb = ground_of(s, j, rows, xs), ground_of(s, j + 1, rows, xs)
+                ra, rbk = _read_cols(s, 0, j, rows, xs), _read_cols(s, 0, j + 1, rows, xs)
+                fa = doppler_centroid(s.ramps[0][j], (rows - s.offsets[j])[:, None]
+                                      .astype(float), (xs - s.col_offset)[None, :].astype(float))
+                fb = doppler_centroid(s.ramps[0][j + 1], (rows - s.offsets[j + 1])[:, None]
+                                      .astype(float), (xs - s.col_offset)[None, :].astype(float))
+                for k in range(1, n_dates):
+                    sa, oka = coregister(s, j, k, ga, xs, shifts[k])
+                    sb, okb = coregister(s, j + 1, k, gb, xs, shifts[k])
+                    ok = oka & okb
+                    acc[k].add(np.where(ok, ra * np.conj(sa), 0).ravel(),
+                               np.where(ok, rbk * np.conj(sb), 0).ravel(), (fa - fb).ravel())
+            for k in range(1, n_dates):
+                e, coh = acc[k].shift(dtl)
+                estimates[k].append((e, coh))
+                if it < cfg.esd_iterations:
+                    shifts[k] -= e
+            report(0.05 + 0.15 * (it + 1) / (cfg.esd_iterations + 1), "spectral diversity")
     for k in range(1, n_dates):
-        ann, pk = anns[k], polys[k]
-        secs: list[_SecBurst] = []
-        for r, b in zip(refs, sel.bursts[k], strict=True):
-            t_guess = (b.azimuth_time - epochs[k]).total_seconds() + 0.5 * b.lines * dtl
-            tk, rk = geo2rdr(r.ground, pk.coef, pk.t_mid, pk.t_scale, t_guess=t_guess)
-            tb = (b.azimuth_time - epochs[k]).total_seconds()
-            sec_lines = (tk - tb) / dtl
-            samples = ann.sample_of(rk)
-            dphase = 4 * np.pi * (rk - r_ref[None, :]) / wavelength
-            ramp = _ramp(ann, orbits[k], b, epochs[k])
-            fin = samples[np.isfinite(samples)]
-            if fin.size == 0:
-                raise InputError(f"{sel.products[k].name}: burst {b.key} does not see the "
-                                 "reference area (geometry)")
-            s_a = max(int(np.floor(fin.min())) - cfg.taps, 0)
-            s_b = min(int(np.ceil(fin.max())) + cfg.taps + 1, b.samples)
-            raw = deramp(ann.read_burst(b, (s_a, s_b)), ramp, first_sample=s_a)
-            box_ = (b.first_valid_line + half - 1, b.last_valid_line - half + 1,
-                    b.first_valid_sample + half - 1, b.last_valid_sample - half + 1)
-            secs.append(_SecBurst(sec_lines, samples, dphase, raw, ramp, box_, s_a))
-        shift = 0.0
-        estimates = []
-        coreg = [_coregister(s, shift, cfg.taps) for s in secs]
-        if cfg.esd and len(refs) > 1:
-            for _ in range(cfg.esd_iterations + 1):
-                e, coh = _esd(refs, coreg, dtl)
-                estimates.append((e, coh))
-                if len(estimates) > cfg.esd_iterations:
-                    break
-                shift -= e
-                coreg = [_coregister(s, shift, cfg.taps) for s in secs]
-        data = stitch([c[0] for c in coreg])
-        ok = stitch([c[1] for c in coreg])
-        valid_all &= ok
-        slcs.append(data)
         esd_info.append({
             "date": sel.dates[k].isoformat(), "reference": False,
-            "azimuth_shift_lines": shift,
-            "esd_estimates_lines": [round(e, 6) for e, _ in estimates],
-            "esd_coherence": [round(c, 4) for _, c in estimates],
-            "residual_lines": estimates[-1][0] if estimates else None,
+            "azimuth_shift_lines": shifts[k],
+            "esd_estimates_lines": [round(e, 6) for e, _ in estimates[k]],
+            "esd_coherence": [round(c, 4) for _, c in estimates[k]],
+            "residual_lines": estimates[k][-1][0] if estimates[k] else None,
         })
-        report(0.1 + 0.8 * k / (n_dates - 1), f"coregistered {sel.dates[k]}")
 
-    # the common valid rectangle
-    mostly = valid_all.mean(axis=1) > 0.5
-    colf = valid_all[mostly].mean(axis=0) > 0.999 if mostly.any() else mostly[:0]
-    if not colf.any():
-        raise InputError("the dates share no valid area after coregistration")
-    ca, cb = np.flatnonzero(colf)[[0, -1]]
-    rowf = valid_all[:, ca:cb + 1].all(axis=1)
-    if not rowf.any():
-        raise InputError("the dates share no valid area after coregistration")
-    ra, rbb = np.flatnonzero(rowf)[[0, -1]]
-    win = (slice(ra, rbb + 1), slice(ca, cb + 1))
-
-    # geometry of the stitched grid
-    ground = stitch([r.ground for r in refs])[win]
-    line_times = np.concatenate([
-        (r.burst.azimuth_time - epochs[0]).total_seconds()
-        + (np.arange(cuts[j], cuts[j + 1]) - r.offset) * dtl for j, r in enumerate(refs)])
-    line_times = line_times[ra:rbb + 1]
-    lat, lon, hgt = ecef_to_llh(ground)
-    cy, cx = ground.shape[0] // 2, ground.shape[1] // 2
-    g = ground[cy, cx]
-    s0_pos = p0.position(line_times[cy])
-    u = (g - s0_pos) / np.linalg.norm(g - s0_pos)
-    up = llh_to_ecef(lat[cy, cx], lon[cy, cx], 1.0) - llh_to_ecef(lat[cy, cx], lon[cy, cx], 0.0)
-    up /= np.linalg.norm(up)
-    nperp = up - (up @ u) * u
-    nperp /= np.linalg.norm(nperp)
-    incidence = math.degrees(math.acos(float(-u @ up)))
-    slant = float(np.linalg.norm(g - s0_pos))
-    bperp = []
-    for k in range(n_dates):
-        tk, _ = geo2rdr(g[None], polys[k].coef, polys[k].t_mid, polys[k].t_scale)
-        bperp.append(float((polys[k].position(tk[0]) - s0_pos) @ nperp))
-
+    # 2. stream: per subswath, burst and block of lines, the reference ground once and
+    #    every date's samples, written to each date's file
     final = Path(cfg.out)
     if final.exists() and any(final.iterdir()):
         raise InputError(f"stack folder {final} exists and is not empty")
@@ -533,10 +699,127 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     out = final.with_name(f".{final.name}.partial")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
+    names = [f"slc_{d:%Y%m%d}.tif" for d in sel.dates]
+    valid_px = np.zeros(n_dates, np.int64)
     try:
-        written = _write_outputs(out, final, cfg, sel, slcs, win, valid_all, wavelength, bperp,
-                                 incidence, slant, ref, epochs, p0, orbits, line_times, cols,
-                                 ca, cuts, first, ra, rbb, cb, lat, lon, hgt, esd_info)
+        with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):
+            dsets = [rasterio.open(out / f".{n}.tmp", "w", driver="GTiff", width=n_cols,
+                                   height=n_rows, count=1, dtype="complex64", tiled=True,
+                                   blockxsize=256, blockysize=256) for n in names]
+            try:
+                blocks = []
+                for s in layout:
+                    for j in range(len(s.offsets)):
+                        a, b = max(s.cuts[j], r0), min(s.cuts[j + 1], r1)
+                        for ba in range(a, b, cfg.block_lines):
+                            blocks.append((s, j, ba, min(b, ba + cfg.block_lines)))
+                for q, (s, j, ba, bb) in enumerate(blocks):
+                    rows = np.arange(ba, bb)
+                    xs = np.arange(s.x0, s.x1)
+                    g = ground_of(s, j, rows, xs)
+                    win = Window(s.x0 - x_first, ba - r0, xs.size, rows.size)
+                    ref = ref_block(s, j, rows, xs)
+                    dsets[0].write(ref, 1, window=win)
+                    valid_px[0] += int(np.count_nonzero(ref))
+                    gr = (rows - r0)
+                    keep_r = gr % step == 0
+                    keep_c = (xs - x_first) % step == 0
+                    if keep_r.any() and keep_c.any():
+                        lat, lon, hgt = ecef_to_llh(g[keep_r][:, keep_c])
+                        ri = gr[keep_r] // step
+                        ci = (xs[keep_c] - x_first) // step
+                        geo_lat[np.ix_(ri, ci)] = lat
+                        geo_lon[np.ix_(ri, ci)] = lon
+                        geo_h[np.ix_(ri, ci)] = hgt
+                    for k in range(1, n_dates):
+                        data, ok = coregister(s, j, k, g, xs, shifts[k])
+                        dsets[k].write(data, 1, window=win)
+                        valid_px[k] += int(ok.sum())
+                    del g
+                    report(0.2 + 0.75 * (q + 1) / len(blocks),
+                           f"{s.sel.swath} burst {j + 1}/{len(s.offsets)}: rows {bb - r0}")
+                continuity = _swath_continuity(layout, range(1, n_dates), r0, r1,
+                                               ground_of, ref_block, coregister, shifts,
+                                               half)
+            finally:
+                for ds in dsets:
+                    ds.close()
+        bad = [c for c in continuity if not c["ok"]]
+        if bad:
+            c = bad[0]
+            raise InputError(f"subswaths {c['swaths']} do not join in phase on "
+                             f"{sel.dates[c['date_index']]}: {c['phase_step_rad']:+.2f} rad "
+                             "(coregistration failed between subswaths)")
+        # geometry of the frame
+        mid = layout[len(layout) // 2]
+        frame_rows = np.arange(r0, r1)
+        line_times = np.concatenate([t_ref(mid, j, frame_rows[(frame_rows >= mid.cuts[j])
+                                                              & (frame_rows < mid.cuts[j + 1])])
+                                     for j in range(len(mid.offsets))])
+        cy, cx = n_rows // 2, n_cols // 2
+        jc = mid.burst_at(r0 + cy)
+        xc = int(np.clip(x_first + cx, mid.x0, mid.x1 - 1))
+        g = ground_of(mid, jc, np.array([r0 + cy]), np.array([xc]))[0, 0]
+        s0_pos = p0.position(float(t_ref(mid, jc, np.array([r0 + cy]))[0]))
+        u = (g - s0_pos) / np.linalg.norm(g - s0_pos)
+        glat, glon, _ = ecef_to_llh(g)
+        up = llh_to_ecef(glat, glon, 1.0) - llh_to_ecef(glat, glon, 0.0)
+        up /= np.linalg.norm(up)
+        nperp = up - (up @ u) * u
+        nperp /= np.linalg.norm(nperp)
+        incidence = math.degrees(math.acos(float(-u @ up)))
+        slant = float(np.linalg.norm(g - s0_pos))
+        bperp = []
+        for k in range(n_dates):
+            tk, _ = geo2rdr(g[None], polys[k].coef, polys[k].t_mid, polys[k].t_scale)
+            bperp.append(float((polys[k].position(tk[0]) - s0_pos) @ nperp))
+        keys = [k for sw in sel.swaths for k in sw.keys]
+        for k, name in enumerate(names):
+            tags = {"ACQUISITION_DATE": sel.dates[k].isoformat(),
+                    "WAVELENGTH": repr(wavelength),
+                    "PERPENDICULAR_BASELINE": f"{bperp[k] - bperp[0]:.3f}",
+                    "INCIDENCE_ANGLE": f"{incidence:.4f}", "SLANT_RANGE": f"{slant:.3f}",
+                    "HEADING": f"{ref_ann.heading:.4f}",
+                    "SOURCE_PRODUCT": ",".join(p.name for p in sel.products[k]),
+                    "BURSTS": ",".join(keys), "POLARISATION": sel.polarisation}
+            with rasterio.open(out / f".{name}.tmp", "r+") as ds:
+                ds.update_tags(**tags)
+            (out / f".{name}.tmp").replace(out / name)
+        geometry = {
+            "epoch": epochs[0].isoformat(),
+            "orbit": {"coef": p0.coef.tolist(), "t_mid": p0.t_mid, "t_scale": p0.t_scale,
+                      "t_start": p0.t_start, "t_end": p0.t_end, "fit_error_m": p0.fit_error_m,
+                      "source": orbits[0].source},
+            "line_times": line_times.tolist(), "first_sample": int(x_first),
+            "slant_range_time": tau_min, "range_sampling_rate": fs,
+            "wavelength": wavelength, "heading": ref_ann.heading,
+            "dem": str(Path(cfg.dem).resolve()) if cfg.dem else None,
+            "swath": ",".join(sw.swath for sw in sel.swaths),
+            "swaths": [{"swath": s.sel.swath, "columns": [int(s.x0 - x_first),
+                                                          int(s.x1 - x_first)],
+                        "stitch_rows": [int(c - r0) for c in s.cuts[1:-1] if r0 < c < r1]}
+                       for s in layout],
+            "polarisation": sel.polarisation, "bursts": keys,
+            "stitch_rows": [int(c - r0) for c in layout[0].cuts[1:-1] if r0 < c < r1],
+            "geometry_step": step, "shape": [n_rows, n_cols],
+        }
+        (out / "geometry.json").write_text(json.dumps(geometry))
+        np.savez_compressed(out / "geometry.npz", lat=geo_lat, lon=geo_lon,
+                            height=geo_h.astype(np.float32))
+        rep = {
+            "products": sel.names, "dates": [d.isoformat() for d in sel.dates],
+            "slices_per_date": [len(g) for g in sel.products],
+            "swath": ",".join(sw.swath for sw in sel.swaths),
+            "polarisation": sel.polarisation, "bursts": keys,
+            "orbits": [o.source for o in orbits], "dem": dem_note(cfg.dem),
+            "grid": {"rows": n_rows, "cols": n_cols},
+            "perpendicular_baselines_m": [round(b - bperp[0], 3) for b in bperp],
+            "incidence_deg": incidence, "slant_range_m": slant, "esd": esd_info,
+            "swath_continuity": continuity,
+            "valid_fraction": [round(float(v) / (n_rows * n_cols), 4) for v in valid_px],
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        (out / "ingest_report.json").write_text(json.dumps(rep, indent=2))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -544,56 +827,64 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
         final.rmdir()
     out.replace(final)
     report(1.0, "stack written")
-    return IngestResult(stack_dir=final, dates=sel.dates,
-                        paths=[final / p.name for p in written],
+    return IngestResult(stack_dir=final, dates=sel.dates, paths=[final / n for n in names],
                         bperp=[b - bperp[0] for b in bperp], esd=esd_info,
                         report=final / "ingest_report.json",
-                        geometry=final / "geometry.json", burst_keys=sel.keys)
+                        geometry=final / "geometry.json", burst_keys=keys)
 
 
-def _write_outputs(out, final, cfg, sel, slcs, win, valid_all, wavelength, bperp, incidence,
-                   slant, ref, epochs, p0, orbits, line_times, cols, ca, cuts, first, ra, rbb,
-                   cb, lat, lon, hgt, esd_info) -> list[Path]:
-    n_dates = len(slcs)
-    written = []
-    for k in range(n_dates):
-        d = sel.dates[k]
-        data = slcs[k][win].copy()
-        data[~valid_all[win]] = 0
-        tags = {"ACQUISITION_DATE": d.isoformat(), "WAVELENGTH": repr(wavelength),
-                "PERPENDICULAR_BASELINE": f"{bperp[k] - bperp[0]:.3f}",
-                "INCIDENCE_ANGLE": f"{incidence:.4f}", "SLANT_RANGE": f"{slant:.3f}",
-                "HEADING": f"{ref.heading:.4f}", "SOURCE_PRODUCT": sel.products[k].name,
-                "BURSTS": ",".join(sel.keys), "POLARISATION": sel.polarisation}
-        p = out / f"slc_{d:%Y%m%d}.tif"
-        _write_slc(p, data, tags)
-        written.append(p)
-    geometry = {
-        "epoch": epochs[0].isoformat(),
-        "orbit": {"coef": p0.coef.tolist(), "t_mid": p0.t_mid, "t_scale": p0.t_scale,
-                  "t_start": p0.t_start, "t_end": p0.t_end, "fit_error_m": p0.fit_error_m,
-                  "source": orbits[0].source},
-        "line_times": line_times.tolist(), "first_sample": int(cols[ca]),
-        "slant_range_time": ref.slant_range_time,
-        "range_sampling_rate": ref.range_sampling_rate, "wavelength": wavelength,
-        "dem": str(Path(cfg.dem).resolve()) if cfg.dem else None,
-        "swath": sel.swath, "polarisation": sel.polarisation, "bursts": sel.keys,
-        "stitch_rows": [int(c - first - ra) for c in cuts[1:-1]],
-    }
-    (out / "geometry.json").write_text(json.dumps(geometry))
-    np.savez_compressed(out / "geometry.npz", lat=lat.astype(np.float64),
-                        lon=lon.astype(np.float64), height=hgt.astype(np.float32))
-    rep = {
-        "products": [p.name for p in sel.products], "dates": [d.isoformat() for d in sel.dates],
-        "swath": sel.swath, "polarisation": sel.polarisation, "bursts": sel.keys,
-        "orbits": [o.source for o in orbits], "dem": dem_note(cfg.dem),
-        "grid": {"rows": int(rbb + 1 - ra), "cols": int(cb + 1 - ca)},
-        "perpendicular_baselines_m": [round(b - bperp[0], 3) for b in bperp],
-        "incidence_deg": incidence, "slant_range_m": slant, "esd": esd_info,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    (out / "ingest_report.json").write_text(json.dumps(rep, indent=2))
-    return written
+def _read_cols(s: _Swath, k: int, j: int, rows: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Reference samples of frame ``rows`` x (thinned) columns ``xs``."""
+    ann, b = s.sel.bursts[k][j]
+    lines = rows - s.offsets[j]
+    cols = xs - s.col_offset
+    block = _read_lines(ann, b, int(lines[0]), int(lines[-1]) + 1, int(cols[0]),
+                        int(cols[-1]) + 1)
+    return block[:, cols - cols[0]]
+
+
+def _swath_continuity(layout: list[_Swath], dates, r0: int, r1: int, ground_of, ref_block,
+                      coregister, shifts, margin: int, max_step: float = 0.5) -> list[dict]:
+    """Interferometric phase step between consecutive subswaths, per secondary date.
+
+    In the range overlap of two subswaths both see the same ground: the double
+    difference of their interferograms (reference times conjugate secondary) must be
+    zero. Measured on the middle lines of each burst of the first subswath; a step above
+    ``max_step`` radians (where the overlap is coherent) marks a failed merge.
+    """
+    out = []
+    for a, b in zip(layout[:-1], layout[1:], strict=True):
+        lo = b.col_offset + max(bb.first_valid_sample for _, bb in b.sel.bursts[0]) + margin
+        hi = a.col_offset + min(bb.last_valid_sample for _, bb in a.sel.bursts[0]) - margin
+        if hi - lo < 4:
+            continue
+        xs = np.arange(lo, hi)
+        pieces = []
+        for j in range(len(a.offsets)):
+            mid = (max(a.cuts[j], r0) + min(a.cuts[j + 1], r1)) // 2
+            rows = np.arange(max(mid - 16, r0), min(mid + 16, r1))
+            if rows.size == 0:
+                continue
+            jb = b.burst_at(int(mid))
+            pieces.append((j, jb, rows))
+        for k in dates:
+            acc = 0j
+            mag = 0.0
+            for j, jb, rows in pieces:
+                ga, gb = ground_of(a, j, rows, xs), ground_of(b, jb, rows, xs)
+                ra, rb = ref_block(a, j, rows, xs), ref_block(b, jb, rows, xs)
+                sa, oka = coregister(a, j, k, ga, xs, shifts[k])
+                sb, okb = coregister(b, jb, k, gb, xs, shifts[k])
+                ok = oka & okb & (ra != 0) & (rb != 0)
+                dd = (ra * np.conj(sa))[ok] * np.conj((rb * np.conj(sb))[ok])
+                acc += complex(dd.astype(np.complex128).sum())
+                mag += float(np.abs(dd).sum())
+            coh = abs(acc) / mag if mag else 0.0
+            step = float(np.angle(acc)) if mag else float("nan")
+            out.append({"swaths": f"{a.sel.swath}/{b.sel.swath}", "date_index": k,
+                        "phase_step_rad": round(step, 4), "coherence": round(coh, 4),
+                        "ok": bool(not (coh > 0.3 and abs(step) > max_step))})
+    return out
 
 
 def _aoi_columns(ann: SwathAnnotation, aoi) -> tuple[int, int]:
@@ -610,36 +901,3 @@ def _aoi_columns(ann: SwathAnnotation, aoi) -> tuple[int, int]:
     if px.size == 0:  # the AOI is larger than the swath: keep every sample
         return 0, ann.samples_per_burst
     return int(np.floor(px.min())), int(np.ceil(px.max()))
-
-
-def _esd(refs: list[_RefBurst], coreg: list[tuple[np.ndarray, np.ndarray]], dtl: float
-         ) -> tuple[float, float]:
-    """Pooled ESD misregistration (lines) over every burst overlap."""
-    a_all, b_all, df_all = [], [], []
-    for j in range(len(refs) - 1):
-        ra, rb = refs[j], refs[j + 1]
-        # merged lines where both bursts are valid
-        m0 = max(ra.offset + ra.lines[0], rb.offset + rb.lines[0])
-        m1 = min(ra.offset + ra.lines[-1], rb.offset + rb.lines[-1])
-        if m1 < m0:
-            continue
-        merged = np.arange(m0, m1 + 1)
-        ia = merged - ra.offset - ra.lines[0]
-        ib = merged - rb.offset - rb.lines[0]
-        sa, oka = coreg[j]
-        sb, okb = coreg[j + 1]
-        ok = oka[ia] & okb[ib]
-        ifa = ra.data[ia] * np.conj(sa[ia])
-        ifb = rb.data[ib] * np.conj(sb[ib])
-        cols = np.arange(ra.data.shape[1], dtype=float)[None, :]
-        # the samples of the reference data are the burst's columns from its first column
-        fa = doppler_centroid(ra.ramp, (merged - ra.offset)[:, None].astype(float),
-                              cols + ra.col0)
-        fb = doppler_centroid(rb.ramp, (merged - rb.offset)[:, None].astype(float),
-                              cols + rb.col0)
-        a_all.append(np.where(ok, ifa, 0).ravel())
-        b_all.append(np.where(ok, ifb, 0).ravel())
-        df_all.append((fa - fb).ravel())
-    if not a_all:
-        raise InputError("the chosen bursts have no overlap for spectral diversity")
-    return esd_shift(np.concatenate(a_all), np.concatenate(b_all), np.concatenate(df_all), dtl)

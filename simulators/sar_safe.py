@@ -37,7 +37,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -110,6 +110,17 @@ class SimulateSafeConfig(BaseModel):
                                    "known positions (truth: their latitude, longitude, "
                                    "height).")
     relative_orbit: int = Field(37, ge=1, le=175, description="Relative orbit (track).")
+    swaths: int = Field(1, ge=1, le=3, description="Subswaths (IW1..IW3), adjacent in range "
+                        "with an overlap of swath_overlap samples; IW(n+1) bursts start a "
+                        "third of a burst cycle after IW(n)'s, as on Sentinel-1.")
+    swath_overlap: int = Field(24, ge=8, le=1000, description="Range samples two "
+                               "consecutive subswaths share.")
+    slices: int = Field(1, ge=1, le=4, description="Products (slices) each date is cut into "
+                        "along track: consecutive bursts, continuous burst IDs.")
+    dem_datum: Literal["ellipsoid", "EGM2008"] = Field(
+        "ellipsoid", description="Vertical datum of dem.tif: ellipsoidal heights, or "
+        "heights above the EGM2008 geoid (tagged VERTICAL_DATUM=EGM2008, as the DEM "
+        "provider's Copernicus DEM) that ingestion must convert.")
     zip: bool = Field(False, description="Write zips instead of SAFE folders.")
     write_orbits: bool = Field(True, description="Write EOF precise orbit files.")
     seed: int = Field(0, description="Random seed.")
@@ -208,7 +219,8 @@ def _sub(parent, tag: str, text=None, **attrib):
 
 
 def _manifest(name: str, platform: str, absolute: int, relative: int, start: dt.datetime,
-              stop: dt.datetime, members: list[str]) -> bytes:
+              stop: dt.datetime, members: list[str],
+              swaths: tuple[str, ...] | list[str] = ("IW1", "IW2", "IW3")) -> bytes:
     ns = {"xfdu": "urn:ccsds:schema:xfdu:1", "safe": "http://www.esa.int/safe/sentinel-1.0",
           "s1": "http://www.esa.int/safe/sentinel-1.0/sentinel-1",
           "s1sarl1": "http://www.esa.int/safe/sentinel-1.0/sentinel-1/sar/level-1"}
@@ -231,7 +243,7 @@ def _manifest(name: str, platform: str, absolute: int, relative: int, start: dt.
     ext = etree.SubElement(etree.SubElement(inst, q("safe", "extension")),
                            q("s1sarl1", "instrumentMode"))
     etree.SubElement(ext, q("s1sarl1", "mode")).text = "IW"
-    for sw in ("IW1", "IW2", "IW3"):
+    for sw in swaths:
         etree.SubElement(ext, q("s1sarl1", "swath")).text = sw
     wrap = etree.SubElement(etree.SubElement(meta, "metadataObject",
                                              ID="measurementOrbitReference"),
@@ -278,8 +290,13 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
     safe_dir.mkdir(parents=True, exist_ok=True)
     orbit_dir.mkdir(parents=True, exist_ok=True)
     nb, lpb, cyc, ns = cfg.bursts, cfg.lines_per_burst, cfg.burst_cycle_lines, cfg.samples
+    n_sw = cfg.swaths
     if cyc >= lpb:
         raise ValueError("burst_cycle_lines must be smaller than lines_per_burst (overlap)")
+    if cfg.slices > nb:
+        raise ValueError(f"{cfg.slices} slices need at least as many bursts (got {nb})")
+    if n_sw > 1 and cfg.swath_overlap >= ns // 2:
+        raise ValueError("swath_overlap must be below half the samples of a swath")
     dt_line = T_BEAM / cyc
     fs = _FS_FULL / cfg.range_decimation
     wavelength = SPEED_OF_LIGHT / _FC
@@ -291,8 +308,12 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
     tau_anx = u0 / ref_orbit.n  # seconds since the ascending node at s = 0
     # first burst time so that burst IDs fall mid-cycle (stable across dates)
     phase = ((cfg.relative_orbit - 1) * T_ORB + tau_anx + 20.0 - T_PRE) / T_BEAM
-    s_first = 20.0 + (0.5 - (phase - math.floor(phase))) * T_BEAM
-    tau0_ref = 2 * cfg.near_range_m / SPEED_OF_LIGHT
+    s_first0 = 20.0 + (0.5 - (phase - math.floor(phase))) * T_BEAM
+    # subswath n: its near range, and its bursts a third of a cycle after IW(n-1)'s
+    near = [cfg.near_range_m + n * (ns - cfg.swath_overlap) * SPEED_OF_LIGHT / (2 * fs)
+            for n in range(n_sw)]
+    s_firsts = [s_first0 + n * (cyc / 3.0) * dt_line for n in range(n_sw)]
+    tau0_refs = [2 * r / SPEED_OF_LIGHT for r in near]
     dates = [cfg.start + dt.timedelta(days=cfg.interval_days * k) for k in range(cfg.dates)]
     origins = [dt.datetime.combine(d, dt.time(5, 26, 0)) for d in dates]
     years = np.array([(d - dates[0]).days / 365.25 for d in dates])
@@ -315,16 +336,18 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
         terr.append(float(rng.choice([-1.0, 1.0]) * cfg.timing_error_px))
         bases.append((float(bh), float(bv)))
     span = (nb - 1) * cyc + lpb
-    s_vec = np.arange(math.floor(s_first) - 60, s_first + span * dt_line + 60, 10.0)
+    s_end = s_firsts[-1] + span * dt_line
+    s_vec = np.arange(math.floor(s_first0) - 60, s_end + 60, 10.0)
     orbit_objs = []
     for k in range(cfg.dates):
         pos, vel = orbits[k].state(s_vec)
         orbit_objs.append(Orbit(origins[k], s_vec.copy(), pos, vel, f"sim {k}"))
-    polys = [o.polynomial(s_first - 5, s_first + span * dt_line + 5) for o in orbit_objs]
+    polys = [o.polynomial(s_first0 - 5, s_end + 5) for o in orbit_objs]
 
-    # flat-earth footprint -> DEM
-    corner_t = np.array([s_first, s_first, s_first + span * dt_line, s_first + span * dt_line])
-    corner_r = np.array([0, ns, 0, ns]) / fs * SPEED_OF_LIGHT / 2 + cfg.near_range_m
+    # flat-earth footprint of every subswath -> DEM
+    far = near[-1] + ns / fs * SPEED_OF_LIGHT / 2
+    corner_t = np.array([s_first0, s_first0, s_end, s_end])
+    corner_r = np.array([near[0], far, near[0], far])
     p0 = polys[0]
     corners = rdr2geo(corner_t, corner_r, p0.coef, p0.t_mid, p0.t_scale)
     clat, clon, _ = ecef_to_llh(corners)
@@ -343,36 +366,52 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
         heights += amp * np.exp(-((glat[:, None] - hl) ** 2 + ((glon[None, :] - ho)
                                   * math.cos(math.radians(hl))) ** 2) / (2 * sig ** 2))
     dem_path = out / "dem.tif"
+    stored = heights
+    if cfg.dem_datum == "EGM2008":
+        from insar.dem import to_ellipsoid
+
+        undulation = to_ellipsoid(np.zeros_like(heights), glon[0], glat[0], step, -step)
+        stored = heights - undulation  # orthometric: what a geoid-referenced DEM holds
     with rasterio.open(dem_path, "w", driver="GTiff", width=nlon, height=nlat, count=1,
                        dtype="float32", crs=CRS.from_epsg(4326),
                        transform=Affine(step, 0, west, 0, -step, north)) as ds:
-        ds.write(heights.astype(np.float32), 1)
-        ds.update_tags(VERTICAL_DATUM="ellipsoid", SOURCE="gdm simulate-safe")
+        ds.write(stored.astype(np.float32), 1)
+        ds.update_tags(VERTICAL_DATUM=cfg.dem_datum, SOURCE="gdm simulate-safe")
     dem = DemGrid(heights.astype(np.float32), glon[0], glat[0], step, -step)
 
-    # reference lattice (2x oversampled) in reference merged-line / sample coordinates
+    # per subswath: reference lattice (2x oversampled) in its merged-line / sample
+    # coordinates, its ground points and reflectivity
     margin = 16
     nu = 2 * (span + 2 * margin)
     nv = 2 * (ns + 2 * margin)
     uu = -margin + np.arange(nu) / 2.0
     vv = -margin + np.arange(nv) / 2.0
-    t_ref = s_first + uu * dt_line
-    r_ref = 0.5 * SPEED_OF_LIGHT * (tau0_ref + vv / fs)
-    ground = rdr2geo(t_ref[:, None], r_ref[None, :], p0.coef, p0.t_mid, p0.t_scale, dem)
-    glat_l, glon_l, _ = ecef_to_llh(ground)
-    truth_model = {"lat": float(np.nanmean(glat_l)), "lon": float(np.nanmean(glon_l)),
+    grounds, lat_lattice, lon_lattice = [], [], []
+    for n in range(n_sw):
+        t_ref = s_firsts[n] + uu * dt_line
+        r_ref = 0.5 * SPEED_OF_LIGHT * (tau0_refs[n] + vv / fs)
+        g = rdr2geo(t_ref[:, None], r_ref[None, :], p0.coef, p0.t_mid, p0.t_scale, dem)
+        glat_l, glon_l, _ = ecef_to_llh(g)
+        grounds.append(g)
+        lat_lattice.append(glat_l)
+        lon_lattice.append(glon_l)
+    truth_model = {"lat": float(np.nanmean(lat_lattice)), "lon": float(np.nanmean(lon_lattice)),
                    "sigma_m": cfg.sigma_m, "rate": cfg.velocity}
     truth: dict[str, Any] = {"velocity_model": truth_model}
-    vel_l = velocity_at(glat_l, glon_l, truth)
-    amp = np.exp(0.4 * gaussian_filter(rng.normal(size=(nu, nv)), 3) * 3)
-    refl = amp * (rng.normal(size=(nu, nv)) + 1j * rng.normal(size=(nu, nv))) / math.sqrt(2)
+    refls, vels = [], []
     reflectors = []
-    for q in range(cfg.corner_reflectors):
-        iu = int(2 * (margin + (q + 0.5) / cfg.corner_reflectors * span)) + q % 2
-        iv = int(2 * (margin + rng.uniform(0.2, 0.8) * ns)) + (q + 1) % 2
-        refl[iu, iv] = 60.0 * float(np.mean(amp))
-        reflectors.append({"lat": float(glat_l[iu, iv]), "lon": float(glon_l[iu, iv]),
-                           "height": float(ecef_to_llh(ground[iu, iv])[2])})
+    for n in range(n_sw):
+        vels.append(velocity_at(lat_lattice[n], lon_lattice[n], truth))
+        amp = np.exp(0.4 * gaussian_filter(rng.normal(size=(nu, nv)), 3) * 3)
+        refl = amp * (rng.normal(size=(nu, nv)) + 1j * rng.normal(size=(nu, nv))) / math.sqrt(2)
+        for q in range(cfg.corner_reflectors if n == 0 else 0):
+            iu = int(2 * (margin + (q + 0.5) / cfg.corner_reflectors * span)) + q % 2
+            iv = int(2 * (margin + rng.uniform(0.2, 0.8) * ns)) + (q + 1) % 2
+            refl[iu, iv] = 60.0 * float(np.mean(amp))
+            reflectors.append({"lat": float(lat_lattice[n][iu, iv]),
+                               "lon": float(lon_lattice[n][iu, iv]),
+                               "height": float(ecef_to_llh(grounds[n][iu, iv])[2])})
+        refls.append(refl)
     truth["corner_reflectors"] = reflectors
     # low-pass: Hamming-weighted bands (azimuth 0.6 of the line rate, range 0.8 of fs)
     fu = np.fft.fftfreq(nu)[:, None] * 2.0  # cycles per line
@@ -382,7 +421,7 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
            * (np.abs(fv) < br) * (0.54 + 0.46 * np.cos(np.pi * fv / br)))
 
     # Doppler parameters: choose the steering rate so the data Doppler spans doppler_span
-    t_mid0 = s_first + 0.5 * lpb * dt_line
+    t_mid0 = s_first0 + 0.5 * lpb * dt_line
     speed = float(np.linalg.norm(orbit_objs[0].interpolate(t_mid0)[1]))
     ka0 = -2300.0
     kt = cfg.doppler_span / (dt_line * lpb * dt_line)
@@ -398,90 +437,110 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
                         math.cos(la_r)])
     heading = math.degrees(math.atan2(vel_mid @ east_v, vel_mid @ north_v))
 
+    # bursts of each slice: consecutive, as even as possible
+    bounds = np.linspace(0, nb, cfg.slices + 1).round().astype(int)
     products = []
     platform = "S1A"
     for k in range(cfg.dates):
-        tau0 = tau0_ref + roff[k] / fs
-        true_first = [s_first + (n * cyc + sync[k]) * dt_line for n in range(nb)]
-        annotated_first = [t - terr[k] * dt_line for t in true_first]
         pk = polys[k]
-        t_k, r_k = geo2rdr(ground, pk.coef, pk.t_mid, pk.t_scale, t_guess=t_mid0)
-        psi = (-4 * np.pi * (r_k - r_ref[None, :]) / wavelength
-               + 4 * np.pi * vel_l * years[k] / wavelength)
-        psamp = (2 * r_k / SPEED_OF_LIGHT - tau0) * fs
-        meas = np.zeros((nb * lpb, ns), np.complex64)
-        first_valid = np.full((nb, lpb), -1, np.int64)
-        last_valid = np.full((nb, lpb), -1, np.int64)
-        for n in range(nb):
-            model = RampModel.from_annotation(speed, _FC, steering, (tau0, fm_poly),
-                                              (tau0, dc_poly), tau0, fs, dt_line, lpb, ns)
-            lb = (t_k - true_first[n]) / dt_line
-            inside = (lb > -12) & (lb < lpb + 12)
-            field = np.where(inside, refl * np.exp(1j * (psi - ramp_phase(model, lb, psamp))),
-                             0)
-            base = np.fft.ifft2(np.fft.fft2(field) * win)
-            # the burst's pixels traced to the reference lattice
-            tl = true_first[n] + np.arange(lpb) * dt_line
-            rl = 0.5 * SPEED_OF_LIGHT * (tau0 + np.arange(ns) / fs)
-            g = rdr2geo(tl[:, None], rl[None, :], pk.coef, pk.t_mid, pk.t_scale, dem)
-            t0g, r0g = geo2rdr(g, p0.coef, p0.t_mid, p0.t_scale, t_guess=t_mid0)
-            lat_u = 2 * ((t0g - s_first) / dt_line + margin)
-            lat_v = 2 * ((2 * r0g / SPEED_OF_LIGHT - tau0_ref) * fs + margin)
-            vals, ok = resample_sinc(base, lat_u, lat_v, taps=16)
-            if not ok[cfg.invalid_lines:lpb - cfg.invalid_lines, 4:ns - 4].all():
-                raise RuntimeError("simulation lattice too small for the burst")
-            lines = np.arange(lpb)[:, None].astype(float)
-            samples = np.arange(ns)[None, :].astype(float)
-            burst = vals * np.exp(1j * ramp_phase(model, lines, samples))
-            power = float(np.mean(np.abs(burst) ** 2))
-            noise = (rng.normal(size=burst.shape) + 1j * rng.normal(size=burst.shape))
-            burst = burst + noise * math.sqrt(power / cfg.snr / 2)
-            fvl, lvl = cfg.invalid_lines, lpb - 1 - cfg.invalid_lines
-            valid = np.zeros(burst.shape, bool)
-            valid[fvl:lvl + 1, 4:ns - 4] = True
-            burst[~valid] = 0
-            meas[n * lpb:(n + 1) * lpb] = burst
-            first_valid[n, fvl:lvl + 1] = 4
-            last_valid[n, fvl:lvl + 1] = ns - 5
-        scale = 150.0 / float(np.sqrt(np.mean(np.abs(meas[meas != 0]) ** 2)))
-        meas_i = np.zeros(meas.shape, np.complex64)
-        meas_i.real = np.round(meas.real * scale)
-        meas_i.imag = np.round(meas.imag * scale)
+        swath_data = []
+        for n in range(n_sw):
+            s_first = s_firsts[n]
+            r_ref = 0.5 * SPEED_OF_LIGHT * (tau0_refs[n] + vv / fs)
+            tau0 = tau0_refs[n] + roff[k] / fs
+            true_first = [s_first + (m * cyc + sync[k]) * dt_line for m in range(nb)]
+            annotated_first = [t - terr[k] * dt_line for t in true_first]
+            t_mid_n = s_first + 0.5 * lpb * dt_line
+            t_k, r_k = geo2rdr(grounds[n], pk.coef, pk.t_mid, pk.t_scale, t_guess=t_mid_n)
+            psi = (-4 * np.pi * (r_k - r_ref[None, :]) / wavelength
+                   + 4 * np.pi * vels[n] * years[k] / wavelength)
+            psamp = (2 * r_k / SPEED_OF_LIGHT - tau0) * fs
+            meas = np.zeros((nb * lpb, ns), np.complex64)
+            first_valid = np.full((nb, lpb), -1, np.int64)
+            last_valid = np.full((nb, lpb), -1, np.int64)
+            for m in range(nb):
+                model = RampModel.from_annotation(speed, _FC, steering, (tau0, fm_poly),
+                                                  (tau0, dc_poly), tau0, fs, dt_line, lpb, ns)
+                lb = (t_k - true_first[m]) / dt_line
+                inside = (lb > -12) & (lb < lpb + 12)
+                field = np.where(inside, refls[n] * np.exp(
+                    1j * (psi - ramp_phase(model, lb, psamp))), 0)
+                base = np.fft.ifft2(np.fft.fft2(field) * win)
+                # the burst's pixels traced to the reference lattice
+                tl = true_first[m] + np.arange(lpb) * dt_line
+                rl = 0.5 * SPEED_OF_LIGHT * (tau0 + np.arange(ns) / fs)
+                g = rdr2geo(tl[:, None], rl[None, :], pk.coef, pk.t_mid, pk.t_scale, dem)
+                t0g, r0g = geo2rdr(g, p0.coef, p0.t_mid, p0.t_scale, t_guess=t_mid_n)
+                lat_u = 2 * ((t0g - s_first) / dt_line + margin)
+                lat_v = 2 * ((2 * r0g / SPEED_OF_LIGHT - tau0_refs[n]) * fs + margin)
+                vals, ok = resample_sinc(base, lat_u, lat_v, taps=16)
+                if not ok[cfg.invalid_lines:lpb - cfg.invalid_lines, 4:ns - 4].all():
+                    raise RuntimeError("simulation lattice too small for the burst")
+                lines = np.arange(lpb)[:, None].astype(float)
+                samples = np.arange(ns)[None, :].astype(float)
+                burst = vals * np.exp(1j * ramp_phase(model, lines, samples))
+                power = float(np.mean(np.abs(burst) ** 2))
+                noise = (rng.normal(size=burst.shape) + 1j * rng.normal(size=burst.shape))
+                burst = burst + noise * math.sqrt(power / cfg.snr / 2)
+                fvl, lvl = cfg.invalid_lines, lpb - 1 - cfg.invalid_lines
+                valid = np.zeros(burst.shape, bool)
+                valid[fvl:lvl + 1, 4:ns - 4] = True
+                burst[~valid] = 0
+                meas[m * lpb:(m + 1) * lpb] = burst
+                first_valid[m, fvl:lvl + 1] = 4
+                last_valid[m, fvl:lvl + 1] = ns - 5
+            scale = 150.0 / float(np.sqrt(np.mean(np.abs(meas[meas != 0]) ** 2)))
+            meas_i = np.zeros(meas.shape, np.complex64)
+            meas_i.real = np.round(meas.real * scale)
+            meas_i.imag = np.round(meas.imag * scale)
+            swath_data.append((meas_i, annotated_first, tau0, first_valid, last_valid))
 
-        start = origins[k] + dt.timedelta(seconds=annotated_first[0])
-        stop = origins[k] + dt.timedelta(seconds=annotated_first[-1] + lpb * dt_line)
+        anx = origins[k] + dt.timedelta(seconds=-tau_anx)
         absolute = 73 + (cfg.relative_orbit - 1) + 175 * (100 + k * cfg.interval_days // 12)
         take = 0x050000 + k
-        name = (f"{platform}_IW_SLC__1SDV_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
-                f"{absolute:06d}_{take:06X}_{k:04X}")
-        stem = (f"s1a-iw1-slc-vv-{start:%Y%m%dt%H%M%S}-{stop:%Y%m%dt%H%M%S}-"
-                f"{absolute:06d}-{take:06x}-004")
-        anx = origins[k] + dt.timedelta(seconds=-tau_anx)
-        ann = _annotation(cfg, platform, absolute, take, start, stop, anx, origins[k],
-                          orbit_objs[k], annotated_first, dt_line, lpb, ns, tau0, fs,
-                          steering, heading, fm_poly, dc_poly, first_valid, last_valid,
-                          polys[k], dem, wavelength)
-        folder = safe_dir / f"{name}.SAFE"
-        (folder / "annotation").mkdir(parents=True, exist_ok=True)
-        (folder / "measurement").mkdir(parents=True, exist_ok=True)
-        (folder / "annotation" / f"{stem}.xml").write_bytes(ann)
-        with rasterio.open(folder / "measurement" / f"{stem}.tiff", "w", driver="GTiff",
-                           width=ns, height=nb * lpb, count=1, dtype="complex_int16") as ds:
-            ds.write(meas_i.astype(np.complex64), 1)
-        members = [f"annotation/{stem}.xml", f"measurement/{stem}.tiff"]
-        (folder / "manifest.safe").write_bytes(_manifest(name, platform, absolute,
-                                                         cfg.relative_orbit, start, stop,
-                                                         members))
-        if cfg.zip:
-            zpath = safe_dir / f"{name}.zip"
-            with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as z:
-                for f in sorted(folder.rglob("*")):
-                    if f.is_file():
-                        z.write(f, f"{name}.SAFE/{f.relative_to(folder).as_posix()}")
-            shutil.rmtree(folder)
-            products.append(zpath)
-        else:
-            products.append(folder)
+        for sl in range(cfg.slices):
+            b0, b1 = int(bounds[sl]), int(bounds[sl + 1])
+            t_start = min(d[1][b0] for d in swath_data)
+            t_stop = max(d[1][b1 - 1] for d in swath_data) + lpb * dt_line
+            start = origins[k] + dt.timedelta(seconds=t_start)
+            stop = origins[k] + dt.timedelta(seconds=t_stop)
+            image = 4 + sl
+            name = (f"{platform}_IW_SLC__1SDV_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
+                    f"{absolute:06d}_{take:06X}_{k if cfg.slices == 1 else k * 16 + sl:04X}")
+            folder = safe_dir / f"{name}.SAFE"
+            (folder / "annotation").mkdir(parents=True, exist_ok=True)
+            (folder / "measurement").mkdir(parents=True, exist_ok=True)
+            members = []
+            for n, (meas_i, annotated_first, tau0, first_valid, last_valid) in enumerate(
+                    swath_data):
+                sw = f"IW{n + 1}"
+                stem = (f"s1a-{sw.lower()}-slc-vv-{start:%Y%m%dt%H%M%S}-"
+                        f"{stop:%Y%m%dt%H%M%S}-{absolute:06d}-{take:06x}-{image + n:03d}")
+                ann = _annotation(cfg, platform, absolute, take, start, stop, anx, origins[k],
+                                  orbit_objs[k], annotated_first[b0:b1], dt_line, lpb, ns,
+                                  tau0, fs, steering, heading, fm_poly, dc_poly,
+                                  first_valid[b0:b1], last_valid[b0:b1], polys[k], dem,
+                                  wavelength, swath=sw, image=image + n,
+                                  slice_number=sl + 1)
+                (folder / "annotation" / f"{stem}.xml").write_bytes(ann)
+                with rasterio.open(folder / "measurement" / f"{stem}.tiff", "w",
+                                   driver="GTiff", width=ns, height=(b1 - b0) * lpb, count=1,
+                                   dtype="complex_int16") as ds:
+                    ds.write(meas_i[b0 * lpb:b1 * lpb].astype(np.complex64), 1)
+                members += [f"annotation/{stem}.xml", f"measurement/{stem}.tiff"]
+            (folder / "manifest.safe").write_bytes(_manifest(
+                name, platform, absolute, cfg.relative_orbit, start, stop, members,
+                swaths=[f"IW{n + 1}" for n in range(n_sw)]))
+            if cfg.zip:
+                zpath = safe_dir / f"{name}.zip"
+                with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as z:
+                    for f in sorted(folder.rglob("*")):
+                        if f.is_file():
+                            z.write(f, f"{name}.SAFE/{f.relative_to(folder).as_posix()}")
+                shutil.rmtree(folder)
+                products.append(zpath)
+            else:
+                products.append(folder)
         if cfg.write_orbits:
             o = orbit_objs[k]
             vt = [origins[k] + dt.timedelta(seconds=float(s)) for s in o.t]
@@ -494,13 +553,10 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
                       vt, o.pos, o.vel, mission="Sentinel-1A")
 
     # truth
-    bperp = []
-    for k in range(cfg.dates):
-        bperp.append(bases[k])
     truth.update({
         "dates": [d.isoformat() for d in dates],
         "timing_error_px": terr, "sync_error_lines": sync, "range_offset_px": roff,
-        "baseline_horizontal_vertical_m": bperp, "wavelength": wavelength,
+        "baseline_horizontal_vertical_m": list(bases), "wavelength": wavelength,
         "azimuth_time_interval": dt_line, "range_sampling_rate": fs,
         "config": json.loads(cfg.model_dump_json()),
         "units": {"velocity": "m/yr LOS, positive towards the satellite"},
@@ -512,7 +568,8 @@ def simulate_safe(cfg: SimulateSafeConfig) -> SimulatedSafe:
 
 def _annotation(cfg, platform, absolute, take, start, stop, anx, origin, orbit, firsts,
                 dt_line, lpb, ns, tau0, fs, steering, heading, fm_poly, dc_poly,
-                first_valid, last_valid, poly, dem, wavelength) -> bytes:
+                first_valid, last_valid, poly, dem, wavelength, swath="IW1", image=4,
+                slice_number=4) -> bytes:
     nb = len(firsts)
 
     def at(s: float) -> dt.datetime:
@@ -521,9 +578,9 @@ def _annotation(cfg, platform, absolute, take, start, stop, anx, origin, orbit, 
     root = etree.Element("product")
     h = _sub(root, "adsHeader")
     for tag, text in (("missionId", platform), ("productType", "SLC"), ("polarisation", "VV"),
-                      ("mode", "IW"), ("swath", "IW1"), ("startTime", _iso(start)),
+                      ("mode", "IW"), ("swath", swath), ("startTime", _iso(start)),
                       ("stopTime", _iso(stop)), ("absoluteOrbitNumber", str(absolute)),
-                      ("missionDataTakeId", str(take)), ("imageNumber", "004")):
+                      ("missionDataTakeId", str(take)), ("imageNumber", f"{image:03d}")):
         _sub(h, tag, text)
     gen = _sub(root, "generalAnnotation")
     pi = _sub(gen, "productInformation")
@@ -555,7 +612,7 @@ def _annotation(cfg, platform, absolute, take, start, stop, anx, origin, orbit, 
             ("productFirstLineUtcTime", _iso(at(firsts[0]))),
             ("productLastLineUtcTime", _iso(at(firsts[-1] + (lpb - 1) * dt_line))),
             ("ascendingNodeTime", _iso(anx)), ("anchorTime", _iso(at(firsts[0]))),
-            ("productComposition", "Slice"), ("sliceNumber", "4"),
+            ("productComposition", "Slice"), ("sliceNumber", str(slice_number)),
             ("slantRangeTime", f"{tau0:.15e}"), ("pixelValue", "Complex"),
             ("outputPixels", "16 bit Signed Integer"),
             ("rangePixelSpacing", f"{SPEED_OF_LIGHT / (2 * fs):.6e}"),
