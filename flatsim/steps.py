@@ -335,8 +335,7 @@ def frame_plan(job: FrameJob, info: dict | None = None) -> list[Step]:
 def _grid(info: dict, job: FrameJob) -> tuple[int, int, Any, Any]:
     from affine import Affine
 
-    p = job.spec.processing
-    la, lr = p.azimuth_looks, p.range_looks
+    la, lr = job.spec.processing.grid_looks
     ny, nx = info["height"] // la, info["width"] // lr
     transform = Affine(*info["transform"]) * Affine.scale(lr, la)
     return ny, nx, info["crs"], transform
@@ -599,7 +598,8 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
         "reference_pixel": inv["reference_pixel"],
         "wavelength_m": info["wavelength_m"], "incidence_deg": info["incidence_deg"],
         "heading_deg": info["heading_deg"], "grid": inv["grid"],
-        "looks": [job.spec.processing.azimuth_looks, job.spec.processing.range_looks],
+        "looks": list(job.spec.processing.grid_looks),
+        "interferogram_looks": list(job.spec.processing.looks),
         "conventions": "LOS metres, positive towards the satellite; "
                        "ifg_ij = slc_i conj(slc_j), i earlier",
         "velocity_sha256": vel_sha, "products": list(job.spec.products), "files": files,

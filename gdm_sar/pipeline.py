@@ -96,7 +96,7 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
     stack = read_stack(cfg.stack)
     pairs = select_network(stack, cfg)
     n_comp = len(network_components(len(stack.dates), pairs))
-    la, lr = cfg.azimuth_looks, cfg.range_looks
+    la, lr = cfg.grid_looks
     ny, nx = multilooked_shape(stack.height, stack.width, (la, lr))
     if ny < 8 or nx < 8:
         raise InputError(f"the multilooked grid {nx}x{ny} is too small: fewer looks please")

@@ -862,10 +862,10 @@ def _swath_continuity(layout: list[_Swath], dates, r0: int, r1: int, ground_of, 
         pieces = []
         for j in range(len(a.offsets)):
             mid = (max(a.cuts[j], r0) + min(a.cuts[j + 1], r1)) // 2
-            rows = np.arange(max(mid - 16, r0), min(mid + 16, r1))
+            jb = b.burst_at(int(mid))
+            rows = np.arange(max(mid - 16, r0, b.cuts[jb]), min(mid + 16, r1, b.cuts[jb + 1]))
             if rows.size == 0:
                 continue
-            jb = b.burst_at(int(mid))
             pieces.append((j, jb, rows))
         for k in dates:
             acc = 0j

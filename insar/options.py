@@ -72,11 +72,22 @@ class InterferogramOptions(BaseModel):
     range_looks: int = Field(2, ge=1, le=64, description="Looks along range (columns).")
     filter_alpha: float = Field(0.5, ge=0.0, le=1.0, description="Goldstein-Werner filter "
                                 "strength (0 = no filtering).")
+    series_looks: int = Field(1, ge=1, le=16, description="Extra looks (each direction) "
+                              "from the interferograms to the unwrapping and time-series "
+                              "grid, as FLATSIM (interferograms at 2 looks, series at 8): "
+                              "with n > 1 each pair also keeps its wrapped phase and "
+                              "coherence at the interferogram looks (wrapped_fine, "
+                              "coherence_fine).")
 
     @property
     def looks(self) -> tuple[int, int]:
-        """(azimuth, range) looks."""
+        """(azimuth, range) looks of the interferograms."""
         return self.azimuth_looks, self.range_looks
+
+    @property
+    def grid_looks(self) -> tuple[int, int]:
+        """(azimuth, range) looks of the unwrapped pairs and the time series."""
+        return self.azimuth_looks * self.series_looks, self.range_looks * self.series_looks
 
 
 class UnwrapOptions(BaseModel):

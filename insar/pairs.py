@@ -51,30 +51,39 @@ def block_rows(budget_bytes: int, width: int, azimuth_looks: int) -> int:
 
 
 def form_interferogram(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[str],
-                       looks: tuple[int, int], budget_bytes: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       looks: tuple[int, int], budget_bytes: int,
+                       *more_looks: tuple[int, int]) -> Any:
     """Multilooked ``slc_i * conj(slc_j)`` and its (biased) coherence, block by block.
 
     Both rasters are read in blocks of rows sized by ``budget_bytes``; the result does
     not depend on the block size (blocks are whole multiples of the azimuth looks).
+    With ``more_looks`` (coarser looks, multiples of ``looks``), the same reads also give
+    the interferogram at those looks: a list of ``(ifg, coh)`` is returned, one per
+    looks, instead of one pair.
     """
-    la, lr = looks
+    all_looks = [tuple(looks), *map(tuple, more_looks)]
+    step = int(np.lcm.reduce([lk[0] for lk in all_looks]))
     with rasterio.open(slc_i) as di, rasterio.open(slc_j) as dj:
         if (di.height, di.width) != (dj.height, dj.width):
             raise InputError(f"{Path(slc_j).name}: {dj.width}x{dj.height} differs from "
                              f"{Path(slc_i).name} ({di.width}x{di.height})")
-        ny, nx = multilooked_shape(di.height, di.width, looks)
-        rows = block_rows(budget_bytes, di.width, la)
-        ifg = np.empty((ny, nx), np.complex64)
-        coh = np.empty((ny, nx), np.float32)
-        for r0 in range(0, ny * la, rows):
-            h = min(rows, ny * la - r0)
-            win = Window(0, r0, nx * lr, h)
-            b_ifg, b_coh = interferogram(di.read(1, window=win), dj.read(1, window=win),
-                                         (la, lr))
-            ifg[r0 // la: r0 // la + b_ifg.shape[0]] = b_ifg
-            coh[r0 // la: r0 // la + b_coh.shape[0]] = b_coh
-    return ifg, coh
+        shapes = [multilooked_shape(di.height, di.width, lk) for lk in all_looks]
+        outs = [(np.empty(sh, np.complex64), np.empty(sh, np.float32)) for sh in shapes]
+        rows = block_rows(budget_bytes, di.width, step)
+        la0, lr0 = all_looks[0]
+        height = shapes[0][0] * la0
+        for r0 in range(0, height, rows):
+            h = min(rows, height - r0)
+            a = di.read(1, window=Window(0, r0, shapes[0][1] * lr0, h))
+            b = dj.read(1, window=Window(0, r0, shapes[0][1] * lr0, h))
+            for (la, lr), (ny, nx), (ifg, coh) in zip(all_looks, shapes, outs, strict=True):
+                hh = min(h, ny * la - r0)
+                if hh < la:
+                    continue
+                b_ifg, b_coh = interferogram(a[:hh, :nx * lr], b[:hh, :nx * lr], (la, lr))
+                ifg[r0 // la: r0 // la + b_ifg.shape[0]] = b_ifg
+                coh[r0 // la: r0 // la + b_coh.shape[0]] = b_coh
+    return outs if more_looks else outs[0]
 
 
 def filter_phase(ifg: np.ndarray, coh: np.ndarray, opts: InterferogramOptions
@@ -107,18 +116,44 @@ def process_pair(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[str],
                  wavelength: float | None = None) -> dict:
     """Every step of one pair, written into ``folder`` (created); returns its record.
 
-    ``transform`` is the multilooked grid's. The caller publishes ``folder`` (write it
-    under a temporary name and rename it: a folder with ``pair.json`` is complete).
+    ``transform`` is the grid of the unwrapped pair (``opts.grid_looks``). With
+    ``series_looks`` > 1 the interferogram is also kept at ``opts.looks``
+    (``wrapped_fine``, ``coherence_fine``); the unwrapping runs on the coarser grid. The
+    caller publishes ``folder`` (write it under a temporary name and rename it: a
+    folder with ``pair.json`` is complete).
     """
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    n_looks = opts.azimuth_looks * opts.range_looks
-    ifg, coh = form_interferogram(slc_i, slc_j, opts.looks, budget_bytes)
+    f = getattr(opts, "series_looks", 1)
+    fine_written = []
+    if f > 1:
+        from affine import Affine
+
+        (ifg_f, coh_f), (ifg, coh) = form_interferogram(slc_i, slc_j, opts.looks,
+                                                        budget_bytes, opts.grid_looks)
+        phase_f, coh_f = filter_phase(ifg_f, coh_f, opts)
+        del ifg_f
+        fine_tr = transform * Affine.scale(1 / f, 1 / f) if transform is not None else None
+        n_fine = opts.azimuth_looks * opts.range_looks
+        write_cog(folder / "wrapped_fine.tif", phase_f, crs, fine_tr,
+                  tags={"UNITS": "rad", "PAIR": name, "LOOKS": f"{opts.azimuth_looks}x"
+                        f"{opts.range_looks}"})
+        write_cog(folder / "coherence_fine.tif", coh_f, crs, fine_tr,
+                  tags={"LOOKS": str(n_fine), "DEBIASED": str(n_fine >= 2)})
+        fine_written = [list(phase_f.shape)]
+        del phase_f, coh_f
+        opts_grid = opts.model_copy(update={"azimuth_looks": opts.grid_looks[0],
+                                            "range_looks": opts.grid_looks[1],
+                                            "series_looks": 1})
+    else:
+        ifg, coh = form_interferogram(slc_i, slc_j, opts.looks, budget_bytes)
+        opts_grid = opts
+    n_looks = opts_grid.azimuth_looks * opts_grid.range_looks
     if min(ifg.shape) < 8:
         raise InputError(f"the multilooked grid {ifg.shape[1]}x{ifg.shape[0]} is too small: "
                          "fewer looks please")
-    phase, coh = filter_phase(ifg, coh, opts)
+    phase, coh = filter_phase(ifg, coh, opts_grid)
     del ifg
     res = unwrap_pair(phase, coh, opts, n_looks)
     unw = res.unwrapped.astype(np.float32)
@@ -142,6 +177,8 @@ def process_pair(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[str],
            "unwrapped_fraction": float(np.isfinite(unw).mean()),
            "mean_coherence": float(np.nanmean(coh)) if np.isfinite(coh).any() else None,
            "corrections": [n for n, _ in corrections],
+           "grids": {"series": list(phase.shape), "fine": fine_written[0] if fine_written
+                     else None},
            "seconds": round(time.perf_counter() - t0, 3)}
     (folder / "pair.json").write_text(json.dumps(doc, indent=2))
     return doc

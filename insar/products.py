@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Layer", "PAIR_LAYERS", "SERIES_LAYERS", "GEOMETRY_LAYERS", "QUALITY",
-           "PAIR_FILES", "COG_TYPE", "layer", "pair_name"]
+__all__ = ["Layer", "PAIR_LAYERS", "PAIR_FINE_LAYERS", "SERIES_LAYERS", "GEOMETRY_LAYERS",
+           "QUALITY", "PAIR_FILES", "COG_TYPE", "layer", "pair_name"]
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
@@ -40,6 +40,12 @@ PAIR_LAYERS = (
           ("quality",)),
 )
 PAIR_FILES = tuple(lay.file for lay in PAIR_LAYERS)
+PAIR_FINE_LAYERS = (
+    Layer("wrapped_fine", "rad", "wrapped (filtered) phase at the interferogram looks"),
+    Layer("coherence_fine", "1", "coherence (debiased) at the interferogram looks",
+          ("data", "quality")),
+)
+"""With ``series_looks`` > 1: the pair's interferogram at its own (finer) looks."""
 
 SERIES_LAYERS = (
     Layer("velocity", "m/yr", "LOS velocity (positive towards the satellite)"),
@@ -73,7 +79,8 @@ GEOMETRY_LAYERS = (
 
 QUALITY = tuple(lay.name for lay in SERIES_LAYERS if "quality" in lay.roles)
 
-_ALL = {lay.name: lay for lay in (*PAIR_LAYERS, *SERIES_LAYERS, *GEOMETRY_LAYERS)}
+_ALL = {lay.name: lay for lay in (*PAIR_LAYERS, *PAIR_FINE_LAYERS, *SERIES_LAYERS,
+                                  *GEOMETRY_LAYERS)}
 
 
 def layer(name: str) -> Layer:
