@@ -44,6 +44,7 @@ from gdmcore import InputError
 from insar.options import NetworkOptions, ProcessingOptions
 
 __all__ = ["CampaignSpec", "FrameSpec", "AoiSpec", "NetworkRules", "ProcessingOptions",
+           "ArchiveOptions",
            "SimulationOptions", "load_spec", "parse_bytes", "campaign_id",
            "BASELINE_RSS_BYTES", "PRODUCTS"]
 
@@ -101,14 +102,17 @@ class FrameSpec(BaseModel):
     track: int = Field(description="Relative orbit (track) number.", ge=1, le=175)
     pass_direction: Literal["ascending", "descending"] = Field(
         "ascending", description="Orbit direction of the track.")
-    source: Literal["simulated", "folder"] = Field(
-        "simulated", description="Where the coregistered SLC stack comes from: simulated "
-        "(simulators.sar, seeded per frame) or a folder of SLCs (stack convention).")
+    source: Literal["simulated", "folder", "archive"] = Field(
+        "simulated", description="Where the frame's SLCs come from: simulated "
+        "(simulators.sar, seeded per frame), a folder of coregistered SLCs (stack "
+        "convention), or the Sentinel-1 archive (IW SLC products of the track over the "
+        "bbox, fetched into the scene cache and ingested: every subswath merged, slices "
+        "joined, precise orbits, DEM).")
     path: Path | None = Field(None, description="Folder of the frame's coregistered SLCs "
                               "(required by source 'folder').")
     bbox: tuple[float, float, float, float] | None = Field(
-        None, description="Frame footprint (min lon, min lat, max lon, max lat), "
-        "informative.")
+        None, description="Frame footprint (min lon, min lat, max lon, max lat): the area "
+        "searched in the archive (required by source 'archive'), else informative.")
 
     @model_validator(mode="after")
     def _check(self) -> FrameSpec:
@@ -116,6 +120,15 @@ class FrameSpec(BaseModel):
             raise ValueError(f"frame {self.id}: source 'folder' needs a path")
         if self.source == "simulated" and self.path is not None:
             raise ValueError(f"frame {self.id}: a simulated frame takes no path")
+        if self.source == "archive":
+            if self.path is not None:
+                raise ValueError(f"frame {self.id}: an archive frame takes no path")
+            if self.bbox is None:
+                raise ValueError(f"frame {self.id}: source 'archive' needs a bbox")
+            w, s, e, n = self.bbox
+            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+                raise ValueError(f"frame {self.id}: bbox must be (min lon, min lat, max lon, "
+                                 "max lat) with min < max, in degrees")
         return self
 
 
@@ -132,7 +145,7 @@ class AoiSpec(BaseModel):
         "ascending", description="Orbit direction of the tracks.")
     frame_deg: float = Field(1.0, gt=0.05, le=10, description="Along-track (latitude) "
                              "extent of one frame in degrees.")
-    source: Literal["simulated", "folder"] = Field(
+    source: Literal["simulated", "folder", "archive"] = Field(
         "simulated", description="Stack source of every frame of the area.")
     root: Path | None = Field(None, description="With source 'folder': the folder holding "
                               "one sub-folder of SLCs per frame id.")
@@ -176,6 +189,28 @@ class AoiSpec(BaseModel):
         return out
 
 
+class ArchiveOptions(BaseModel):
+    """How frames with ``source: archive`` are fetched and ingested."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    swath: Literal["all", "IW1", "IW2", "IW3"] = Field(
+        "all", description="Subswaths ingested: all three merged (a whole frame) or one.")
+    polarisation: Literal["VV", "HH"] | None = Field(
+        None, description="Polarisation (default VV, else HH).")
+    orbit_source: Literal["precise", "auto"] = Field(
+        "precise", description="'precise': every date needs a precise (else restituted) "
+        "orbit from the orbit provider; 'auto': the annotation's state vectors where the "
+        "provider has none.")
+    dem: bool = Field(True, description="Fetch the DEM from the DEM provider (Copernicus "
+                      "GLO-30, EGM2008 heights converted to ellipsoidal); false: the "
+                      "ellipsoid.")
+    block_lines: int = Field(512, ge=16, le=8192, description="Burst lines ingested at a "
+                             "time (memory).")
+    max_products: int = Field(2000, ge=2, le=20000, description="Most products a frame "
+                              "may fetch (a guard against a too large search).")
+
+
 NetworkRules = NetworkOptions
 """Which pairs each frame's network holds: the shared :class:`insar.options.NetworkOptions`."""
 
@@ -201,6 +236,9 @@ class CampaignSpec(BaseModel):
                                           "(the SAR steps' options, as gdm-sar's).")
     simulation: SimulationOptions = Field(default_factory=SimulationOptions,
                                           description="Simulated frames (source: simulated).")
+    archive: ArchiveOptions = Field(default_factory=ArchiveOptions,
+                                    description="Frames from the Sentinel-1 archive "
+                                    "(source: archive).")
     products: list[Literal["interferograms", "timeseries", "velocity", "quality", "stac"]] \
         = Field(default_factory=lambda: list(PRODUCTS), min_length=1,
                 description="Products delivered per frame (velocity and quality are always "

@@ -60,6 +60,7 @@ from insar.products import COG_TYPE, PAIR_FILES, QUALITY, layer, pair_name
 
 __all__ = ["FrameJob", "ingest", "run_pair", "invert", "package", "verify_ingest",
            "verify_pair", "verify_inversion", "verify_package", "frame_plan", "raster_sha256",
+           "archive_stack",
            "run_step", "run_frame_local", "run_campaign_local", "StepOutcome",
            "INVERSION_LAYERS", "QUALITY_LAYERS"]
 
@@ -138,11 +139,12 @@ def raster_sha256(path: str | os.PathLike[str]) -> str:
 
 
 # ============================================================================= ingest
-def _check_slc(path: Path, block_bytes: int) -> tuple[dict, str | None]:
+def _check_slc(path: Path, block_bytes: int, deep: bool = True) -> tuple[dict, str | None]:
     """Header facts of one SLC and why it is unusable (None when it is fine).
 
     The whole raster is read (in row blocks), so truncated or damaged files, and
-    files full of non-finite values or zeros, are caught here and not in a pair step.
+    files full of non-finite values or zeros, are caught here and not in a pair step
+    (``deep`` False: the header only, for stacks this service ingested itself).
     """
     facts: dict[str, Any] = {"file": path.name}
     try:
@@ -157,6 +159,8 @@ def _check_slc(path: Path, block_bytes: int) -> tuple[dict, str | None]:
                 return facts, f"missing metadata {', '.join(missing)}"
             facts["tags"] = {k: tags[k] for k in _REQUIRED}
             rows = max(1, block_bytes // (8 * ds.width * 4))
+            if not deep:
+                return facts, None
             nonzero = False
             for r0 in range(0, ds.height, rows):
                 a = ds.read(1, window=Window(0, r0, ds.width, min(rows, ds.height - r0)))
@@ -182,8 +186,109 @@ def _file_date(path: Path) -> dt.date | None:
         return None
 
 
+def archive_stack(job: FrameJob) -> Path:
+    """The frame's coregistered stack from the Sentinel-1 archive (``<frame>/slc/``).
+
+    Searches the archive (the ASF provider: IW SLC products of the frame's track and
+    direction over its bbox between the campaign's dates), fetches them into the scene
+    cache, fetches each product's precise orbit (the orbit provider) and the DEM over
+    the products (the DEM provider), and runs the shared ingestion
+    (:func:`insar.ingest.ingest`: slices joined, subswaths merged, bursts streamed).
+    Idempotent: a finished ``slc/`` for the same products is kept; fetched files come
+    from the cache. Archive URLs and the cache come from the environment
+    (``GDM_ASF_URL``, ``GDM_ORBIT_URL``, ``GDM_DEM_URL``, ``GDM_SCENE_CACHE``).
+    """
+    from shapely.geometry import box
+
+    from gdmio.download import RemoteError
+    from gdmio.providers import SceneQuery
+    from gdmio.providers.asf import AsfProvider
+    from gdmio.providers.dem import DemClient
+    from gdmio.providers.orbits import OrbitClient
+    from gdmio.providers.resolve import scene_cache_from_env
+    from insar.ingest import IngestConfig, ingested
+    from insar.ingest import ingest as ingest_safe
+
+    spec, frame, opts = job.spec, job.frame, job.spec.archive
+    final = job.dir / "slc"
+    safe_dir = job.dir / "safe"
+    if safe_dir.is_dir() and ingested(safe_dir, final):
+        return final
+    cache = scene_cache_from_env()
+    area = box(*frame.bbox)  # type: ignore[misc]
+    query = SceneQuery(aoi=area,
+                       start=dt.datetime.combine(spec.start, dt.time(), dt.UTC),
+                       end=dt.datetime.combine(spec.end, dt.time(23, 59, 59), dt.UTC),
+                       flight_direction=frame.pass_direction.upper(),
+                       relative_orbit=frame.track, product="SLC")
+    try:
+        provider = AsfProvider()
+        scenes = provider.search(query)
+        if not scenes:
+            raise InputError(f"frame {frame.id}: no Sentinel-1 IW SLC product of track "
+                             f"{frame.track} {frame.pass_direction} over {frame.bbox} "
+                             f"between {spec.start} and {spec.end}")
+        if len(scenes) > opts.max_products:
+            raise InputError(f"frame {frame.id}: {len(scenes)} products found, more than "
+                             f"archive.max_products={opts.max_products}")
+        fetched = provider.fetch_many(scenes, cache)
+    except RemoteError as exc:
+        raise RuntimeError(f"frame {frame.id}: archive: {exc}") from exc  # retried
+    tmp = _tmp_dir(job.dir, "safe")
+    for files in fetched:
+        for f in files:
+            if f.suffix.lower() == ".zip" or f.suffix.upper() == ".SAFE":
+                (tmp / f.name).symlink_to(f.resolve())
+    if safe_dir.exists():
+        shutil.rmtree(safe_dir)
+    _publish_dir(tmp, safe_dir)
+    orbit_dir = _tmp_dir(job.dir, "orbits")
+    client = OrbitClient()
+    missing = []
+    for sc in scenes:
+        try:
+            orbit = client.fetch(sc.id, cache)
+        except RemoteError as exc:
+            missing.append(f"{sc.id}: {exc}")
+            continue
+        if not (orbit_dir / orbit.name).exists():
+            (orbit_dir / orbit.name).symlink_to(orbit.resolve())
+    if missing and opts.orbit_source == "precise":
+        shutil.rmtree(orbit_dir, ignore_errors=True)
+        raise RuntimeError(f"frame {frame.id}: no precise orbit for {'; '.join(missing)}")
+    dem = None
+    if opts.dem:
+        from shapely.geometry import shape
+        from shapely.ops import unary_union
+
+        cover = unary_union([shape(sc.geometry) for sc in scenes]).intersection(
+            area.buffer(0.5))
+        try:
+            dem = DemClient().fetch(cover if not cover.is_empty else area, cache,
+                                    margin=0.05)
+        except RemoteError as exc:
+            raise RuntimeError(f"frame {frame.id}: DEM: {exc}") from exc
+    out = job.dir / f".tmp-slc-{secrets.token_hex(4)}"
+    looks = spec.processing.grid_looks
+    try:
+        ingest_safe(IngestConfig(
+            safe=safe_dir, out=out, orbits=orbit_dir, dem=dem,
+            orbit_source="precise" if opts.orbit_source == "precise" else "auto",
+            aoi=frame.bbox, swath=opts.swath, polarisation=opts.polarisation,
+            block_lines=opts.block_lines, geometry_step=max(1, min(looks))))
+        if final.exists():
+            shutil.rmtree(final)
+        _publish_dir(out, final)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return final
+
+
 def _source_files(job: FrameJob) -> list[Path]:
-    """Bring the frame's SLCs (simulate them, or list the folder): the ingest seam."""
+    """Bring the frame's SLCs (simulate, list a folder, or ingest from the archive)."""
+    if job.frame.source == "archive":
+        folder = archive_stack(job)
+        return sorted(p for p in folder.iterdir() if p.suffix == ".tif")
     if job.frame.source == "simulated":
         from simulators.sar import SimulateSarConfig, simulate
 
@@ -247,7 +352,8 @@ def ingest(job: FrameJob) -> dict:
         if not spec.start <= date <= spec.end:
             outside += 1
             continue
-        facts, reason = _check_slc(path, job.budget // 4)
+        facts, reason = _check_slc(path, job.budget // 4,
+                                   deep=job.frame.source != "archive")
         if reason is None:
             acq = facts["tags"]["ACQUISITION_DATE"][:10]
             if acq != date.isoformat():
@@ -525,6 +631,41 @@ def sweep_leftovers(job: FrameJob, min_age_s: float = STALE_TMP_S) -> list[str]:
     return gone
 
 
+GEOCODED_SERIES = ("velocity", "timeseries", "velocity_std", "temporal_coherence",
+                   "mean_coherence", "dem_error")
+
+
+def _geocode(job: FrameJob, inv: dict, wanted: set[str]) -> dict[str, dict[str, Path]]:
+    """Frames with a radar geometry (from the archive): every product on UTM and WGS84.
+
+    The series layers, and with ``interferograms`` every pair's unwrapped phase and
+    coherence (series grid) and wrapped phase and coherence at the interferogram looks;
+    the lookup tables, LOS vectors and DEM on the map grids and the radar grid
+    (:func:`insar.geocode.geocode_frame`).
+    """
+    from insar.geocode import geocode_frame
+
+    stack = job.dir / "slc"
+    if not (stack / "geometry.json").is_file():
+        return {}
+    proc = job.spec.processing
+    ts = job.dir / "ts"
+    layers = {n: ts / f"{n}.tif" for n in GEOCODED_SERIES if n in inv["layers"]}
+    more = []
+    if "interferograms" in wanted:
+        for name in inv["pairs_used"]:
+            folder = job.dir / "interferograms" / name
+            more.append((f"interferograms/{name}", {"unwrapped": folder / "unwrapped.tif",
+                                                    "coherence": folder / "coherence.tif"},
+                         proc.grid_looks))
+            if proc.series_looks > 1:
+                more.append((f"interferograms/{name}",
+                             {"wrapped_fine": folder / "wrapped_fine.tif",
+                              "coherence_fine": folder / "coherence_fine.tif"}, proc.looks))
+    return geocode_frame(layers, stack, job.dir / "geocoded", proc.grid_looks,
+                         radar_dir=job.dir / "geometry", more=more)
+
+
 def package(job: FrameJob, info: dict, inv: dict) -> dict:
     """Quicklooks, network plot, STAC item and ``metadata.json`` (last) of a frame."""
     from gdmio.quicklook import quicklook
@@ -569,6 +710,16 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
         for name in inv["pairs_used"]:
             add("unwrapped", f"interferograms/{name}/unwrapped.tif", f"unwrapped_{name}",
                 f"unwrapped phase {name} (rad, not referenced)")
+    geocoded = _geocode(job, inv, wanted)
+    for gname, files in geocoded.items():
+        for name, path in files.items():
+            lay = layer(name.rsplit("/", 1)[-1])
+            key = f"{name.replace('/', '_')}_{gname}"
+            grid_desc = {"utm": "UTM", "wgs84": "EPSG:4326", "radar": "radar geometry"}
+            assets[key] = {"href": str(path.relative_to(d)),
+                           "title": f"{lay.title} ({grid_desc[gname]})",
+                           "roles": list(lay.roles), "type": COG_TYPE,
+                           "gdm:units": lay.units, "gdm:grid": gname}
     for key, p in looks.items():
         assets[f"{key}_quicklook"] = {"href": p.name, "title": key.replace("_", " "),
                                       "roles": ["overview"], "type": "image/png"}
@@ -587,6 +738,7 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
     sweep_leftovers(job)
     failed = inv["network"]["missing_pairs"]
     files = ([f"ts/{n}.tif" for n in inv["layers"]]
+             + [str(p.relative_to(d)) for g in geocoded.values() for p in g.values()]
              + [f"interferograms/{n}/{f}" for n in inv["pairs_used"] for f in PAIR_FILES]
              + [p.name for p in looks.values()] + [item.name])
     meta = {

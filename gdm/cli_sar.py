@@ -66,8 +66,9 @@ def sar() -> None:
 @click.option("--dem", type=click.Path(path_type=Path),
               help="SAFE input: DEM GeoTIFF (EPSG:4326, ellipsoidal heights); default "
               "the ellipsoid.")
-@click.option("--swath", type=click.Choice(["IW1", "IW2", "IW3"]),
-              help="SAFE input: subswath (default: the one covering most of the AOI).")
+@click.option("--swath", type=click.Choice(["IW1", "IW2", "IW3", "all"]),
+              help="SAFE input: subswath, or 'all' (the three merged: a whole frame); "
+              "default: the one covering most of the AOI.")
 @click.option("--polarisation", type=click.Choice(["VV", "HH", "VH", "HV"]),
               help="SAFE or SNAP input: polarisation (default VV, else HH).")
 @click.option("--no-esd", is_flag=True, help="SAFE input: skip enhanced spectral diversity.")

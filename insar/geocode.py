@@ -25,10 +25,13 @@ from gdmcore import InputError
 from gdmio.cog import write_cog
 from insar.dem import load_dem
 from insar.ingest import StackGeometry, read_geometry
-from kernels.geometry import geo2rdr, llh_to_ecef
+from kernels.geometry import ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
 
 __all__ = ["MapGrid", "map_grid", "radar_coordinates", "geocode_raster", "geocode_products",
-           "GEOCODED"]
+           "GEOCODED", "radar_geometry", "geocode_frame", "MAP_GRIDS"]
+
+MAP_GRIDS = {"utm": None, "wgs84": "EPSG:4326"}
+"""Map grids of the geocoded products: UTM of the frame centre, and lon/lat (WGS84)."""
 
 GEOCODED = ("velocity.tif", "velocity_std.tif", "timeseries.tif", "temporal_coherence.tif",
             "mean_coherence.tif")
@@ -84,8 +87,13 @@ def map_grid(geom: StackGeometry, looks: tuple[int, int], crs: str | None = None
     return MapGrid(target, Affine(spacing, 0, x0, 0, -spacing, y1), width, height)
 
 
-def radar_coordinates(geom: StackGeometry, grid: MapGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional stack (row, col) of every map pixel centre (NaN outside the stack)."""
+def radar_coordinates(geom: StackGeometry, grid: MapGrid, with_los: bool = False
+                      ) -> tuple[np.ndarray, ...]:
+    """Fractional stack (row, col) of every map pixel centre (NaN outside the stack).
+
+    With ``with_los``: also the ground-to-satellite unit vector (east, north, up) and the
+    terrain height (ellipsoidal) of every map pixel.
+    """
     x, y = grid.centres()
     to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     lon, lat = to_ll.transform(x, y)
@@ -101,7 +109,56 @@ def radar_coordinates(geom: StackGeometry, grid: MapGrid) -> tuple[np.ndarray, n
     out = ~((cols >= -0.5) & (cols <= nx - 0.5) & np.isfinite(rows))
     rows[out] = np.nan
     cols[out] = np.nan
-    return rows, cols
+    if not with_los:
+        return rows, cols
+    e, n, u = _los_enu(geom, xyz, t, lat, lon)
+    for a in (e, n, u):
+        a[out] = np.nan
+    hh = np.where(out, np.nan, h).astype(np.float32)
+    return rows, cols, e, n, u, hh
+
+
+def _los_enu(geom: StackGeometry, xyz: np.ndarray, t: np.ndarray, lat: np.ndarray,
+             lon: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """East, north, up components of the unit vector from ``xyz`` to the satellite at ``t``."""
+    sat = geom.poly.position(np.where(np.isfinite(t), t, float(np.mean(geom.line_times))))
+    los = sat - xyz
+    los /= np.linalg.norm(los, axis=-1, keepdims=True)
+    la, lo = np.radians(lat), np.radians(lon)
+    east = np.stack([-np.sin(lo), np.cos(lo), np.zeros_like(lo)], -1)
+    north = np.stack([-np.sin(la) * np.cos(lo), -np.sin(la) * np.sin(lo), np.cos(la)], -1)
+    up = np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], -1)
+    return tuple(np.sum(los * v, axis=-1).astype(np.float32)  # type: ignore[return-value]
+                 for v in (east, north, up))
+
+
+def radar_geometry(geom: StackGeometry, looks: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Per multilooked radar pixel: latitude, longitude, height, LOS east/north/up.
+
+    The radar-to-ground lookup table: each pixel centre (stack row ``r la + (la-1)/2``,
+    column ``c lr + (lr-1)/2``) put on the DEM by the zero-Doppler solve.
+    """
+    la, lr = looks
+    ny, nx = geom.shape[0] // la, geom.shape[1] // lr
+    rows = np.arange(ny) * la + (la - 1) / 2
+    cols = np.arange(nx) * lr + (lr - 1) / 2
+    t = np.interp(rows, np.arange(len(geom.line_times)), geom.line_times)
+    r = geom.slant_range(cols)
+    dem, _ = load_dem(geom.dem) if geom.dem is not None and Path(geom.dem).exists() else (
+        load_dem(None))
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("latitude", "longitude", "height",
+                                                        "los_east", "los_north", "los_up")}
+    for r0 in range(0, ny, 256):
+        tt = t[r0:r0 + 256]
+        xyz = rdr2geo(tt[:, None], r[None, :], geom.poly.coef, geom.poly.t_mid,
+                      geom.poly.t_scale, dem)
+        lat, lon, h = ecef_to_llh(xyz)
+        e, n, u = _los_enu(geom, xyz, np.repeat(tt[:, None], nx, 1), lat, lon)
+        for k, v in (("latitude", lat), ("longitude", lon), ("height", h), ("los_east", e),
+                     ("los_north", n), ("los_up", u)):
+            out[k].append(np.asarray(v))
+    return {k: np.concatenate(v).astype(np.float64 if k in ("latitude", "longitude")
+                                        else np.float32) for k, v in out.items()}
 
 
 def _sample(band: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
@@ -118,21 +175,31 @@ def _sample(band: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
 
 def geocode_raster(src: str | Path, dest: str | Path, rows: np.ndarray, cols: np.ndarray,
                    looks: tuple[int, int], grid: MapGrid) -> Path:
-    """Geocode one multilooked product (every band) with precomputed radar coordinates."""
+    """Geocode one multilooked product (band by band) with precomputed radar coordinates."""
+    from gdmio.cog import CogWriter
+
     la, lr = looks
     rr = (rows - (la - 1) / 2) / la
     cc = (cols - (lr - 1) / 2) / lr
     with rasterio.open(src) as ds:
-        data = ds.read().astype(np.float64)
         nodata = ds.nodata
         desc = list(ds.descriptions) if any(ds.descriptions) else None
-        tags = ds.tags()
-    if nodata is not None and np.isfinite(nodata):
-        data[data == nodata] = np.nan
-    out = np.stack([_sample(b, rr, cc) for b in data])
-    tags = {**tags, "GEOCODED_FROM": Path(src).name}
-    return write_cog(dest, out if out.shape[0] > 1 else out[0], grid.crs.to_wkt(),
-                     grid.transform, descriptions=desc, tags=tags)
+        tags = {**ds.tags(), "GEOCODED_FROM": Path(src).name}
+        if ds.count == 1:
+            band = ds.read(1).astype(np.float64)
+            if nodata is not None and np.isfinite(nodata):
+                band[band == nodata] = np.nan
+            return write_cog(dest, _sample(band, rr, cc), grid.crs.to_wkt(), grid.transform,
+                             descriptions=desc, tags=tags)
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        with CogWriter(dest, grid.width, grid.height, ds.count, grid.crs.to_wkt(),
+                       grid.transform, descriptions=desc, tags=tags) as w:
+            for b in range(1, ds.count + 1):
+                band = ds.read(b).astype(np.float64)
+                if nodata is not None and np.isfinite(nodata):
+                    band[band == nodata] = np.nan
+                w.write(_sample(band, rr, cc), band=b)
+    return Path(dest)
 
 
 def geocode_products(product_dir: str | Path, stack_dir: str | Path, out_dir: str | Path,
@@ -156,3 +223,59 @@ def geocode_products(product_dir: str | Path, stack_dir: str | Path, out_dir: st
             written.append(geocode_raster(src, Path(out_dir) / name, rows, cols,
                                           looks, grid))  # type: ignore[arg-type]
     return written
+
+
+def geocode_frame(layers: dict[str, Path], stack_dir: str | Path, out_dir: str | Path,
+                  looks: tuple[int, int], radar_dir: str | Path | None = None,
+                  grids: dict[str, str | None] = MAP_GRIDS,
+                  more: list[tuple[str, dict[str, Path], tuple[int, int]]] | None = None,
+                  ) -> dict[str, dict[str, Path]]:
+    """Every product of a frame on every map grid, with the geometry layers.
+
+    ``layers`` maps names to multilooked radar rasters (``looks`` from the stack grid).
+    Writes, per grid ``g`` of ``grids`` (default UTM and WGS84), ``out_dir/g/<name>.tif``
+    for every layer, plus the ground-to-radar lookup table (``radar_row``,
+    ``radar_col``: the multilooked radar pixel of each map pixel), the LOS unit vector
+    (``los_east``, ``los_north``, ``los_up``, ground to satellite) and the DEM
+    (``height``, ellipsoidal). ``more`` adds groups ``(subfolder, layers, looks)`` (e.g.
+    interferograms at other looks) written to ``out_dir/g/<subfolder>/``, on the same map
+    grid. With ``radar_dir``: the radar-to-ground lookup table (``latitude``,
+    ``longitude``), ``height`` and the LOS vector on the radar grid too. Returns
+    ``{grid or "radar": {name: path}}`` (names of ``more`` prefixed by their subfolder).
+    """
+    geom = read_geometry(stack_dir)
+    out: dict[str, dict[str, Path]] = {}
+    la, lr = looks
+    for gname, crs in grids.items():
+        grid = map_grid(geom, looks, crs)
+        rows, cols, e, n, u, h = radar_coordinates(geom, grid, with_los=True)
+        folder = Path(out_dir) / gname
+        got: dict[str, Path] = {}
+        for sub, group, lk in [("", layers, looks), *(more or [])]:
+            for name, src in group.items():
+                if Path(src).is_file():
+                    key = f"{sub}/{name}" if sub else name
+                    got[key] = geocode_raster(src, folder / sub / f"{name}.tif", rows, cols,
+                                              lk, grid)
+        rr = ((rows - (la - 1) / 2) / la).astype(np.float32)
+        cc = ((cols - (lr - 1) / 2) / lr).astype(np.float32)
+        for name, arr, units in (("radar_row", rr, "pixel"), ("radar_col", cc, "pixel"),
+                                 ("los_east", e, "1"), ("los_north", n, "1"),
+                                 ("los_up", u, "1"), ("height", h, "m")):
+            got[name] = write_cog(folder / f"{name}.tif", arr, grid.crs.to_wkt(),
+                                  grid.transform, tags={"UNITS": units})
+        out[gname] = got
+    if radar_dir is not None:
+        from affine import Affine
+
+        geo = radar_geometry(geom, looks)
+        tr = Affine.scale(lr, la)  # radar grid: pixel (col, row) of the stack, no CRS
+        got = {}
+        for name, arr in geo.items():
+            wide = name in ("latitude", "longitude")
+            got[name] = write_cog(Path(radar_dir) / f"{name}.tif", arr, None, tr,
+                                  tags={"UNITS": {"latitude": "deg", "longitude": "deg",
+                                                  "height": "m"}.get(name, "1")},
+                                  dtype="float64" if wide else "float32")
+        out["radar"] = got
+    return out
