@@ -69,11 +69,13 @@ def map_grid(geom: StackGeometry, looks: tuple[int, int], crs: str | None = None
     x, y = to_map.transform(lon, lat)
     if spacing is None:
         ny, nx = geom.shape
-        area = abs((x[-1, 0] - x[0, 0]) * (y[0, -1] - y[0, 0])
-                   - (x[0, -1] - x[0, 0]) * (y[-1, 0] - y[0, 0]))
-        spacing = math.sqrt(area / (ny * nx) * looks[0] * looks[1])
+        utm = _utm(float(np.mean(lon)), float(np.mean(lat)))
+        xm, ym = Transformer.from_crs("EPSG:4326", utm, always_xy=True).transform(lon, lat)
+        area = abs((xm[-1, 0] - xm[0, 0]) * (ym[0, -1] - ym[0, 0])
+                   - (xm[0, -1] - xm[0, 0]) * (ym[-1, 0] - ym[0, 0]))
+        spacing = math.sqrt(area / (ny * nx) * looks[0] * looks[1])  # metres
         if target.is_geographic:
-            spacing /= 111_320.0
+            spacing /= 111_320.0  # degrees (of latitude)
         if spacing <= 0:
             raise InputError("degenerate stack geometry: cannot size the map grid")
     x0, x1 = float(np.min(x)), float(np.max(x))

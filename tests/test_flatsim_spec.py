@@ -135,3 +135,29 @@ def test_process_inputs_generated_from_spec():
         FLATSIM_PROCESS.validate_inputs({"name": "x", "start": "2023-01-01",
                                          "end": "2024-01-01", "out": "/etc",
                                          "frames": [{"id": "a", "track": 3}]})
+
+
+def test_archive_frames_need_a_bbox_and_share_the_sar_step_options():
+    from insar.options import NetworkOptions, ProcessingOptions
+
+    base = {"name": "a", "start": "2023-01-01", "end": "2023-12-31"}
+    with pytest.raises(InputError, match="source 'archive' needs a bbox"):
+        load_spec({**base, "frames": [{"id": "F", "track": 3, "source": "archive"}]})
+    with pytest.raises(InputError, match="bbox must be"):
+        load_spec({**base, "frames": [{"id": "F", "track": 3, "source": "archive",
+                                       "bbox": [15, 38, 14, 37]}]})
+    with pytest.raises(InputError, match="archive frame takes no path"):
+        load_spec({**base, "frames": [{"id": "F", "track": 3, "source": "archive",
+                                       "bbox": [14, 37, 15, 38], "path": "/x"}]})
+    spec = load_spec({**base, "frames": [{"id": "F", "track": 3, "source": "archive",
+                                          "bbox": [14, 37, 15, 38]}],
+                      "processing": {"azimuth_looks": 2, "range_looks": 8,
+                                     "series_looks": 4},
+                      "archive": {"swath": "all", "orbit_source": "precise"}})
+    assert type(spec.processing) is ProcessingOptions and type(spec.network) is NetworkOptions
+    assert spec.processing.looks == (2, 8) and spec.processing.grid_looks == (8, 32)
+    # the aoi form gives archive frames with their bbox
+    spec = load_spec({**base, "aoi": {"bbox": [14.0, 37.0, 15.0, 38.5], "tracks": [44],
+                                      "source": "archive"}})
+    assert [f.bbox for f in spec.all_frames()] == [(14.0, 37.0, 15.0, 38.0),
+                                                  (14.0, 38.0, 15.0, 38.5)]
