@@ -14,8 +14,17 @@ same grid by default, others are resampled bilinearly):
   median of s2p's DSM, where a plane fits best), the standard deviation of each DSM
   about its own best-fitting plane, median over the patches: the "orange peel".
 
-Usage: python benchmarks/bench_dsm_s2p.py [--ours DIR] [--cars DSM.tif] [--keep DIR]
-It prints; it asserts nothing.
+CARS (CNES, ``pip install cars==1.3.0``) must live in a virtual environment of its own
+(its pins clash with the project's): ``--cars-venv VENV`` runs ``VENV/bin/cars`` on the
+pair with its default pipeline. CARS needs an initial elevation to intersect the
+footprints of these small crops (it stops with "The two envelopes do not intersect"
+without one); it is given a constant DEM at the median height of the pair's sparse
+matches from our run (ours needs none). CARS writes heights above the EGM96 geoid on a
+0.8 m grid here: its median difference holds the geoid undulation, and its resampling
+to s2p's 0.5 m grid smooths it (its roughness is not comparable one to one).
+
+Usage: python benchmarks/bench_dsm_s2p.py [--ours DIR] [--cars DSM.tif | --cars-venv VENV]
+[--keep DIR]. It prints; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -99,10 +108,41 @@ def compare(name: str, dsm: np.ndarray, ref: np.ndarray, patches: list[tuple[int
             "roughness": float(np.nanmedian(rough))}
 
 
+def run_cars(venv: Path, folder: Path, ours: Path, work: Path) -> Path:
+    """CARS's DSM of the pair (default pipeline, a constant initial elevation)."""
+    import json
+
+    from rasterio.transform import from_origin
+
+    report = json.loads((ours / "report.json").read_text())
+    height = 0.5 * (report["sparse"]["p0.5_m"] + report["sparse"]["p99.5_m"])
+    with rasterio.open(ours / "dsm.tif") as ds:
+        from rasterio.warp import transform_bounds
+
+        w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    work.mkdir(parents=True)
+    dem = work / "initial_elevation.tif"
+    res = 0.0005
+    nx, ny = int((e - w + 0.04) / res) + 1, int((n - s + 0.04) / res) + 1
+    with rasterio.open(dem, "w", driver="GTiff", width=nx, height=ny, count=1,
+                       dtype="float32", crs="EPSG:4326",
+                       transform=from_origin(w - 0.02, n + 0.02, res, res)) as ds:
+        ds.write(np.full((ny, nx), height, np.float32), 1)
+    config = {"input": {"sensors": {"0": {"image": str(folder / "img_01.tif")},
+                                    "1": {"image": str(folder / "img_02.tif")}},
+                        "pairing": [["0", "1"]], "initial_elevation": {"dem": str(dem)}},
+              "output": {"directory": str(work / "out")}}
+    (work / "config.json").write_text(json.dumps(config, indent=1))
+    subprocess.run([str(venv / "bin" / "cars"), str(work / "config.json")], check=True,
+                   stdout=subprocess.DEVNULL)
+    return work / "out" / "dsm" / "dsm.tif"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ours", type=Path, help="Products made already (skip our run).")
     ap.add_argument("--cars", type=Path, help="A CARS DSM of the pair to compare too.")
+    ap.add_argument("--cars-venv", type=Path, help="Run CARS from this virtual environment.")
     ap.add_argument("--keep", type=Path, help="Write our products here (default: temporary).")
     args = ap.parse_args()
     folder = require_shared_data("pleiades", "s2p_pair")
@@ -117,12 +157,17 @@ def main() -> None:
             subprocess.run([str(gdm), "dsm", "run", str(folder / "img_01.tif"),
                             str(folder / "img_02.tif"), "--out", str(ours), "-q"], check=True)
             seconds = time.perf_counter() - t0
+        cars = args.cars
+        if args.cars_venv is not None:
+            t0 = time.perf_counter()
+            cars = run_cars(args.cars_venv, folder, ours, Path(tmp) / "cars")
+            print(f"CARS run {time.perf_counter() - t0:.1f} s")
         ref = on_grid(ref_path, ref_path)
         patches = smooth_patches(ref)
         rows = [compare("s2p (reference)", ref, ref, patches),
                 compare("ours", on_grid(ours / "dsm.tif", ref_path), ref, patches)]
-        if args.cars is not None:
-            rows.append(compare("CARS", on_grid(args.cars, ref_path), ref, patches))
+        if cars is not None:
+            rows.append(compare("CARS", on_grid(cars, ref_path), ref, patches))
     print(f"s2p pair, against s2p's DSM ({ref.shape[1]}x{ref.shape[0]} cells of 0.5 m, "
           f"{np.isfinite(ref).mean():.1%} valid); roughness: median over {len(patches)} "
           f"smooth {PATCH}x{PATCH}-cell patches" + (f"; our run {seconds:.1f} s" if seconds

@@ -125,11 +125,9 @@ class DsmConfig(BaseModel):
                              "neighbours (flagged in filled.tif).")
     fill_max_cells: int = Field(20, ge=1, le=1000, description="Largest distance (cells) "
                                 "a hole is filled across.")
-    tile: int = Field(512, ge=64, le=4096, description="Tile side of the dense matching "
-                      "(bounds the memory of the cost volumes).")
-    band_rows: int = Field(2048, ge=64, le=65536, description="Epipolar rows resampled, "
-                           "matched and triangulated at a time (bounds the memory of the "
-                           "images and points).")
+    tile: int = Field(512, ge=64, le=4096, description="Side of the epipolar tiles matched "
+                      "one at a time, each with its own disparity range (bounds the "
+                      "memory of the images and cost volumes).")
     overlap: int = Field(32, ge=0, le=512, description="Overlap between matching tiles "
                          "(pixels).")
     workers: int = Field(1, ge=1, le=64, description="Processes matching tiles in "

@@ -52,7 +52,6 @@ class DsmJobInputs(FilesOrScenes, DsmConfig):
     catalogue: ServerOnly = server_only()  # type: ignore[assignment]
     tile: ServerOnly = server_only()  # type: ignore[assignment]
     overlap: ServerOnly = server_only()  # type: ignore[assignment]
-    band_rows: ServerOnly = server_only()  # type: ignore[assignment]
     workers: ServerOnly = server_only()  # type: ignore[assignment]
     grid_memory_mb: ServerOnly = server_only()  # type: ignore[assignment]
 

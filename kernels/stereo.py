@@ -270,73 +270,73 @@ def _zncc_volume(lf, rf, c0, c1, dmin, dmax, w) -> np.ndarray:
 
 # ------------------------------------------------------------------------- SGM
 @numba.njit(cache=True, fastmath=True)
-def _path_step(cvec, lp, mp, p1, p2, lout, s):  # pragma: no cover - compiled
-    # branch-free inner loop (the ends apart) so that LLVM vectorises it
-    nd = cvec.shape[0]
-    jump = mp + p2
-    if nd == 1:
-        val = cvec[0] + min(lp[0], jump) - mp
-        lout[0] = val
-        s[0] += val
-        return val
-    v = min(min(lp[0], lp[1] + p1), jump)
-    best = cvec[0] + v - mp
-    lout[0] = best
-    s[0] += best
-    for d in range(1, nd - 1):
-        v = min(min(lp[d], min(lp[d - 1], lp[d + 1]) + p1), jump)
-        val = cvec[d] + v - mp
-        lout[d] = val
-        s[d] += val
-        best = min(best, val)
-    v = min(min(lp[nd - 1], lp[nd - 2] + p1), jump)
-    val = cvec[nd - 1] + v - mp
-    lout[nd - 1] = val
-    s[nd - 1] += val
-    return min(best, val)
-
-
-@numba.njit(cache=True, fastmath=True)
-def _path_start(cvec, lout, s):  # pragma: no cover - compiled
-    best = cvec[0]
-    for d in range(cvec.shape[0]):
-        lout[d] = cvec[d]
-        s[d] += cvec[d]
-        best = min(best, cvec[d])
-    return best
-
-
-@numba.njit(cache=True, fastmath=True)
 def _sgm_pass(cost, p1, p2, s, reverse):  # pragma: no cover - compiled
     # Four of the eight paths: those coming from the previous row and previous column
-    # in scan order (scan order reversed when ``reverse``).
+    # in scan order (scan order reversed when ``reverse``), fused in one loop over the
+    # disparities. Path vectors carry a +inf sentinel at both ends of the disparity
+    # axis and zero vectors (minimum 0) stand for "no predecessor", which makes a path
+    # start there (L = C): the loop has no boundary case and vectorises.
     rows, cols, nd = cost.shape
-    prev = np.empty((3, cols, nd), np.float32)
-    cur = np.empty((3, cols, nd), np.float32)
-    prevmin = np.empty((3, cols), np.float32)
-    curmin = np.empty((3, cols), np.float32)
-    hbuf = np.empty((2, nd), np.float32)
+    big = np.float32(3.0e38)
+    prev = np.zeros((3, cols + 2, nd + 2), np.float32)
+    cur = np.zeros((3, cols + 2, nd + 2), np.float32)
+    prev[:, :, 0] = big
+    prev[:, :, nd + 1] = big
+    cur[:, :, 0] = big
+    cur[:, :, nd + 1] = big
+    prevmin = np.zeros((3, cols + 2), np.float32)
+    curmin = np.zeros((3, cols + 2), np.float32)
+    hbuf = np.zeros((2, nd + 2), np.float32)
+    hbuf[:, 0] = big
+    hbuf[:, nd + 1] = big
     for ir in range(rows):
         r = rows - 1 - ir if reverse else ir
+        hb = hbuf[0]
+        hb[1:nd + 1] = 0.0
         hmin = np.float32(0.0)
         for ic in range(cols):
             c = cols - 1 - ic if reverse else ic
-            cvec = cost[r, c]
-            svec = s[r, c]
-            # horizontal path, from the previous column
-            hout = hbuf[ic % 2]
-            if ic == 0:
-                hmin = _path_start(cvec, hout, svec)
-            else:
-                hmin = _path_step(cvec, hbuf[(ic + 1) % 2], hmin, p1, p2, hout, svec)
-            # three paths from the previous row: columns ic-1, ic, ic+1 in scan order
-            for k in range(3):
-                jc = ic - 1 + k
-                if ir == 0 or jc < 0 or jc >= cols:
-                    curmin[k, ic] = _path_start(cvec, cur[k, ic], svec)
-                else:
-                    curmin[k, ic] = _path_step(cvec, prev[k, jc], prevmin[k, jc], p1, p2,
-                                               cur[k, ic], svec)
+            cv = cost[r, c]
+            sv = s[r, c]
+            hp = hbuf[ic % 2]
+            ho = hbuf[(ic + 1) % 2]
+            # predecessors in the previous row: scan columns ic-1, ic, ic+1 (padded +1)
+            q0 = prev[0, ic]
+            q1 = prev[1, ic + 1]
+            q2 = prev[2, ic + 2]
+            m0 = prevmin[0, ic]
+            m1 = prevmin[1, ic + 1]
+            m2 = prevmin[2, ic + 2]
+            o0 = cur[0, ic + 1]
+            o1 = cur[1, ic + 1]
+            o2 = cur[2, ic + 1]
+            jh = hmin + p2
+            j0 = m0 + p2
+            j1 = m1 + p2
+            j2 = m2 + p2
+            bh = big
+            b0 = big
+            b1 = big
+            b2 = big
+            for d in range(1, nd + 1):
+                cd = cv[d - 1]
+                vh = cd + min(min(hp[d], min(hp[d - 1], hp[d + 1]) + p1), jh) - hmin
+                v0 = cd + min(min(q0[d], min(q0[d - 1], q0[d + 1]) + p1), j0) - m0
+                v1 = cd + min(min(q1[d], min(q1[d - 1], q1[d + 1]) + p1), j1) - m1
+                v2 = cd + min(min(q2[d], min(q2[d - 1], q2[d + 1]) + p1), j2) - m2
+                ho[d] = vh
+                o0[d] = v0
+                o1[d] = v1
+                o2[d] = v2
+                sv[d - 1] += (vh + v0) + (v1 + v2)
+                bh = min(bh, vh)
+                b0 = min(b0, v0)
+                b1 = min(b1, v1)
+                b2 = min(b2, v2)
+            hmin = bh
+            curmin[0, ic + 1] = b0
+            curmin[1, ic + 1] = b1
+            curmin[2, ic + 1] = b2
         prev, cur = cur, prev
         prevmin, curmin = curmin, prevmin
 
@@ -546,24 +546,6 @@ def lr_check(disp_left: np.ndarray, disp_right: np.ndarray, dmin: int, dmax: int
 
 
 # ------------------------------------------------------- image-based refinement
-@numba.njit(cache=True)
-def _cubic_at(row, x):  # pragma: no cover - compiled
-    """Keys cubic (a = -0.5) interpolation of a 1-D row and its derivative at x."""
-    n = row.shape[0]
-    i0 = int(np.floor(x))
-    if i0 - 1 < 0 or i0 + 2 >= n:
-        return np.nan, np.nan
-    t = x - i0
-    t2 = t * t
-    t3 = t2 * t
-    a, b, c, d = row[i0 - 1], row[i0], row[i0 + 1], row[i0 + 2]
-    v = (a * (-0.5 * t3 + t2 - 0.5 * t) + b * (1.5 * t3 - 2.5 * t2 + 1.0)
-         + c * (-1.5 * t3 + 2.0 * t2 + 0.5 * t) + d * (0.5 * t3 - 0.5 * t2))
-    g = (a * (-1.5 * t2 + 2.0 * t - 0.5) + b * (4.5 * t2 - 5.0 * t)
-         + c * (-4.5 * t2 + 4.0 * t + 0.5) + d * (1.5 * t2 - t))
-    return v, g
-
-
 @numba.njit(cache=True, parallel=True)
 def _refine_loop(left, right, disp, half, n_iter, out):  # pragma: no cover - compiled
     rows, cols = left.shape
@@ -605,17 +587,38 @@ def _refine_loop(left, right, disp, half, n_iter, out):  # pragma: no cover - co
                 k = 0
                 s = 0.0
                 s2 = 0.0
+                # every sample of the window shares the fractional position: the Keys
+                # weights (value and derivative) are computed once per iteration
+                xs = x + d
+                i0 = int(np.floor(xs))
+                if i0 - half - 1 < 0 or i0 + half + 2 >= right.shape[1]:
+                    ok = False
+                    break
+                t = xs - i0
+                t2 = t * t
+                t3 = t2 * t
+                wa = -0.5 * t3 + t2 - 0.5 * t
+                wb = 1.5 * t3 - 2.5 * t2 + 1.0
+                wc = -1.5 * t3 + 2.0 * t2 + 0.5 * t
+                wd = 0.5 * t3 - 0.5 * t2
+                ga = -1.5 * t2 + 2.0 * t - 0.5
+                gb = 4.5 * t2 - 5.0 * t
+                gc = -4.5 * t2 + 4.0 * t + 0.5
+                gd = 1.5 * t2 - t
                 for i in range(-half, half + 1):
+                    row = right[y + i]
                     for j in range(-half, half + 1):
-                        v, g = _cubic_at(right[y + i], x + j + d)
-                        if not np.isfinite(v) or not np.isfinite(g):
-                            ok = False
+                        q = i0 + j
+                        a_, b_, c_, d_ = row[q - 1], row[q], row[q + 1], row[q + 2]
+                        v = wa * a_ + wb * b_ + wc * c_ + wd * d_
+                        g = ga * a_ + gb * b_ + gc * c_ + gd * d_
                         rv[k] = v
                         gv[k] = g
                         s += v
                         s2 += v * v
                         k += 1
-                if not ok:
+                if not (np.isfinite(s) and np.isfinite(s2)):
+                    ok = False
                     break
                 mr = s / nw
                 sr = np.sqrt(max(s2 / nw - mr * mr, 0.0))

@@ -273,27 +273,27 @@ def test_dimap_input_is_read(two_places, tmp_path):
     assert nmad <= GSD and completeness >= 0.8  # a 96-pixel scene (see above)
 
 
-def test_bands_bound_memory_without_changing_the_dsm(urban, tmp_path):
+def test_tiles_bound_memory_without_changing_the_dsm(urban, tmp_path):
     import tracemalloc
 
     sim, ref, _ = urban
     peaks = {}
     outs = {}
-    # small bands and tiles against one band and one tile for the whole scene
-    for band, tile in ((96, 64), (4096, 1024)):
+    # small tiles against one tile for the whole scene
+    for tile in (64, 1024):
         tracemalloc.start()
-        outs[band] = run(DsmConfig(images=sim.images, out=tmp_path / f"b{band}",
-                                   preset="urban", resolution=GSD, band_rows=band, tile=tile))
-        peaks[band] = tracemalloc.get_traced_memory()[1]
+        outs[tile] = run(DsmConfig(images=sim.images, out=tmp_path / f"t{tile}",
+                                   preset="urban", resolution=GSD, tile=tile))
+        peaks[tile] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    print(f"\npeak traced memory: bands of 96 rows, tiles of 64: {peaks[96] / 2**20:.1f} "
-          f"MiB; one band, one tile: {peaks[4096] / 2**20:.1f} MiB")
-    assert peaks[96] < 0.7 * peaks[4096]
-    a, b = _dsm(outs[96].dsm), _dsm(ref.dsm)
+    print(f"\npeak traced memory: tiles of 64: {peaks[64] / 2**20:.1f} MiB; one tile: "
+          f"{peaks[1024] / 2**20:.1f} MiB")
+    assert peaks[64] < 0.7 * peaks[1024]
+    a, b = _dsm(outs[64].dsm), _dsm(ref.dsm)
     both = np.isfinite(a) & np.isfinite(b)
     assert both.sum() > 0.9 * np.isfinite(b).sum()
     assert np.median(np.abs(a[both] - b[both])) < 0.02
-    nmad, _, completeness = scores(sim, outs[96])
+    nmad, _, completeness = scores(sim, outs[64])
     assert nmad <= GSD and completeness >= 0.9
 
 
@@ -354,3 +354,36 @@ def test_relative_pointing_error_is_measured_and_removed(urban, tmp_path):
     assert abs(report["after"]["median_px"]) < 0.05
     assert nmad <= GSD and completeness >= 0.9
     assert completeness - completeness_raw > 0.02 or nmad_raw - nmad > 0.05
+
+
+def test_triplet_fusion_against_the_best_pair(tmp_path):
+    """Every pair of a triplet matched and fused per cell, against the pair alone."""
+    sim = simulate(SimulateDsmConfig(out=tmp_path / "sim", size=180, views=3, bh=0.5,
+                                     scene="urban", seed=7))
+    t0 = time.perf_counter()
+    fused = run(DsmConfig(images=sim.images, out=tmp_path / "fused", preset="urban",
+                          resolution=GSD))
+    t1 = time.perf_counter()
+    single = run(DsmConfig(images=sim.images, out=tmp_path / "single", preset="urban",
+                           resolution=GSD, fusion=False))
+    t2 = time.perf_counter()
+    truth = _on_grid(sim.truth_dsm, fused.dsm)[0]
+    vis = _on_grid(sim.truth_visible, fused.dsm)
+    seen = (vis.sum(axis=0) >= 2) & np.isfinite(truth)  # seen by some pair
+    res = {}
+    for name, out in (("fused", fused), ("single", single)):
+        d = _dsm(out.dsm)
+        err = (d - truth)[seen & np.isfinite(d)]
+        med = float(np.median(err))
+        res[name] = (float(1.4826 * np.median(np.abs(err - med))),
+                     float(np.isfinite(d)[seen].mean()))
+    report = json.loads(fused.report.read_text())
+    print(f"\ntriplet, urban, B/H 0.25/0.25/0.5: fused 3 pairs: NMAD {res['fused'][0]:.3f} m, "
+          f"completeness {res['fused'][1]:.1%} ({t1 - t0:.1f} s); best pair "
+          f"{single.pair}: NMAD {res['single'][0]:.3f} m, completeness "
+          f"{res['single'][1]:.1%} ({t2 - t1:.1f} s); cells by pairs "
+          f"{report['fusion']['cells_by_pairs']}, rejected pair heights "
+          f"{report['fusion']['rejected_pair_heights']}")
+    assert len(report["pairs"]) == 3
+    assert res["fused"][1] >= res["single"][1] + 0.01  # occlusions of one pair filled
+    assert res["fused"][0] <= 1.05 * res["single"][0]
