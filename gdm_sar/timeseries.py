@@ -42,7 +42,7 @@ from gdmcore import InputError
 from gdmio.cog import CogWriter, write_cog
 from gdmio.grid import Grid, read_on_grid
 from gdmio.insar import FORMATS, Interferogram, find_interferograms
-from gdmio.insar.read import insar_grid, read_coherence, read_metres
+from gdmio.insar.read import insar_grid, read_coherence, read_labels, read_metres
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.raster import open_info
@@ -245,7 +245,7 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
         den = np.zeros((ny, nx), np.float64)
         t_years = years_since_first(dates)
         valid_frac = []
-        los_paths, coh_paths = [], []
+        los_paths, coh_paths, comp_paths = [], [], []
         for p, ifg in enumerate(ifgs):
             folder = stage / "interferograms" / ifg.pair
             dt_y = t_years[pairs[p][1]] - t_years[pairs[p][0]]
@@ -254,6 +254,11 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                               tags={"UNITS": "m", "PAIR": ifg.pair, "FORMAT": ifg.fmt,
                                     "SOURCE": ifg.name,
                                     "CONVENTION": "LOS, positive towards the satellite"})
+            comp_w = None
+            if ifg.valid is not None:
+                comp_w = CogWriter(folder / "conncomp.tif", nx, ny, 1, grid.crs,
+                                   grid.transform, nodata=None, dtype="uint16")
+                comp_w.__enter__()
             coh_w = None
             if ifg.coherence is not None:
                 coh_w = CogWriter(folder / "coherence.tif", nx, ny, 1, grid.crs,
@@ -271,6 +276,8 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                         sl = slice(r0, r0 + int(win.height))
                         num[sl][ok] += d[ok] * dt_y
                         den[sl][ok] += dt_y * dt_y
+                        if comp_w is not None:
+                            comp_w.write(read_labels(ifg, grid, win), win)
                         if coh_w is not None:
                             c = read_coherence(ifg, grid, win)
                             coh_w.write(c, win)
@@ -278,12 +285,15 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                             coh_sum[sl][good] += c[good]
                             coh_n[sl] += good
                 except BaseException as exc:
-                    if coh_w is not None:
-                        coh_w.__exit__(type(exc), exc, exc.__traceback__)
+                    for w in (coh_w, comp_w):
+                        if w is not None:
+                            w.__exit__(type(exc), exc, exc.__traceback__)
                     raise
-                if coh_w is not None:
-                    coh_w.__exit__(None, None, None)
+                for w in (coh_w, comp_w):
+                    if w is not None:
+                        w.__exit__(None, None, None)
             los_paths.append(folder / "los.tif")
+            comp_paths.append(folder / "conncomp.tif" if comp_w is not None else None)
             coh_paths.append(folder / "coherence.tif" if coh_w is not None else None)
             valid_frac.append(n_valid / (nx * ny))
             report(0.3 * (p + 1) / len(ifgs), f"read {ifg.pair} ({ifg.fmt})")
@@ -312,17 +322,27 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
         ref_win = Window(max(c - _HALF, 0), max(r - _HALF, 0),
                          min(c + _HALF + 1, nx) - max(c - _HALF, 0),
                          min(r + _HALF + 1, ny) - max(r - _HALF, 0))
-        offsets = []
-        for path in los_paths:
+        # Each pair is referenced to the mean of the window, within the connected
+        # component holding the reference (other components have unknown offsets).
+        offsets: list[_Ref] = []
+        for path, comp in zip(los_paths, comp_paths, strict=True):
             with rasterio.open(path) as ds:
                 v = ds.read(1, window=ref_win)
-            offsets.append(float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
+            label = None
+            if comp is not None:
+                with rasterio.open(comp) as ds:
+                    lab = ds.read(1, window=ref_win)
+                good = lab[np.isfinite(v) & (lab > 0)]
+                label = int(np.bincount(good).argmax()) if good.size else 0
+                v = np.where(lab == label, v, np.nan)
+            off = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            offsets.append(_Ref(off, comp, label))
 
         # ----------------------------------------------------- screening (pass 2)
         dropped: list[dict] = []
         keep = []
         for p, ifg in enumerate(ifgs):
-            if not math.isfinite(offsets[p]):
+            if not math.isfinite(offsets[p].offset):
                 dropped.append({"pair": ifg.pair, "source": ifg.name,
                                 "reason": "no data around the reference point"})
             elif valid_frac[p] < cfg.min_unwrapped_fraction:
@@ -581,12 +601,25 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
         quicklooks=[final(q) for q in [*looks, net_p]], dropped=dropped)
 
 
-def _read_stack(paths: list[Path], win: Window, offsets: list[float]) -> np.ndarray:
+@dataclass(frozen=True)
+class _Ref:
+    """How a pair is referenced: value subtracted, and its component at the reference."""
+
+    offset: float
+    comp: Path | None = None
+    label: int | None = None
+
+
+def _read_stack(paths: list[Path], win: Window, refs: list[_Ref]) -> np.ndarray:
     out = np.empty((len(paths), int(win.height), int(win.width)), np.float32)
-    for k, (p, off) in enumerate(zip(paths, offsets, strict=True)):
+    for k, (p, ref) in enumerate(zip(paths, refs, strict=True)):
         with rasterio.open(p) as ds:
             ds.read(1, window=win, out=out[k])
-        out[k] -= np.float32(off)
+        if ref.comp is not None:
+            with rasterio.open(ref.comp) as ds:
+                lab = ds.read(1, window=win)
+            out[k][lab != ref.label] = np.nan
+        out[k] -= np.float32(ref.offset)
     return out
 
 

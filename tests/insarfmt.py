@@ -148,13 +148,15 @@ def _isce_xml(path: Path, ny, nx, bands, dtype="FLOAT"):
     body = "".join(f'    <property name="{k}">\n        <value>{v}</value>\n'
                    f'    </property>\n' for k, v in props.items())
     Path(f"{path}.xml").write_text(f'<imageFile>\n{body}</imageFile>\n')
+    gdt, size = {"FLOAT": ("Float32", 4), "BYTE": ("Byte", 1)}[dtype]
     vrt = [f'<VRTDataset rasterXSize="{nx}" rasterYSize="{ny}">']
     for b in range(bands):
-        vrt.append(f'<VRTRasterBand dataType="Float32" band="{b + 1}" '
+        vrt.append(f'<VRTRasterBand dataType="{gdt}" band="{b + 1}" '
                    f'subClass="VRTRawRasterBand"><SourceFilename relativeToVRT="1">'
                    f'{path.name}</SourceFilename><ByteOrder>LSB</ByteOrder>'
-                   f'<ImageOffset>{4 * nx * b}</ImageOffset><PixelOffset>4</PixelOffset>'
-                   f'<LineOffset>{4 * nx * bands}</LineOffset></VRTRasterBand>')
+                   f'<ImageOffset>{size * nx * b}</ImageOffset>'
+                   f'<PixelOffset>{size}</PixelOffset>'
+                   f'<LineOffset>{size * nx * bands}</LineOffset></VRTRasterBand>')
     vrt.append("</VRTDataset>")
     Path(f"{path}.vrt").write_text("\n".join(vrt))
 
@@ -177,9 +179,15 @@ def write_isce_tops(root: Path, dates, disp, pairs, coh, wavelength=S1_WL, xml_o
         cor = folder / "filt_fine.cor"
         cor.write_bytes(coh[k].astype("<f4").tobytes())
         _isce_xml(cor, ny, nx, 1)
+        # SNAPHU connected components (uint8, 0 = not unwrapped), as topsStack writes
+        comp = folder / "filt_fine.unw.conncomp"
+        labels = np.ones((ny, nx), np.uint8)
+        labels[-1, -1] = 0
+        comp.write_bytes(labels.tobytes())
+        _isce_xml(comp, ny, nx, 1, "BYTE")
         if xml_only:
-            Path(f"{unw}.vrt").unlink()
-            Path(f"{cor}.vrt").unlink()
+            for f in (unw, cor, comp):
+                Path(f"{f}.vrt").unlink()
 
 
 # -------------------------------------------------------------------------------- HyP3

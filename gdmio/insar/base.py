@@ -81,6 +81,8 @@ class Interferogram:
     ``sign`` is +1 when a positive stored value means a range increase (motion away
     from the satellite: ROI_PAC, GAMMA, ISCE2, HyP3, LiCSAR, NSBAS/FLATSIM, MintPy),
     -1 when it means motion towards it. ``units`` is ``rad``, ``m`` or ``mm``.
+    ``valid``, when the format has one, is the connected-components band of the
+    unwrapper: 0 marks pixels left unwrapped (no data).
     """
 
     fmt: str
@@ -100,6 +102,7 @@ class Interferogram:
     incidence_deg: float | None = None
     slant_range_m: float | None = None
     heading_deg: float | None = None
+    valid: Band | None = None  # connected components: 0 = not unwrapped
 
     @property
     def pair(self) -> str:

@@ -115,6 +115,7 @@ def gdmsar_interferogram(path: Path) -> Interferogram:
     if len(dates) == len(baselines) and d1.isoformat() in dates and d2.isoformat() in dates:
         bperp = baselines[dates.index(d2.isoformat())] - baselines[dates.index(d1.isoformat())]
     coh = path.with_name("coherence.tif")
+    comp = path.with_name("conncomp.tif")
     geom = report.get("geometry") or {}
     ifg = Interferogram(fmt="GDM-SAR", name=f"{path.parent.name}/unwrapped.tif", date1=d1,
                         date2=d2, phase=Band(str(path.absolute()), 1, None), units="rad",
@@ -123,5 +124,6 @@ def gdmsar_interferogram(path: Path) -> Interferogram:
                         else None,
                         bperp=bperp, incidence_deg=geom.get("incidence_deg"),
                         slant_range_m=geom.get("slant_range_m"),
-                        heading_deg=geom.get("heading_deg"))
+                        heading_deg=geom.get("heading_deg"),
+                        valid=Band(str(comp.absolute()), 1, None) if comp.is_file() else None)
     return describe_band(ifg)

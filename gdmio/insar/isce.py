@@ -107,7 +107,12 @@ def isce_interferogram(path: Path, workdir: Path, wavelength: float | None = Non
             coh = _band(cand, band, workdir)
             break
     wl = wavelength or find_wavelength(path.parent)
+    comp = Path(f"{path}.conncomp")
+    valid = None
+    if comp.is_file() and (Path(f"{comp}.vrt").is_file() or Path(f"{comp}.xml").is_file()):
+        valid = _band(comp, 1, workdir)
+        valid = Band(valid.path, valid.band, None)  # 0 is a label here, not no-data
     ifg = Interferogram(fmt="ISCE2", name=f"{path.parent.name}/{path.name}", date1=dates[0],
                         date2=dates[1], phase=phase, units="rad", sign=1, wavelength=wl,
-                        coherence=coh)
+                        coherence=coh, valid=valid)
     return describe_band(ifg)

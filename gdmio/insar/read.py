@@ -14,7 +14,7 @@ from gdmio.grid import Grid, common_grid, read_on_grid
 from gdmio.insar.base import Band, Interferogram
 from gdmio.raster import RasterInfo, open_dataset, read_window
 
-__all__ = ["insar_grid", "read_coherence", "read_metres"]
+__all__ = ["insar_grid", "read_coherence", "read_labels", "read_metres"]
 
 
 def _info(ifg: Interferogram, band: Band) -> RasterInfo:
@@ -51,13 +51,14 @@ def insar_grid(ifgs: Sequence[Interferogram]) -> Grid:
     return common_grid([_info(i, i.phase) for i in ifgs])
 
 
-def _read(ifg: Interferogram, band: Band, grid: Grid, window: Window) -> np.ndarray:
+def _read(ifg: Interferogram, band: Band, grid: Grid, window: Window,
+          resampling: str = "bilinear") -> np.ndarray:
     if grid.crs is None:
         c0, r0 = int(window.col_off), int(window.row_off)
         w, h = int(window.width), int(window.height)
         with open_dataset(band.path, ifg.name) as ds:
             return read_window(ds, _info(ifg, band), Window(c0, r0, w, h))
-    return read_on_grid(_info(ifg, band), grid, window, resampling="bilinear")
+    return read_on_grid(_info(ifg, band), grid, window, resampling=resampling)
 
 
 def read_metres(ifg: Interferogram, grid: Grid, window: Window | None = None) -> np.ndarray:
@@ -69,8 +70,22 @@ def read_metres(ifg: Interferogram, grid: Grid, window: Window | None = None) ->
         window = Window(0, 0, grid.width, grid.height)
     raw = _read(ifg, ifg.phase, grid, window)
     raw *= np.float32(ifg.to_metres())
+    if ifg.valid is not None:
+        labels = _read(ifg, ifg.valid, grid, window, "nearest")
+        raw[~(labels > 0)] = np.nan
     raw[~np.isfinite(raw)] = np.nan
     return raw
+
+
+def read_labels(ifg: Interferogram, grid: Grid, window: Window | None = None
+                ) -> np.ndarray | None:
+    """Connected-component labels of ``ifg`` in ``window`` (uint16, 0 = none), or None."""
+    if ifg.valid is None:
+        return None
+    if window is None:
+        window = Window(0, 0, grid.width, grid.height)
+    lab = _read(ifg, ifg.valid, grid, window, "nearest")
+    return np.where(np.isfinite(lab) & (lab > 0), lab, 0).astype(np.uint16)
 
 
 def read_coherence(ifg: Interferogram, grid: Grid, window: Window | None = None
