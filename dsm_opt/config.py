@@ -31,24 +31,26 @@ class DsmParams:
     disparity_margin: int
     target_bh: float
     speckle_size: int
+    refine_window: int
 
 
 PRESETS: dict[str, DsmParams] = {
     # Steep relief: wide height margin around the DEM, moderate smoothing so slopes are
-    # followed, the stronger stereo angle for height precision.
+    # followed, the stronger stereo angle for height precision, a wide refinement
+    # window that averages the matching noise of natural surfaces ("orange peel").
     "mountain": DsmParams(cost="census", window=7, p1=8.0, p2=32.0, subpixel="equiangular",
                           height_margin=150.0, disparity_margin=4, target_bh=0.3,
-                          speckle_size=100),
+                          speckle_size=100, refine_window=11),
     # Buildings: a small window keeps walls sharp, a strong P2 keeps roofs flat and a
     # weaker stereo angle limits the occlusions behind buildings.
     "urban": DsmParams(cost="census", window=5, p1=8.0, p2=64.0, subpixel="equiangular",
                        height_margin=80.0, disparity_margin=4, target_bh=0.2,
-                       speckle_size=50),
+                       speckle_size=50, refine_window=5),
     # Low relief, weak texture: ZNCC on a larger window, strong smoothing, narrow range
     # and the strongest stereo angle available.
     "flat": DsmParams(cost="zncc", window=7, p1=8.0, p2=48.0, subpixel="equiangular",
                       height_margin=30.0, disparity_margin=3, target_bh=0.4,
-                      speckle_size=100),
+                      speckle_size=100, refine_window=11),
 }
 
 
@@ -115,8 +117,10 @@ class DsmConfig(BaseModel):
                          "heights per cell (consensus); off: only the pair closest to the "
                          "target B/H.")
     refine_window: int | None = Field(None, ge=3, le=15, description="Odd window side of "
-                                      "the image-based sub-pixel refinement (default: "
-                                      "the matching window).")
+                                      "the image-based sub-pixel refinement: larger "
+                                      "averages more matching noise (smoother surfaces), "
+                                      "smaller keeps sharper edges (default: the "
+                                      "preset's: mountain 11, urban 5, flat 11).")
     raster_sigma: float = Field(0.6, gt=0.05, le=1.5, description="Sigma (in cells) of "
                                 "the Gaussian weight with which each point adds to the "
                                 "cells around it when the DSM grid is filled; larger "
@@ -170,4 +174,5 @@ class DsmConfig(BaseModel):
             target_bh=self.target_bh if self.target_bh is not None else base.target_bh,
             speckle_size=self.speckle_size if self.speckle_size is not None
             else base.speckle_size,
+            refine_window=self.refine_window or base.refine_window,
         )

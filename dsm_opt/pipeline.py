@@ -388,7 +388,7 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
         sources[src] = sources.get(src, 0) + 1
         tasks.append(_TileTask(y0, y1, x0, x1, dmin, dmax, lo, hi))
     job = _TileJob(left, right, grids, params, cfg.lr_threshold, cfg.overlap,
-                   cfg.refine_window, grid.epsg)
+                   params.refine_window, grid.epsg)
     for k, res in enumerate(_run_tiles(job, tasks, cfg.workers)):
         codes += res.codes
         if res.east.size:
