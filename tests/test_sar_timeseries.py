@@ -176,3 +176,56 @@ def test_gdm_sar_process_takes_interferograms(tmp_path):
     doc = json.loads((ctx.workdir / result["report"]).read_text())
     assert {i["format"] for i in doc["inputs"]} == {"HyP3"}
     assert (ctx.workdir / result["timeseries_nc"]).is_file()
+
+
+def test_blocks_give_the_same_products_and_mask_reference_errors(tmp_path, monkeypatch):
+    """Memory is bounded by blocks of rows: any block height gives the same products."""
+    import gdm_sar.timeseries as ts_mod
+
+    dates, disp, pairs, coh = _scene(dates=5, seed=2)
+    insarfmt.write_licsar(tmp_path / "in", dates, disp, pairs, coh)
+    whole = run_timeseries(TimeseriesConfig(interferograms=[tmp_path / "in"],
+                                            out=tmp_path / "whole"))
+    monkeypatch.setattr(ts_mod, "_rows_per_block", lambda cfg, layers, w, h: 7)
+    mask = np.ones(disp.shape[1:], np.uint8)
+    mask[:, :10] = 0
+    from affine import Affine
+
+    from gdmio.cog import write_cog
+    write_cog(tmp_path / "mask.tif", mask, "EPSG:4326",
+              Affine(insarfmt.STEP, 0, insarfmt.LON0, 0, -insarfmt.STEP, insarfmt.LAT0),
+              nodata=None, dtype="uint8")
+    blocks = run_timeseries(TimeseriesConfig(interferograms=[tmp_path / "in"],
+                                             out=tmp_path / "blocks", mask=tmp_path / "mask.tif"))
+    with rasterio.open(whole.timeseries) as a, rasterio.open(blocks.timeseries) as b:
+        sa, sb = a.read(), b.read()
+    assert np.isnan(sb[:, :, :10]).all()
+    np.testing.assert_array_equal(sa[:, :, 10:], sb[:, :, 10:])
+    from gdmcore import InputError
+    with pytest.raises(InputError, match="outside the common grid"):
+        run_timeseries(TimeseriesConfig(interferograms=[tmp_path / "in"],
+                                        out=tmp_path / "bad", reference=(0.0, 0.0)))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_ts_point_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from gdm.cli import main
+
+    dates, disp, pairs, coh = _scene(dates=5, seed=4)
+    insarfmt.write_geotiff(tmp_path / "in", dates, disp, pairs, coh)
+    out = run_timeseries(TimeseriesConfig(interferograms=[tmp_path / "in"],
+                                          out=tmp_path / "out", dem_error=False))
+    lon, lat = insarfmt.LON0 + 0.0165, insarfmt.LAT0 - 0.0125  # pixel (12, 16)
+    res = CliRunner().invoke(main, ["ts", "point", str(out.out_dir), "--lonlat", str(lon),
+                                    str(lat), "--csv", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "date,displacement_m" and len(rows) == 6
+    with rasterio.open(out.timeseries) as ds:
+        want = ds.read()[:, 12, 16]
+    got = np.array([float(r.split(",")[1]) for r in rows[1:]])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    res = CliRunner().invoke(main, ["ts", "point", str(out.out_dir), "--lonlat", "0", "0"])
+    assert res.exit_code == 2

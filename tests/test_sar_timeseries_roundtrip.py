@@ -32,6 +32,15 @@ def test_same_velocity_as_gdm_sar_run(tmp_path):
         d = d[np.isfinite(d)]
         return float(np.sqrt(np.mean((d - np.median(d)) ** 2))) * 1000
 
+    # gdm sar run writes its series as CF NetCDF too (the SAR steps' writer seam)
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("rioxarray")
+    with xr.open_dataset(tmp_path / "run" / "timeseries.nc", decode_coords="all") as nc:
+        assert nc["displacement"].dims == ("time", "y", "x")
+        assert nc["displacement"].shape[0] == 12
+        np.testing.assert_array_equal(nc["velocity"].values, v_run)
+        assert nc["velocity"].rio.crs is not None
+
     results = {}
     for closure in (False, True):
         out = run_timeseries(TimeseriesConfig(
