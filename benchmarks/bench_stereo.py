@@ -13,11 +13,12 @@ prints; it asserts nothing.
 
 Usage: python benchmarks/bench_stereo.py [--size 1024] [--repeats 3]
 
-Measured (1024², 2 CPU cores shared with other jobs, load ~3, medians of 3 runs):
-ours 3.07 s, bad-1px 0.01 %, sub-pixel error 0.058 px; StereoSGBM 0.79 s, 2.38 %,
-0.090 px; pandora + libsgm 20.5 s, 0.00 %, 0.066 px. Ours/pandora time 0.15 (0.13 to
-0.24 over four runs), ours/SGBM 3.9 (3.9 to 8). Our pixels more than 1 px off are all
-left invalid by the left-right check; SGBM's are its uniqueness/LR/speckle rejections.
+Measured (768², 2 CPU cores shared with other engineers, load ~14, medians of 3 runs):
+ours 9.26 s, bad-1px 0.00 %, sub-pixel error 0.058 px; StereoSGBM 1.57 s, 3.63 %, 0.090
+px; pandora + libsgm 64.1 s, 0.00 %, 0.066 px. Ours/SGBM time 5.9 (8.4 with numba on one
+thread, 6.8 on two, in back-to-back runs); ours/pandora 0.14. Our pixels more than 1 px
+off are all left invalid by the left-right check; SGBM's are its uniqueness/LR/speckle
+rejections.
 """
 
 from __future__ import annotations
