@@ -46,8 +46,10 @@ Screen = Callable[[Sequence[dict]], dict[str, str]]
 REGISTRY: dict[str, PairCorrection] = {}
 
 
-def register(name: str, fn: PairCorrection) -> PairCorrection:
-    """Register a pair correction under ``name`` (returns it, usable as a decorator)."""
+def register(name: str, fn: PairCorrection | None = None) -> Any:
+    """Register a pair correction under ``name``; ``@register(name)`` as a decorator."""
+    if fn is None:
+        return lambda f: register(name, f)
     REGISTRY[name] = fn
     return fn
 
