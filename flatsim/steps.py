@@ -239,8 +239,10 @@ def archive_stack(job: FrameJob) -> Path:
         for f in files:
             if f.suffix.lower() == ".zip" or f.suffix.upper() == ".SAFE":
                 (tmp / f.name).symlink_to(f.resolve())
-    if safe_dir.exists():
-        shutil.rmtree(safe_dir)
+    if safe_dir.exists() and sorted(os.listdir(safe_dir)) != sorted(os.listdir(tmp)):
+        old = job.dir / f".old-safe-{secrets.token_hex(4)}"
+        os.rename(safe_dir, old)  # the archive now holds other products
+        shutil.rmtree(old, ignore_errors=True)
     _publish_dir(tmp, safe_dir)
     orbit_dir = _tmp_dir(job.dir, "orbits")
     client = OrbitClient()
@@ -276,8 +278,12 @@ def archive_stack(job: FrameJob) -> Path:
             orbit_source="precise" if opts.orbit_source == "precise" else "auto",
             aoi=frame.bbox, swath=opts.swath, polarisation=opts.polarisation,
             block_lines=opts.block_lines, geometry_step=max(1, min(looks))))
-        if final.exists():
-            shutil.rmtree(final)
+        if final.exists() and not ingested(safe_dir, final):
+            old = job.dir / f".old-slc-{secrets.token_hex(4)}"
+            os.rename(final, old)  # an earlier ingestion of other products
+            shutil.rmtree(old, ignore_errors=True)
+        # first writer wins: a duplicate attempt (a redelivered message, the watchdog)
+        # that finishes second drops its identical copy
         _publish_dir(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)
