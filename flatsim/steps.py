@@ -708,6 +708,10 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
         add("velocity", "ts/velocity.tif")
     if "timeseries" in wanted:
         add("timeseries", "ts/timeseries.tif")
+        if (ts / "timeseries.nc").is_file():
+            assets["timeseries_nc"] = {"href": "ts/timeseries.nc", "roles": ["data"],
+                                       "title": "time series, velocity and quality layers "
+                                       "(CF-1.8 NetCDF)", "type": "application/x-netcdf"}
     if "quality" in wanted:
         for q in inv["layers"]:
             if q in QUALITY_LAYERS or q == "dem_error":

@@ -174,6 +174,10 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
         for q in [*looks, network_p]:
             assets[f"{q.stem}_quicklook"] = {"href": q.name, "title": q.stem,
                                              "roles": ["overview"], "type": "image/png"}
+        if (stage / "timeseries.nc").is_file():
+            assets["timeseries_nc"] = {"href": "timeseries.nc", "roles": ["data"],
+                                       "title": "time series, velocity and quality layers "
+                                       "(CF-1.8 NetCDF)", "type": "application/x-netcdf"}
         assets["report"] = {"href": "report.json", "title": "job report",
                             "roles": ["metadata"], "type": "application/json"}
         start = dt.datetime.combine(stack.dates[0], dt.time(), dt.UTC)
