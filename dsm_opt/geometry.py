@@ -542,21 +542,3 @@ def pointing_offset(left: View, right: View, grids: EpipolarGrids, tile: int = 6
     if len(found) < min_tiles:
         return np.nan, len(found)
     return float(np.median(found)), len(found)
-
-
-def correct_pointing(right: View, grids: EpipolarGrids, dy: float) -> View:
-    """The right view with its RPC moved so that its epipolar image shifts by ``-dy``.
-
-    A feature seen ``dy`` epipolar rows lower in the right image than its RPC predicts
-    sits ``dy`` times the right grid's row direction away in raw image coordinates; the
-    RPC's line and sample offsets take that translation (the bias-compensation model of
-    RPC refinement, restricted to a shift).
-    """
-    from dataclasses import replace
-
-    g = grids.right
-    nv = g.shape[1]
-    step_rows = (g[:, -1, :] - g[:, 0, :]).mean(axis=1) / ((nv - 1) * grids.step)
-    rpc = replace(right.rpc, line_off=right.rpc.line_off + dy * float(step_rows[0]),
-                  samp_off=right.rpc.samp_off + dy * float(step_rows[1]))
-    return replace(right, rpc=rpc)

@@ -117,3 +117,21 @@ def test_fusion_keeps_the_agreeing_pairs():
     v, _, _, n, have, rejected = fuse_cells(layers, [0.2, 0.2, 0.2], [0.6, 0.6, 0.6])
     assert np.allclose(v, 100.1) and np.all(rejected == 1) and np.all(have == 3)
     assert np.all(n == 3)
+
+
+@pytest.mark.slow
+def test_tiles_on_worker_processes_give_the_same_dsm(tmp_path):
+    """--workers 2 (Dask on a process pool) against the tiles matched in line."""
+    from dsm_opt.config import DsmConfig
+    from dsm_opt.pipeline import run
+    from simulators.dsm import SimulateDsmConfig, simulate
+
+    sim = simulate(SimulateDsmConfig(out=tmp_path / "sim", size=160, seed=9))
+    outs = {}
+    for workers in (1, 2):
+        out = run(DsmConfig(images=sim.images, out=tmp_path / f"w{workers}", preset="urban",
+                            resolution=0.5, tile=64, workers=workers))
+        with rasterio.open(out.dsm) as ds:
+            outs[workers] = ds.read(1)
+    assert np.array_equal(outs[1], outs[2])
+    assert (outs[1] != -9999.0).mean() > 0.5
