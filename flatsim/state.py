@@ -27,12 +27,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
     insert,
     select,
@@ -42,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from flatsim.plan import Step
+from gdmio.db import Base, create_tables, make_engine
 
 __all__ = ["CampaignState", "get_state", "MAX_PAIR_FAILURES", "STEP_STATUSES"]
 
@@ -50,9 +48,8 @@ MAX_PAIR_FAILURES = 2
 
 STEP_STATUSES = ("pending", "running", "done", "failed")
 
-_META = MetaData()
 CAMPAIGNS = Table(
-    "flatsim_campaigns", _META,
+    "flatsim_campaigns", Base.metadata,
     Column("id", String(80), primary_key=True),
     Column("name", String(64), nullable=False),
     Column("spec", Text, nullable=False),
@@ -64,7 +61,7 @@ CAMPAIGNS = Table(
     Column("updated", DateTime, nullable=False),
 )
 STEPS = Table(
-    "flatsim_steps", _META,
+    "flatsim_steps", Base.metadata,
     Column("id", String(200), primary_key=True),
     Column("campaign_id", String(80), nullable=False, index=True),
     Column("frame_id", String(64), nullable=False),
@@ -87,28 +84,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
 class CampaignState:
     """Campaign and step records in the database at ``url`` (the job store's)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "begin",
-                         lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        _META.create_all(self.engine)
+        self.engine: Engine = make_engine(url)
+        create_tables(self.engine, CAMPAIGNS, STEPS)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

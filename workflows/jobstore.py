@@ -26,14 +26,14 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
-    event,
     func,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from gdmio.db import Base, create_tables, make_engine
 
 __all__ = ["JobStore", "Job", "User", "STATUSES", "FINAL_STATUSES", "ROLES", "QuotaExceeded"]
 
@@ -57,11 +57,7 @@ class QuotaExceeded(Exception):
     """The user already has as many unfinished jobs as the quota allows."""
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class _UserRow(_Base):
+class _UserRow(Base):
     __tablename__ = "users"
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), default="user")
@@ -69,14 +65,14 @@ class _UserRow(_Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
-class _TokenRow(_Base):
+class _TokenRow(Base):
     __tablename__ = "tokens"
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     user: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
-class _JobRow(_Base):
+class _JobRow(Base):
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)
@@ -182,18 +178,8 @@ class JobStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            # pysqlite runs a SELECT outside any transaction and opens one only at the
-            # first write, so claim/dismiss/finish could each overwrite a status committed
-            # in between (a dismissal lost to a worker's claim). Take the write lock first.
-            event.listen(self.engine, "begin",
-                         lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        _Base.metadata.create_all(self.engine)
+        self.engine: Engine = make_engine(url)  # SQLite: write lock taken first
+        create_tables(self.engine, _UserRow, _TokenRow, _JobRow)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -449,11 +435,3 @@ class JobStore:
         with self._tx() as s:
             return {status: int(n) for status, n in s.execute(q)}
 
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # transactions are begun by SQLAlchemy's "begin" hook
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()

@@ -11,17 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from gdmio.db import Base, create_tables
 from gdmio.providers.aoi import aoi_to_wkt, parse_aoi
 from workflows.activation.models import ActivationRequest
 from workflows.jobstore import JobStore
 
 __all__ = ["Activation", "ActivationStore", "utc_now"]
-
-
-class _Base(DeclarativeBase):
-    pass
 
 
 def utc_now() -> dt.datetime:
@@ -35,7 +32,7 @@ def _aware(t: dt.datetime | None) -> dt.datetime | None:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
 
 
-class _ActivationRow(_Base):
+class _ActivationRow(Base):
     __tablename__ = "activations"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -54,7 +51,7 @@ class _ActivationRow(_Base):
                                                             nullable=True)
 
 
-class _LogRow(_Base):
+class _LogRow(Base):
     __tablename__ = "activation_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -65,7 +62,7 @@ class _LogRow(_Base):
     detail: Mapped[str] = mapped_column(Text)
 
 
-class _JobLinkRow(_Base):
+class _JobLinkRow(Base):
     __tablename__ = "activation_jobs"
 
     job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -118,7 +115,7 @@ class ActivationStore:
         self.jobs = store
         self.engine = store.engine
         if self.engine not in self._ready:
-            _Base.metadata.create_all(self.engine)
+            create_tables(self.engine, _ActivationRow, _LogRow, _JobLinkRow)
             self._ready.add(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
