@@ -22,6 +22,7 @@ import pystac
 from shapely.geometry import box, shape
 
 from gdmcore import InputError
+from gdmio.atomic import write_text
 from gdmio.locks import file_lock
 from gdmio.stac import to_utc
 
@@ -31,10 +32,7 @@ _TITLE = "DSM-OPT products"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _load_catalog(root: Path) -> dict[str, Any]:

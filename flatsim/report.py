@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from flatsim.monitor import campaign_status
+from gdmio.atomic import atomic_path, write_text
 
 __all__ = ["write_report"]
 
@@ -25,10 +25,9 @@ __all__ = ["write_report"]
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -168,7 +167,5 @@ def write_report(state: Any, cid: str) -> Path:
                       "</figcaption></figure>" for n, p in pngs]
     parts.append("</body></html>")
     index = out / "index.html"
-    tmp = out / f".index.{secrets.token_hex(4)}.html"
-    tmp.write_text("\n".join(parts))
-    tmp.replace(index)
+    write_text(index, "\n".join(parts))
     return index

@@ -53,6 +53,7 @@ from rasterio.windows import Window
 from flatsim.plan import Step, frame_head, plan_frame
 from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
 from gdmcore import InputError
+from gdmio.atomic import atomic_path, write_text
 from insar.inversion import StackFacts, invert_stack
 from insar.network import lonely_dates, select_network
 from insar.pairs import process_pair
@@ -96,10 +97,7 @@ class FrameJob:
 
 
 def _atomic_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(doc, indent=2))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -611,10 +609,9 @@ def _network_plot(info: dict, inv: dict, path: Path) -> Path:
     ax.set_ylabel("perpendicular baseline (m)")
     fig.autofmt_xdate()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

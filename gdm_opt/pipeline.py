@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from gdm_opt.config import OptConfig, Resolved
 from gdmcore import InputError, Progress
+from gdmio.atomic import write_text
 from gdmio.blocks import iter_blocks
 from gdmio.cog import write_cog
 from gdmio.grid import Grid, common_grid, read_on_grid
@@ -364,10 +365,7 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         "valid_fraction": float(np.mean(valid)),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    report_p = stage / "report.json"
-    tmp = stage / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(report_p)
+    report_p = write_text(stage / "report.json", json.dumps(report, indent=2))
 
     assets: dict[str, dict] = {}
     media_cog = "image/tiff; application=geotiff; profile=cloud-optimized"

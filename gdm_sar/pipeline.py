@@ -25,6 +25,7 @@ import rasterio
 
 from gdm_sar.config import SarConfig
 from gdmcore import InputError, Progress
+from gdmio.atomic import atomic_path
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook
 from gdmio.stac import write_item
@@ -223,8 +224,7 @@ def _network_plot(stack: Stack, pairs: list[tuple[int, int]], path: Path) -> Pat
     ax.set_title(f"Interferogram network: {len(stack.dates)} dates, {len(pairs)} pairs")
     fig.autofmt_xdate()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -39,6 +39,7 @@ from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from gdmcore import InputError
+from gdmio.atomic import atomic_path
 from gdmio.cog import CogWriter, write_cog
 from gdmio.grid import Grid, read_on_grid
 from gdmio.insar import FORMATS, Interferogram, find_interferograms
@@ -691,10 +692,9 @@ def _network_plot(dates: list[dt.date], pairs: list[tuple[int, int]],
                  + (f" ({n_dropped} dropped)" if n_dropped else ""))
     fig.autofmt_xdate()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,14 +34,6 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
-
-
-def temp_sibling(path: Path, suffix: str = ".tmp") -> Path:
-    """Return a hidden, unique temporary name in the same folder as ``path``.
-
-    Same folder means same file system, so ``os.replace`` onto ``path`` is atomic.
-    """
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
 
 
 def remove_quietly(*paths: Path) -> None:

@@ -27,7 +27,8 @@ from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from gdmcore import InputError
-from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
+from gdmio._util import first_line, quiet_rasterio, remove_quietly
+from gdmio.atomic import atomic_path, temp_sibling
 
 __all__ = ["COG_BLOCKSIZE", "CogWriter", "validate_cog", "write_cog"]
 
@@ -83,14 +84,13 @@ def _cog_options(dtype: str, compress: str) -> dict[str, str]:
 
 def _finish_cog(staged: Path, dest: Path, dtype: str, compress: str) -> None:
     """Convert the staged GeoTIFF to a COG under a hidden name, then rename onto ``dest``."""
-    part = temp_sibling(dest, ".part.tif")
-    try:
-        with quiet_rasterio():
-            rasterio.shutil.copy(str(staged), str(part), driver="COG",
-                                 **_cog_options(dtype, compress))
-        os.replace(part, dest)
-    finally:
-        remove_quietly(part, Path(f"{part}.ovr.tmp"), Path(f"{part}.aux.xml"))
+    with atomic_path(dest) as part:
+        try:
+            with quiet_rasterio():
+                rasterio.shutil.copy(str(staged), str(part), driver="COG",
+                                     **_cog_options(dtype, compress))
+        finally:
+            remove_quietly(Path(f"{part}.ovr.tmp"), Path(f"{part}.aux.xml"))
 
 
 class CogWriter:

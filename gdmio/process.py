@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic.json_schema import SkipJsonSchema
 
 from gdmcore import InputError, Progress, check_file_name
+from gdmio.atomic import atomic_path
 from gdmio.providers.resolve import SceneRequest
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
@@ -126,14 +127,12 @@ def resolve_reference(ref: str, ctx: JobContext, index: int = 0) -> Path:
         dest = inputs_dir / name
         if dest.exists() and dest.stat().st_size > 0:
             return dest  # fetched by an earlier attempt of this job
-        tmp = dest.with_name(f".{dest.name}.part")
         try:
-            with urllib.request.urlopen(ref, timeout=120) as resp, open(tmp, "wb") as fh:
+            with atomic_path(dest) as tmp, urllib.request.urlopen(ref, timeout=120) as resp, \
+                    open(tmp, "wb") as fh:
                 shutil.copyfileobj(resp, fh, length=1 << 20)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise InputError(f"cannot fetch input {ref}: {exc}") from None
-        tmp.replace(dest)
         return dest
     if parsed.scheme not in ("", "upload"):
         raise InputError(f"unsupported input reference {ref!r}: use http(s):// or an upload name")

@@ -24,7 +24,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioError
 
 from gdmcore import InputError
-from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
+from gdmio._util import first_line, quiet_rasterio
+from gdmio.atomic import atomic_path
 
 __all__ = ["display_limits", "quicklook"]
 
@@ -198,13 +199,8 @@ def quicklook(
         ax.text(0.5, 0.5, "no valid data", transform=ax.transAxes, ha="center",
                 va="center", fontsize=14)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(dest, ".tmp.png")
-    try:
+    with atomic_path(dest) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI)
-        os.replace(tmp, dest)
-    finally:
-        remove_quietly(tmp)
     return dest
 
 

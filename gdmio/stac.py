@@ -17,7 +17,8 @@ from rasterio.errors import CRSError
 from rasterio.warp import transform_geom
 
 from gdmcore import InputError
-from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
+from gdmio._util import first_line, quiet_rasterio
+from gdmio.atomic import write_text
 
 __all__ = ["footprint_wgs84", "to_utc", "write_item"]
 
@@ -147,10 +148,5 @@ def write_item(
 
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(dest, ".tmp.json")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, dest)
-    finally:
-        remove_quietly(tmp)
+    write_text(dest, json.dumps(data, indent=2) + "\n")
     return dest

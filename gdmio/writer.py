@@ -38,7 +38,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from gdmio._util import remove_quietly, temp_sibling
+from gdmio._util import remove_quietly
+from gdmio.atomic import temp_sibling
 from gdmio.cog import CogWriter
 
 __all__ = ["Layer", "ProductWriter", "write_layers"]

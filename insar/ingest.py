@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rasterio.windows import Window
 
 from gdmcore import InputError, Progress
+from gdmio.atomic import atomic_path
 from gdmio.s1.orbit import Orbit, OrbitPolynomial, find_orbit_file, parse_eof
 from gdmio.s1.safe import (
     Burst,
@@ -408,13 +409,11 @@ def _read_lines(ann: SwathAnnotation, burst: Burst, l0: int, l1: int, c0: int, c
 
 
 def _write_slc(path: Path, data: np.ndarray, tags: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with rasterio.open(tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
-                       count=1, dtype="complex64", tiled=True, blockxsize=256,
-                       blockysize=256) as ds:
+    with atomic_path(path) as tmp, rasterio.open(
+            tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+            dtype="complex64", tiled=True, blockxsize=256, blockysize=256) as ds:
         ds.write(data, 1)
         ds.update_tags(**tags)
-    tmp.replace(path)
 
 
 @dataclass

@@ -53,7 +53,6 @@ import functools
 import json
 import math
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from rasterio.errors import CRSError
 from scipy import ndimage
 
 from gdmcore import InputError, Progress
+from gdmio.atomic import atomic_path
 
 __all__ = [
     "DN_BASE",
@@ -815,25 +815,8 @@ def _profile(cfg: SimulateConfig, dtype: str, count: int) -> dict[str, Any]:
     return prof
 
 
-class _Atomic:
-    """Context manager yielding a temporary path that replaces ``path`` on success."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-
-    def __enter__(self) -> Path:
-        return self.tmp
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 def _write_image(path: Path, cfg: SimulateConfig, date: dt.date, dn: np.ndarray) -> None:
-    with _Atomic(path) as tmp, rasterio.open(tmp, "w", **_profile(cfg, "uint16", 1)) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_profile(cfg, "uint16", 1)) as dst:
         dst.write(dn, 1)
         dst.set_band_description(1, "B04")
         dst.update_tags(TIFFTAG_DATETIME=f"{date:%Y:%m:%d} 10:30:00",
@@ -871,7 +854,7 @@ def _write_truth(out_dir: Path, cfg: SimulateConfig, fld: _Field, dates: list[dt
     paths: dict[str, Path] = {}
     for name, (d, metres) in comps.items():
         path = out_dir / f"truth_{name}.tif"
-        with _Atomic(path) as tmp, rasterio.open(
+        with atomic_path(path) as tmp, rasterio.open(
                 tmp, "w", **_profile(cfg, "float32", len(dates))) as dst:
             for b, (date, frac) in enumerate(zip(dates, fractions, strict=True), start=1):
                 put(dst, b, d, frac * metres)
@@ -880,7 +863,7 @@ def _write_truth(out_dir: Path, cfg: SimulateConfig, fld: _Field, dates: list[dt
                             f"{dates[0].isoformat()}, {name} positive")
         paths[name] = path
         vpath = out_dir / f"truth_velocity_{name}.tif"
-        with _Atomic(vpath) as tmp, rasterio.open(tmp, "w",
+        with atomic_path(vpath) as tmp, rasterio.open(tmp, "w",
                                                   **_profile(cfg, "float32", 1)) as dst:
             put(dst, 1, d, metres / years)
             dst.set_band_description(1, f"velocity {name}")
@@ -985,7 +968,7 @@ def simulate(cfg: SimulateConfig, out_dir: Path,
         },
     }
     json_path = out_dir / "truth.json"
-    with _Atomic(json_path) as tmp:
+    with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
     if progress is not None:
         progress(1.0, "simulation written")

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rasterio.crs import CRS
 from scipy.ndimage import gaussian_filter
 
+from gdmio.atomic import atomic_path
 from gdmio.cog import CogWriter, write_cog
 
 __all__ = ["SimulateSarConfig", "SimulatedStack", "simulate", "los_unit_vector"]
@@ -164,13 +165,12 @@ def simulate(cfg: SimulateSarConfig) -> SimulatedStack:
                     "INCIDENCE_ANGLE": repr(cfg.incidence_deg),
                     "SLANT_RANGE": repr(cfg.slant_range), "HEADING": repr(cfg.heading_deg)}
             path = stack_dir / f"slc_{date:%Y%m%d}.tif"
-            tmp = path.with_name(f".{path.name}.tmp")
-            with rasterio.open(tmp, "w", driver="GTiff", width=n, height=n, count=1,
-                               dtype="complex64", crs=_CRS, transform=transform, tiled=True,
-                               blockxsize=256, blockysize=256) as ds:
+            with atomic_path(path) as tmp, rasterio.open(
+                    tmp, "w", driver="GTiff", width=n, height=n, count=1, dtype="complex64",
+                    crs=_CRS, transform=transform, tiled=True, blockxsize=256,
+                    blockysize=256) as ds:
                 ds.write(slc, 1)
                 ds.update_tags(**tags)
-            tmp.replace(path)
 
     stable = (np.abs(rate) < 0.001).astype(np.uint8)
     write_cog(truth_dir / "velocity.tif", rate.astype(np.float32), _CRS, transform)

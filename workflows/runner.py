@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gdmcore import InputError, user_uploads, validation_message
+from gdmio.atomic import write_text
 from gdmio.process import Cancelled, JobContext
 from gdmio.products import STAGING_PREFIX
 from workflows.jobstore import Job, JobStore
@@ -176,10 +177,7 @@ def _output_files(outputs: dict[str, Any], process_id: str) -> list[str]:
 
 
 def _write_marker(workdir: Path, outputs: dict[str, Any]) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / f"{OUTPUTS_MARKER}.tmp"
-    tmp.write_text(json.dumps(outputs, indent=1))
-    os.replace(tmp, workdir / OUTPUTS_MARKER)
+    write_text(workdir / OUTPUTS_MARKER, json.dumps(outputs, indent=1))
 
 
 # ------------------------------------------------------------- child process

@@ -21,6 +21,7 @@ from typing import Any
 from celery import signals
 from sqlalchemy.exc import OperationalError
 
+from gdmio.atomic import write_text
 from workflows.celery_app import TASK_NAME, get_app
 from workflows.jobstore import JobStore
 from workflows.runner import run_job, set_parent_death_signal
@@ -74,11 +75,7 @@ def _worker_ready(sender: Any = None, **_: Any) -> None:
     _REAPERS.append(reaper)
     ready = os.environ.get(READY_FILE_ENV)
     if ready:
-        path = Path(ready)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(str(os.getpid()))
-        tmp.replace(path)
+        write_text(ready, str(os.getpid()))
     log.info("worker ready (lease reaper every %d s)", reaper.interval)
 
 

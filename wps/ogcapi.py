@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
-import os
 import re
-import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +44,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from gdmcore import InputError, check_file_name, user_uploads
+from gdmio.atomic import atomic_path
 from gdmio.process import ProcessSpec
 from workflows.jobstore import STATUSES, Job, User
 from workflows.processes import PROCESSES, get_process
@@ -619,20 +618,13 @@ def _check_upload_name(name: str | None) -> str:
 
 
 def _store_stream(chunks: Iterator[bytes], folder: Path, name: str) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=folder)
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-                size += len(chunk)
+    with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+            size += len(chunk)
         if size == 0:
             raise Problem(400, f"upload {name!r} is empty")
-        os.replace(tmp, folder / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return size
 
 

@@ -57,6 +57,7 @@ from lxml import etree
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request as WerkzeugRequest
 
+from gdmio.atomic import write_text
 from gdmio.process import ProcessSpec
 from workflows.jobstore import Job, User
 from workflows.processes import PROCESSES
@@ -196,9 +197,7 @@ def write_pywps_config(settings: Settings) -> Path:
         "",
     ]
     path = settings.home / "pywps.cfg"
-    tmp = path.with_name(f".pywps.cfg.{uuid.uuid4().hex}")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "\n".join(lines))
     return path
 
 

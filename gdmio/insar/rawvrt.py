@@ -13,6 +13,8 @@ from xml.sax.saxutils import escape
 from affine import Affine
 from rasterio.crs import CRS
 
+from gdmio.atomic import write_text
+
 __all__ = ["raw_vrt"]
 
 
@@ -64,7 +66,5 @@ def raw_vrt(folder: Path, source: Path, width: int, height: int, *, bands: int =
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{source.name}.b{band_index}.{key}.vrt"
     if not out.exists():
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        write_text(out, text)
     return out

@@ -22,7 +22,8 @@ import numpy as np
 import rasterio
 from rasterio.merge import merge
 
-from gdmio._util import quiet_rasterio, remove_quietly, temp_sibling
+from gdmio._util import quiet_rasterio
+from gdmio.atomic import atomic_path
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy, download
 from gdmio.providers._http import base_url
@@ -113,21 +114,15 @@ class DemClient:
                     crs = sources[0].crs
             data = mosaic[0].astype(np.float32)
             data[data == fill_value] = 0.0 if missing else np.nan
-            tmp = temp_sibling(dest, ".tif")
-            try:
-                with quiet_rasterio(), rasterio.open(
-                        tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
-                        count=1, dtype="float32", crs=crs, transform=transform,
-                        nodata=float("nan"), tiled=True, blockxsize=256, blockysize=256,
-                        compress="DEFLATE", predictor=3) as out:
-                    out.write(data, 1)
-                    out.update_tags(SOURCE="Copernicus GLO-30", VERTICAL_DATUM="EGM2008",
-                                    TILES=",".join(names),
-                                    MISSING_TILES=",".join(missing) or "none")
-                tmp.replace(dest)
-            except BaseException:
-                remove_quietly(tmp)
-                raise
+            with atomic_path(dest) as tmp, quiet_rasterio(), rasterio.open(
+                    tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
+                    count=1, dtype="float32", crs=crs, transform=transform,
+                    nodata=float("nan"), tiled=True, blockxsize=256, blockysize=256,
+                    compress="DEFLATE", predictor=3) as out:
+                out.write(data, 1)
+                out.update_tags(SOURCE="Copernicus GLO-30", VERTICAL_DATUM="EGM2008",
+                                TILES=",".join(names),
+                                MISSING_TILES=",".join(missing) or "none")
 
         return cache.get(key, f"dem_{digest}.tif", fill)
 

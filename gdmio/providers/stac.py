@@ -33,7 +33,8 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from gdmcore import InputError
-from gdmio._util import first_line, quiet_rasterio, remove_quietly, temp_sibling
+from gdmio._util import first_line, quiet_rasterio
+from gdmio.atomic import atomic_path
 from gdmio.cache import SceneCache
 from gdmio.download import _PERMANENT, RemoteError, RetryPolicy, download
 from gdmio.providers import Asset, Scene, SceneQuery
@@ -288,18 +289,13 @@ class StacProvider:
         else:
             raise RemoteError(f"{label}: giving up after {self.policy.attempts} attempts "
                               f"({last})", retryable=True)
-        tmp = temp_sibling(dest, ".tif")
-        try:
-            with quiet_rasterio(), rasterio.open(tmp, "w", **profile) as out:
-                out.write(data, 1)
-                out.update_tags(ACQUISITION_DATE=scene.datetime.date().isoformat(),
-                                TIFFTAG_DATETIME=scene.datetime.strftime("%Y:%m:%d %H:%M:%S"),
-                                SOURCE=href, STAC_ITEM=scene.id, BAND=band)
-                out.set_band_description(1, band)
-            tmp.replace(dest)
-        except BaseException:
-            remove_quietly(tmp)
-            raise
+        with atomic_path(dest) as tmp, quiet_rasterio(), \
+                rasterio.open(tmp, "w", **profile) as out:
+            out.write(data, 1)
+            out.update_tags(ACQUISITION_DATE=scene.datetime.date().isoformat(),
+                            TIFFTAG_DATETIME=scene.datetime.strftime("%Y:%m:%d %H:%M:%S"),
+                            SOURCE=href, STAC_ITEM=scene.id, BAND=band)
+            out.set_band_description(1, band)
         log.info("%s %s: read %dx%d window", scene.id, band, profile["width"],
                  profile["height"])
 

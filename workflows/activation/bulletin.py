@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject
 
+from gdmio.atomic import atomic_path, write_bytes
 from workflows.activation.models import ActivationRequest
 from workflows.activation.store import Activation
 from workflows.jobstore import JobStore
@@ -155,9 +155,8 @@ def render_map(data: np.ndarray, transform: Affine, crs: Any, out_png: Path, *, 
     ax.tick_params(labelsize=7)
     ax.ticklabel_format(useOffset=False, style="plain")
     fig.tight_layout()
-    tmp = out_png.with_name(f".{out_png.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, format="png")
-    tmp.replace(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
     return out_png
 
 
@@ -432,9 +431,7 @@ def render_fragment(act: Activation, folder: Path, *, store: JobStore, settings:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes(path, data)
 
 
 def write_bulletin(act: Activation, folder: Path, *, store: JobStore, settings: Settings,
@@ -457,11 +454,9 @@ def write_bulletin(act: Activation, folder: Path, *, store: JobStore, settings: 
 
 def _write_pdf(path: Path, ctx: dict[str, Any], folder: Path) -> None:
     fig = pdf_page(ctx, folder)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with PdfPages(tmp, metadata={"Title": ctx["a"].title,
-                                 "Subject": "CIEST2 bulletin"}) as pdf:
+    with atomic_path(path) as tmp, PdfPages(tmp, metadata={"Title": ctx["a"].title,
+                                                           "Subject": "CIEST2 bulletin"}) as pdf:
         pdf.savefig(fig)
-    tmp.replace(path)
 
 
 def pdf_page(ctx: dict[str, Any], folder: Path) -> Figure:
