@@ -463,7 +463,7 @@ EXPECTED_SERIES_FILES = sorted(
         "east.tif", "north.tif", "magnitude.tif", "score.tif", "timeseries_east.tif",
         "timeseries_north.tif", "velocity_east.tif", "velocity_north.tif", "residual.tif",
         "east.png", "north.png", "magnitude.png", "score.png", "velocity_east.png",
-        "velocity_north.png", "item.json", "report.json")]
+        "velocity_north.png", "item.json", "report.json", "timeseries.nc")]
     + [f"products/pairs/{a}_{b}_{c}.tif"
        for a, b in (("20230115", "20230316"), ("20230115", "20230515"),
                     ("20230316", "20230515"))
