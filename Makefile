@@ -32,8 +32,13 @@ bench: install
 	$(PY) benchmarks/bench_correlation.py
 	$(PY) benchmarks/bench_inversion.py
 
+# mypy must be clean on these packages (configuration in pyproject.toml, pydantic plugin).
+MYPY_PACKAGES ?= gdmcore kernels gdmio
+
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-output .pytest_cache

@@ -13,6 +13,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -70,9 +71,10 @@ def _from_netcdf(path: Path, lon: float, lat: float) -> PointSeries:
         if "time" not in nc.variables:
             raise InputError(f"{path.name} has no time axis")
         tv = nc.variables["time"]
-        dates = [d.date() if hasattr(d, "date") else d for d in
-                 netCDF4.num2date(tv[:], tv.units, getattr(tv, "calendar", "standard"),
-                                  only_use_cftime_datetimes=False)]
+        raw: Any = netCDF4.num2date(tv[:], tv.units, getattr(tv, "calendar", "standard"),
+                                    only_use_cftime_datetimes=False)
+        times = np.atleast_1d(raw)
+        dates = [d.date() if hasattr(d, "date") else d for d in times]
         crs = None
         if "spatial_ref" in nc.variables:
             gm = nc.variables["spatial_ref"]

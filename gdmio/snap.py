@@ -443,8 +443,8 @@ def _open_dimap(files: _Files, dim_rel: str, path: Path) -> SnapProduct:
         if idx not in tpg_files or nx < 2 or ny < 2 or geo[2] <= 0 or geo[3] <= 0:
             raise InputError(f"{label}: tie-point grid {name} has no file or a bad geometry")
         _, reader = _envi_band(files, tpg_files[idx], name, nx, ny)
-        grids[name] = TiePointGrid(name, reader(0, ny).astype(np.float64), *geo,
-                                   unit=info.findtext("PHYSICAL_UNIT") or "")
+        grids[name] = TiePointGrid(name, reader(0, ny).astype(np.float64), geo[0], geo[1],
+                                   geo[2], geo[3], unit=info.findtext("PHYSICAL_UNIT") or "")
     sources = root.find("Dataset_Sources")
     meta_xml = sources.find("MDElem") if sources is not None else None
     metadata = (_md_from_xml(meta_xml, label) if meta_xml is not None
@@ -613,8 +613,8 @@ def _open_znap(files: _Files, base: str, path: Path) -> SnapProduct:
                     from None
             if min(shape) < 2 or geo[2] <= 0 or geo[3] <= 0:
                 raise InputError(f"{label}: tie-point grid {name} has a bad geometry")
-            grids[name] = TiePointGrid(name, reader(0, shape[0]).astype(np.float64), *geo,
-                                       unit=str(a.get("units", "")))
+            grids[name] = TiePointGrid(name, reader(0, shape[0]).astype(np.float64), geo[0],
+                                       geo[1], geo[2], geo[3], unit=str(a.get("units", "")))
             continue
         if shape != (height, width):
             raise InputError(f"{label}: band {name} is {shape[1]}x{shape[0]}, the product "

@@ -130,7 +130,7 @@ def _check_pairs(pairs: object, n_dates: int) -> np.ndarray:
     return arr
 
 
-def design_matrix(pairs: Sequence[tuple[int, int]], n_dates: int,
+def design_matrix(pairs: Sequence[tuple[int, int]] | np.ndarray, n_dates: int,
                   extra: np.ndarray | None = None) -> np.ndarray:
     """Pair rows of the system, float64 ``(n_pairs, n_dates + 1 + k)``.
 

@@ -84,8 +84,8 @@ def hyp3_interferograms(path: Path) -> list[Interferogram]:
                 by_base = {n.rsplit("/", 1)[-1]: n for n in names}
                 name = path.stem
                 prefix = by_base.get(f"{name}_unw_phase.tif", "").rsplit("/", 1)
-                folder = prefix[0] if len(prefix) == 2 else ""
-                root = f"/vsizip/{path.absolute()}" + (f"/{folder}" if folder else "")
+                inner = prefix[0] if len(prefix) == 2 else ""
+                root = f"/vsizip/{path.absolute()}" + (f"/{inner}" if inner else "")
 
                 def read_text(member: str) -> str:
                     with zf.open(by_base[member]) as fh:

@@ -156,8 +156,8 @@ class AsfProvider:
             raise
         except (ASFSearchError, ValueError) as exc:
             raise InputError(f"Sentinel-1 search refused: {exc}") from exc
-        scenes = [self._scene(p, product) for p in results]
-        scenes = [s for s in scenes if s is not None]
+        found = [self._scene(p, product) for p in results]
+        scenes = [s for s in found if s is not None]
         return sorted(scenes, key=lambda s: (s.datetime, s.id))
 
     def _scene(self, product: Any, kind: str) -> Scene | None:

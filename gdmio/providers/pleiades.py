@@ -131,8 +131,9 @@ def parse_dimap(path: str | os.PathLike[str]) -> Scene:
                                             "image")
     for comp in root.iter("Rational_Function_Model"):
         for cp in comp.iter("COMPONENT_PATH"):
-            if cp.get("href"):
-                assets["rpc"] = Asset(str((path.parent / cp.get("href")).resolve()), None,
+            href = cp.get("href")
+            if href:
+                assets["rpc"] = Asset(str((path.parent / href).resolve()), None,
                                       None, "RPC")
     return Scene(name, "pleiades", when, mapping(footprint), props, assets)
 

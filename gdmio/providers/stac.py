@@ -179,7 +179,8 @@ class StacProvider:
         return sorted(scenes, key=lambda s: (s.datetime, s.id))
 
     def _scene(self, item: Any, level: str) -> Scene:
-        assets, bands = {}, {}
+        assets: dict[str, Asset] = {}
+        bands: dict[str, Any] = {}
         for key, a in item.assets.items():
             extra = a.extra_fields
             assets[key] = Asset(a.href, extra.get("file:size"), None, a.title or key)
@@ -238,7 +239,7 @@ class StacProvider:
                 key = f"{scene.cache_key}#{canonical}"
                 name = f"{scene.id}_{canonical}{suffix}"
 
-                def fill(dest: Path, asset: Asset = asset) -> None:
+                def fill(dest: Path, asset: Asset = asset, canonical: str = canonical) -> None:
                     download(asset.href, dest, label=scene.id, size=asset.size,
                              policy=self.policy, sleep=self.sleep)
             else:
