@@ -368,6 +368,10 @@ def aggregate_sgm(cost: np.ndarray, p1: float, p2: float) -> np.ndarray:
     if not (p1 > 0 and p2 >= p1):
         raise ValueError(f"penalties must satisfy p2 >= p1 > 0, got p1={p1}, p2={p2}")
     s = np.zeros_like(c)
+    if numba.get_num_threads() < 2:  # one thread: both halves into one sum, no copy
+        _sgm_pass(c, np.float32(p1), np.float32(p2), s, False)
+        _sgm_pass(c, np.float32(p1), np.float32(p2), s, True)
+        return s
     s2 = np.zeros_like(c)
     _sgm_both(c, np.float32(p1), np.float32(p2), s, s2)
     s += s2
