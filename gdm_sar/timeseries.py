@@ -434,8 +434,8 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 obs = _read_stack([los_paths[p] for p in keep], win,
                                   [offsets[p] for p in keep])
                 coh = _read_coh([coh_paths[p] for p in keep], win)
-                out = solver.solve(obs, coh)
-                est.append((vel, float(out["velocity"][0, 0])))
+                sol = solver.solve(obs, coh)
+                est.append((vel, float(sol["velocity"][0, 0])))
             diffs = [g - v for g, v in est if math.isfinite(v)]
             if not diffs:
                 raise InputError("no GNSS point falls on a pixel with a valid time series")
@@ -455,7 +455,8 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                                                          else "")}
         n_layers = 2 * len(keep) + len(dates) + 8
         rows3 = _rows_per_block(cfg, n_layers, nx, ny)
-        stats = {"corrected_pixels": np.zeros(len(keep), np.int64), "masked": 0}
+        corrected_px = np.zeros(len(keep), np.int64)
+        masked_px = 0
         attrs = {"title": f"GDM-SAR LOS time series {span}",
                  "source": "gdm sar timeseries: " + ", ".join(sorted({i.fmt for i in kifgs})),
                  "references": "NSBAS inversion (Doin et al. 2011; Lopez-Quiroz et al. 2009)",
@@ -493,32 +494,32 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 obs = _read_stack([los_paths[p] for p in keep], win,
                                   [offsets[p] for p in keep])
                 coh = _read_coh([coh_paths[p] for p in keep], win)
-                out = solver.solve(obs, coh)
-                stats["corrected_pixels"] += out["corrected"].reshape(len(keep), -1) \
+                sol = solver.solve(obs, coh)
+                corrected_px += sol["corrected"].reshape(len(keep), -1) \
                     .astype(bool).sum(axis=1)
-                series, vel = out["series"], out["velocity"]
+                series, vel = sol["series"], sol["velocity"]
                 if shift:
                     series = series + (shift * t_years)[:, None, None].astype(np.float32)
                     vel = vel + np.float32(shift)
-                bad = ~(out["temporal_coherence"] >= cfg.min_temporal_coherence)
+                bad = ~(sol["temporal_coherence"] >= cfg.min_temporal_coherence)
                 mc = mean_coh[r0:r0 + h]
                 if has_coh:
                     bad |= ~(mc >= cfg.min_mean_coherence)
                 if user_mask is not None:
                     bad |= ~user_mask[r0:r0 + h]
-                stats["masked"] += int(bad.sum())
+                masked_px += int(bad.sum())
                 series = np.where(bad, np.nan, series)
                 lay["timeseries"].write(series, win)
                 lay["velocity"].write(np.where(bad, np.nan, vel), win)
-                lay["velocity_std"].write(np.where(bad, np.nan, out["velocity_std"]), win)
-                lay["temporal_coherence"].write(out["temporal_coherence"], win)
-                lay["residual"].write(out["residual"], win)
-                lay["misclosure"].write(out["misclosure"], win)
+                lay["velocity_std"].write(np.where(bad, np.nan, sol["velocity_std"]), win)
+                lay["temporal_coherence"].write(sol["temporal_coherence"], win)
+                lay["residual"].write(sol["residual"], win)
+                lay["misclosure"].write(sol["misclosure"], win)
                 lay["mean_coherence"].write(mc, win)
                 lay["corrections"].write(
-                    np.count_nonzero(out["corrected"], axis=0).astype(np.float32), win)
+                    np.count_nonzero(sol["corrected"], axis=0).astype(np.float32), win)
                 if extra is not None:
-                    lay["dem_error"].write(np.where(bad, np.nan, out["dem_error"]), win)
+                    lay["dem_error"].write(np.where(bad, np.nan, sol["dem_error"]), win)
                 report(0.45 + 0.45 * (r0 + h) / ny, f"inverted rows {r0 + h}/{ny}")
             paths = {k: v.path for k, v in lay.items()}
         nc_path = stage / "timeseries.nc"
@@ -558,9 +559,9 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
             "unwrapping_correction": {
                 "enabled": cfg.closure_correction and wl is not None,
                 "corrected_pixels": {ifgs[p].pair: int(n) for p, n in
-                                     zip(keep, stats["corrected_pixels"], strict=True)}},
+                                     zip(keep, corrected_px, strict=True)}},
             "dem_error_estimated": extra is not None,
-            "masked_fraction": stats["masked"] / (nx * ny),
+            "masked_fraction": masked_px / (nx * ny),
             "grid": {"width": nx, "height": ny,
                      "crs": grid.crs.to_string() if grid.crs else None,
                      "transform": list(grid.transform)[:6]},

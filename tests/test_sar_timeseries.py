@@ -166,6 +166,9 @@ def test_gdm_sar_process_takes_interferograms(tmp_path):
     names = sorted(p.name for p in (tmp_path / "uploads").iterdir())
     spec = get_process("gdm-sar")
     assert "interferograms" in spec.inputs_model.model_json_schema()["properties"]
+    from wps.wps1 import input_kinds
+
+    assert input_kinds(spec)["interferograms"].kind == "reference"  # WPS complex input
     with pytest.raises(ValidationError, match="not 'slcs' and 'interferograms'"):
         spec.validate_inputs({"slcs": names, "interferograms": names})
     inputs = spec.validate_inputs({"interferograms": names, "dem_error": False})
