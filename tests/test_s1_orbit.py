@@ -64,11 +64,10 @@ def test_eof_round_trip_and_search(tmp_path):
 
 def test_annotation_vectors_interpolate_to_centimetres():
     """Leave-one-out on the real S1B annotation orbit (10 s vectors, 20 s gap)."""
-    from pathlib import Path
-
     from gdmio.s1.safe import open_safe
+    from tests.datafiles import DATA
 
-    safe = next(Path("/work/shared/data/sentinel1").glob("S1B*.SAFE"))
+    safe = next((DATA / "s1_safe_xarray_sentinel").glob("S1B*.SAFE"))
     orbit = open_safe(safe).swath("IW1", "VV").orbit()
     errs = []
     for i in range(3, len(orbit.t) - 3):

@@ -13,10 +13,11 @@ from shapely.geometry import box
 from gdmcore import InputError
 from gdmio.s1.safe import burst_id, open_safe, select_bursts
 from kernels.geometry import ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
+from tests.datafiles import DATA
 
-DATA = Path("/work/shared/data/sentinel1")
-S1A = next(DATA.glob("S1A_IW_SLC*.SAFE"))
-S1B = next(DATA.glob("S1B_IW_SLC*.SAFE"))
+SAFES = DATA / "s1_safe_xarray_sentinel"
+S1A = next(SAFES.glob("S1A_IW_SLC*.SAFE"))
+S1B = next(SAFES.glob("S1B_IW_SLC*.SAFE"))
 C = 299792458.0
 
 

@@ -25,8 +25,9 @@ from simulators.sar_safe import (
     simulate_safe,
     velocity_at,
 )
+from tests.datafiles import DATA
 
-REAL = Path("/work/shared/data/sentinel1")
+REAL = DATA / "s1_safe_xarray_sentinel"
 
 
 def _cli(args):
