@@ -35,6 +35,7 @@ from workflows.activation import (
     check_operator,
     refresh_bulletin,
 )
+from workflows.activation.bulletin import CSS, render_fragment
 from wps.context import current_user, state
 from wps.ogcapi import problem
 
@@ -167,8 +168,6 @@ def page_index() -> str:
 @bp.get("/activations/<activation_id>")
 def page_one(activation_id: str) -> str:
     """One activation: its bulletin in the site's layout."""
-    from workflows.activation.bulletin import CSS, render_fragment
-
     _operator()
     st = state()
     act = _refreshed(activation_id)

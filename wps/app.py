@@ -6,7 +6,12 @@ from flask import Flask
 
 from workflows.jobstore import JobStore
 from workflows.settings import Settings, get_settings
+from wps.activation import bp as activation_bp
+from wps.campaigns import bp as campaigns_bp
 from wps.context import AppState
+from wps.ogcapi import bp as ogcapi_bp
+from wps.webform import bp as webform_bp
+from wps.wps1 import bp as wps_bp
 
 __all__ = ["create_app"]
 
@@ -19,12 +24,6 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024**3
     store = store or JobStore(settings.database_url)
     app.extensions["gdm"] = AppState(settings=settings, store=store)
-
-    from wps.activation import bp as activation_bp
-    from wps.campaigns import bp as campaigns_bp
-    from wps.ogcapi import bp as ogcapi_bp
-    from wps.webform import bp as webform_bp
-    from wps.wps1 import bp as wps_bp
 
     app.register_blueprint(ogcapi_bp, url_prefix="/ogcapi")
     app.register_blueprint(wps_bp, url_prefix="/wps")

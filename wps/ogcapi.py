@@ -37,6 +37,7 @@ import mimetypes
 import re
 import urllib.parse
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from gdmio.atomic import atomic_path
 from gdmio.process import ProcessSpec
 from workflows.jobstore import STATUSES, Job, User
 from workflows.processes import PROCESSES, get_process
+from workflows.scenes import preview_scenes
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
 from wps import web
 from wps.context import state
@@ -94,8 +96,6 @@ class Problem(Exception):
 def problem(status: int, detail: str, type_: str | None = None,
             title: str | None = None) -> Response:
     """An RFC 7807 problem response."""
-    from http import HTTPStatus
-
     try:
         default_title = HTTPStatus(status).phrase
     except ValueError:
@@ -642,8 +642,6 @@ def scenes_search() -> Response:
 
     The same object a process takes as its ``scenes`` input; nothing is downloaded.
     """
-    from workflows.scenes import preview_scenes
-
     body = request.get_json(silent=True)
     return jsonify(preview_scenes(body))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gdmio.process import ProcessSpec
+from gdmio.providers.resolve import SceneRequest
 from workflows.jobstore import STATUSES
 from workflows.processes import PROCESSES
 from workflows.settings import QUEUES
@@ -343,8 +344,6 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "responses": _responses({"201": _json("uploaded", "Stored.")},
                                     ("400", "Missing, refused or empty file name or body."),
                                     ("413", "Too large."))}}
-    from gdmio.providers.resolve import SceneRequest
-
     schemas["sceneRequest"] = to_oas30(SceneRequest.model_json_schema())
     paths["/scenes/search"] = {"post": {
         "operationId": "searchScenes", "tags": ["Scenes"],

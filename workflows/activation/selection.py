@@ -16,8 +16,10 @@ from typing import Any
 import shapely
 from shapely.geometry import shape
 
+from gdmio.download import RetryPolicy
 from gdmio.providers import Scene, SceneQuery
 from gdmio.providers.aoi import parse_aoi
+from gdmio.providers.resolve import get_provider, scene_cache_from_env
 from workflows.activation.models import (
     MIN_COVERAGE,
     PLEIADES_STEREO_GAP_S,
@@ -405,9 +407,6 @@ def default_provider(sensor: str) -> Any:
     ``GDM_STAC_URL``, ``GDM_ASF_URL``, ``GDM_PLEIADES_INDEX``; with a short retry policy
     (an operator is waiting).
     """
-    from gdmio.download import RetryPolicy
-    from gdmio.providers.resolve import get_provider, scene_cache_from_env
-
     kwargs: dict[str, Any] = {}
     if sensor in ("s1", "s2"):
         kwargs["policy"] = RetryPolicy(attempts=SEARCH_POLICY_S[0], backoff=0.5,

@@ -15,6 +15,8 @@ from gdmcore import InputError, user_uploads
 from gdmio.locks import file_lock
 from gdmio.providers import Scene
 from gdmio.providers.aoi import parse_aoi
+from gdmio.providers.resolve import scene_cache_from_env
+from gdmio.raster import date_from_name
 from workflows.activation.bulletin import write_bulletin
 from workflows.activation.models import SAR_CO_EVENT, ActivationError, ActivationRequest
 from workflows.activation.selection import (
@@ -78,8 +80,6 @@ def _s2_images(sel: Selection, request: ActivationRequest, user: User, settings:
     scenes = sel.pre + sel.post
     if request.s2_fetch == "url":
         return [prov.asset_for(s, request.s2_band).href for s in scenes]
-    from gdmio.providers.resolve import scene_cache_from_env
-
     cache = scene_cache_from_env()
     aoi = parse_aoi(request.aoi)
     folder = user_uploads(settings.uploads_dir, user.name)
@@ -180,8 +180,6 @@ def _check_slcs(request: ActivationRequest, selections: Sequence[Selection]) -> 
     """Coregistered SLCs given for the co-event job must hold the selected S1 dates."""
     if not request.slcs:
         return
-    from gdmio.raster import date_from_name
-
     sel = next((s for s in selections if s.sensor == "s1"), None)
     if sel is None:
         raise ActivationError(400, "slcs were given but no Sentinel-1 pair was selected")
