@@ -48,6 +48,7 @@ def sar() -> None:
 @config_option(SarConfig, "max_bperp")
 @click.option("--looks", nargs=2, type=int, default=(2, 2), show_default=True,
               metavar="AZIMUTH RANGE", help="Multilooking factors.")
+@config_option(SarConfig, "series_looks")
 @config_option(SarConfig, "filter_alpha", "--alpha")
 @config_option(SarConfig, "unwrapper")
 @config_option(SarConfig, "min_coherence")
@@ -78,7 +79,8 @@ def sar() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days: float | None,
-            max_bperp: float | None, looks: tuple[int, int], filter_alpha: float, unwrapper: str,
+            max_bperp: float | None, looks: tuple[int, int], series_looks: int,
+            filter_alpha: float, unwrapper: str,
             min_coherence: float, no_dem_error: bool, reference: tuple[int, int] | None,
             block_mb: int, aoi: tuple[float, float, float, float] | None,
             orbits: Path | None, orbit_source: str, dem: Path | None, swath: str | None,
@@ -117,7 +119,8 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
             stack = _import_snap_once(stack_dir, out / "stack", polarisation, block_mb, quiet)
         cfg = SarConfig(stack=stack, out=out, network=network, neighbours=neighbours,
                         max_days=max_days, max_bperp=max_bperp, azimuth_looks=looks[0],
-                        range_looks=looks[1], filter_alpha=filter_alpha, unwrapper=unwrapper,
+                        range_looks=looks[1], series_looks=series_looks,
+                        filter_alpha=filter_alpha, unwrapper=unwrapper,
                         min_coherence=min_coherence, dem_error=not no_dem_error,
                         reference=reference or None, block_mb=block_mb)
         bar = ProgressBar(not quiet, "gdm sar")
