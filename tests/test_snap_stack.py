@@ -157,7 +157,7 @@ def test_latlon_inversion_finds_radar_pixels(tmp_path):
     from insar.geocode import map_grid
 
     lat, lon = _raw(REF, "latitude_VV").astype(float), _raw(REF, "longitude_VV").astype(float)
-    grid = map_grid(SimpleNamespace(lat=lat, lon=lon), (1, 1))
+    grid = map_grid(SimpleNamespace(lat=lat, lon=lon, shape=lat.shape), (1, 1))
     rows, cols = radar_coordinates_latlon(lat, lon, grid)
     # map pixel centres traced back: their lat/lon interpolated in the radar grid equal
     # the map pixels' own lat/lon
