@@ -678,7 +678,8 @@ def geocode_snap_products(product_dir: str | Path, stack_dir: str | Path,
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{product_dir}: no GDM-SAR report.json with the looks ({exc})") \
             from None
-    grid = map_grid(SimpleNamespace(lat=lat, lon=lon), looks, crs, spacing)  # type: ignore[arg-type]
+    grid = map_grid(SimpleNamespace(lat=lat, lon=lon, shape=lat.shape),  # type: ignore[arg-type]
+                    looks, crs, spacing)
     rows, cols = radar_coordinates_latlon(lat, lon, grid)
     written = []
     for name in names or GEOCODED:
