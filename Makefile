@@ -33,7 +33,7 @@ bench: install
 	$(PY) benchmarks/bench_inversion.py
 
 # mypy must be clean on these packages (configuration in pyproject.toml, pydantic plugin).
-MYPY_PACKAGES ?= gdmcore kernels gdmio
+MYPY_PACKAGES ?= gdmcore kernels gdmio insar
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -488,9 +488,9 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     ref_ann = sel.swaths[0].bursts[0][0][0]
     for sw in sel.swaths:
         for k in range(1, n_dates):
-            a = sw.bursts[k][0][0]
+            other = sw.bursts[k][0][0]
             for attr in ("range_sampling_rate", "azimuth_time_interval", "radar_frequency"):
-                if abs(getattr(a, attr) - getattr(ref_ann, attr)) > 1e-9 * abs(
+                if abs(getattr(other, attr) - getattr(ref_ann, attr)) > 1e-9 * abs(
                         getattr(ref_ann, attr)):
                     raise InputError(f"{sel.products[k][0].name}: {attr} differs from the "
                                      "reference date")
@@ -548,12 +548,12 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     r1 = min(s.cuts[-1] for s in layout) - margin
     if r1 - r0 < 16:
         raise InputError("the subswaths share fewer than 16 lines")
-    for a, b in zip(layout[:-1], layout[1:], strict=True):
-        if b.x0 >= a.x1:
-            raise InputError(f"subswaths {a.sel.swath} and {b.sel.swath} do not overlap in "
-                             "range: cannot merge them")
-        cut = (a.x1 + b.x0) // 2
-        a.x1, b.x0 = cut, cut
+    for near_sw, far_sw in zip(layout[:-1], layout[1:], strict=True):
+        if far_sw.x0 >= near_sw.x1:
+            raise InputError(f"subswaths {near_sw.sel.swath} and {far_sw.sel.swath} do not "
+                             "overlap in range: cannot merge them")
+        cut = (near_sw.x1 + far_sw.x0) // 2
+        near_sw.x1, far_sw.x0 = cut, cut
     layout[0].x0 += margin
     layout[-1].x1 -= margin
     x_first, x_last = layout[0].x0, layout[-1].x1
@@ -709,9 +709,9 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
                 blocks = []
                 for s in layout:
                     for j in range(len(s.offsets)):
-                        a, b = max(s.cuts[j], r0), min(s.cuts[j + 1], r1)
-                        for ba in range(a, b, cfg.block_lines):
-                            blocks.append((s, j, ba, min(b, ba + cfg.block_lines)))
+                        first, stop = max(s.cuts[j], r0), min(s.cuts[j + 1], r1)
+                        for ba in range(first, stop, cfg.block_lines):
+                            blocks.append((s, j, ba, min(stop, ba + cfg.block_lines)))
                 for q, (s, j, ba, bb) in enumerate(blocks):
                     rows = np.arange(ba, bb)
                     xs = np.arange(s.x0, s.x1)

@@ -228,7 +228,7 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
     pair_dirs = [Path(d) for d in pair_dirs]
     if not pair_dirs:
         raise InputError("no interferogram to invert")
-    pairs = [tuple(p) for p in pairs]
+    pairs = [(int(p[0]), int(p[1])) for p in pairs]
     dates = list(facts.dates)
     ny, nx = shape
     n_dates, n_pairs = len(dates), len(pairs)

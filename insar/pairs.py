@@ -61,7 +61,7 @@ def form_interferogram(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[s
     the interferogram at those looks: a list of ``(ifg, coh)`` is returned, one per
     looks, instead of one pair.
     """
-    all_looks = [tuple(looks), *map(tuple, more_looks)]
+    all_looks = [(int(lk[0]), int(lk[1])) for lk in (looks, *more_looks)]
     step = int(np.lcm.reduce([lk[0] for lk in all_looks]))
     with rasterio.open(slc_i) as di, rasterio.open(slc_j) as dj:
         if (di.height, di.width) != (dj.height, dj.width):
@@ -134,7 +134,8 @@ def process_pair(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[str],
                                                         budget_bytes, opts.grid_looks)
         phase_f, coh_f = filter_phase(ifg_f, coh_f, opts)
         del ifg_f
-        fine_tr = transform * Affine.scale(1 / f, 1 / f) if transform is not None else None
+        fine_tr = (transform if transform is not None else Affine.identity()) * \
+            Affine.scale(1 / f, 1 / f)
         n_fine = opts.azimuth_looks * opts.range_looks
         write_cog(folder / "wrapped_fine.tif", phase_f, crs, fine_tr,
                   tags={"UNITS": "rad", "PAIR": name, "LOOKS": f"{opts.azimuth_looks}x"
