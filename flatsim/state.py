@@ -216,6 +216,12 @@ class CampaignState:
         known = [t for t in times if t is not None]
         return max(known) if known else None
 
+    def touch_campaign(self, cid: str) -> None:
+        """Record activity on a running campaign (a long step's heartbeat for the watchdog)."""
+        with self._tx() as c:
+            c.execute(update(CAMPAIGNS).where(CAMPAIGNS.c.id == cid).where(
+                CAMPAIGNS.c.status == "running").values(updated=_now()))
+
     def claim_stalled(self, cid: str, since: dt.datetime) -> bool:
         """Mark a running campaign as being revived; True for the one caller that wins.
 

@@ -184,7 +184,25 @@ def _file_date(path: Path) -> dt.date | None:
         return None
 
 
-def archive_stack(job: FrameJob) -> Path:
+HEARTBEAT_S = 60.0
+"""Seconds between two heartbeats of a long step (the archive ingestion)."""
+
+
+def _throttled(heartbeat: Callable[[], None] | None) -> Callable[[float, str], None] | None:
+    if heartbeat is None:
+        return None
+    last = [time.monotonic()]
+
+    def progress(_fraction: float, _message: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= HEARTBEAT_S:
+            last[0] = now
+            heartbeat()
+
+    return progress
+
+
+def archive_stack(job: FrameJob, heartbeat: Callable[[], None] | None = None) -> Path:
     """The frame's coregistered stack from the Sentinel-1 archive (``<frame>/slc/``).
 
     Searches the archive (the ASF provider: IW SLC products of the frame's track and
@@ -195,6 +213,8 @@ def archive_stack(job: FrameJob) -> Path:
     Idempotent: a finished ``slc/`` for the same products is kept; fetched files come
     from the cache. Archive URLs and the cache come from the environment
     (``GDM_ASF_URL``, ``GDM_ORBIT_URL``, ``GDM_DEM_URL``, ``GDM_SCENE_CACHE``).
+    ``heartbeat`` is called about every minute while the ingestion runs (the campaign's
+    watchdog then sees activity during a step that takes hours on a real frame).
     """
     from shapely.geometry import box
 
@@ -275,7 +295,8 @@ def archive_stack(job: FrameJob) -> Path:
             safe=safe_dir, out=out, orbits=orbit_dir, dem=dem,
             orbit_source="precise" if opts.orbit_source == "precise" else "auto",
             aoi=frame.bbox, swath=opts.swath, polarisation=opts.polarisation,
-            block_lines=opts.block_lines, geometry_step=max(1, min(looks))))
+            block_lines=opts.block_lines, geometry_step=max(1, min(looks))),
+            progress=_throttled(heartbeat))
         if final.exists() and not ingested(safe_dir, final):
             old = job.dir / f".old-slc-{secrets.token_hex(4)}"
             os.rename(final, old)  # an earlier ingestion of other products
@@ -288,10 +309,10 @@ def archive_stack(job: FrameJob) -> Path:
     return final
 
 
-def _source_files(job: FrameJob) -> list[Path]:
+def _source_files(job: FrameJob, heartbeat: Callable[[], None] | None = None) -> list[Path]:
     """Bring the frame's SLCs (simulate, list a folder, or ingest from the archive)."""
     if job.frame.source == "archive":
-        folder = archive_stack(job)
+        folder = archive_stack(job, heartbeat)
         return sorted(p for p in folder.iterdir() if p.suffix == ".tif")
     if job.frame.source == "simulated":
         from simulators.sar import SimulateSarConfig, simulate
@@ -327,8 +348,10 @@ def verify_ingest(job: FrameJob) -> dict | None:
     return doc
 
 
-def ingest(job: FrameJob) -> dict:
+def ingest(job: FrameJob, heartbeat: Callable[[], None] | None = None) -> dict:
     """Ingest a frame: find its SLCs, drop broken dates, plan its network.
+
+    ``heartbeat`` (optional) is called now and then during a long archive ingestion.
 
     Returns the ingest record (also written to ``ingest.json``): valid dates and
     files, dropped dates with their reason, geometry, the planned pairs.
@@ -342,7 +365,7 @@ def ingest(job: FrameJob) -> dict:
     done = verify_ingest(job)
     if done is not None:
         return done
-    files = _source_files(job)
+    files = _source_files(job, heartbeat)
     spec = job.spec
     kept: list[tuple[dt.date, Path, dict]] = []
     dropped: list[dict] = []
@@ -860,7 +883,8 @@ def run_frame_local(state: Any, job: FrameJob, worker: str = "local") -> dict:
     it. Returns ``{"status": done|failed|stopped, "metadata": ...}``.
     """
     step = frame_head(job.campaign, job.frame.id)
-    out = run_step(state, job, step, lambda: ingest(job), worker)
+    out = run_step(state, job, step,
+                   lambda: ingest(job, lambda: state.touch_campaign(job.campaign)), worker)
     if out.status in ("failed", "stopped"):
         return {"status": out.status, "error": out.error}
     info = out.result

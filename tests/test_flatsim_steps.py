@@ -377,3 +377,23 @@ def test_celery_pair_task_retries_once_then_records_the_failure(gdm_home, monkey
                                                                "status": "done"}
     assert len(calls) == 3
     assert ct._unfinished_pairs(state, job, info) == info["pair_names"][2:]
+
+
+def test_a_long_ingestion_beats_so_the_watchdog_does_not_resume_it(state, tmp_path,
+                                                                   monkeypatch):
+    spec = _spec(tmp_path / "out", [{"id": "F1", "track": 5}])
+    cid, _, _ = register(state, spec)
+    beats = []
+    monkeypatch.setattr(steps_mod, "HEARTBEAT_S", 0.05)
+    progress = steps_mod._throttled(lambda: beats.append(time.monotonic()))
+    for k in range(40):
+        progress(k / 40, "block")
+        time.sleep(0.01)
+    assert 3 <= len(beats) <= 10  # throttled: about one beat per HEARTBEAT_S
+    assert steps_mod._throttled(None) is None
+    old = state.last_activity(cid)
+    cutoff = old + dt.timedelta(seconds=1)
+    time.sleep(1.1)
+    state.touch_campaign(cid)  # the heartbeat
+    assert state.last_activity(cid) > cutoff
+    assert not state.claim_stalled(cid, cutoff)  # alive: the watchdog leaves it alone

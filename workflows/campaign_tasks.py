@@ -106,7 +106,8 @@ def ingest_task(self: Any, cid: str, frame_id: str) -> str:
     """Ingest a frame, then send its chord of pairs and its inversion chain."""
     state, job = _job(cid, frame_id)
     head = frame_plan(job)[0]
-    out = run_step(state, job, head, lambda: ingest(job), _worker(self),
+    out = run_step(state, job, head, lambda: ingest(job, lambda: state.touch_campaign(cid)),
+                   _worker(self),
                    max_failures=MAX_PAIR_FAILURES)
     if out.status == "retry":
         raise self.retry(countdown=2)
