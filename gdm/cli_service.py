@@ -52,11 +52,13 @@ def serve(host: str, port: int, threads: int, with_workers: bool | None) -> None
     With the embedded default (no GDM_BROKER_URL) this also starts two local Celery
     workers: one consuming only the `rapid` queue, so an operator's rapid job starts
     at once even when batch jobs are queued, and one consuming `ondemand,batch`.
+    A local worker that dies is restarted within seconds (after a growing delay when
+    it keeps dying) and its running job goes back to its queue.
     With an external broker, start workers with `gdm worker` (any number, anywhere).
     """
     import waitress
 
-    from workflows.worker import start_worker, stop_workers, wait_ready
+    from workflows.worker import WorkerSupervisor, wait_ready
     from wps.app import create_app
 
     settings, store = _store()
@@ -82,31 +84,33 @@ def serve(host: str, port: int, threads: int, with_workers: bool | None) -> None
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_term)
-    procs = []
+    supervisor = None
     try:
         if start:
-            import os
-
             run_dir = settings.home / "run"
             run_dir.mkdir(parents=True, exist_ok=True)
-            for label, queues in (("rapid", "rapid"), ("ondemand-batch", "ondemand,batch")):
-                ready = run_dir / f"serve-{os.getpid()}-{label}.ready"
-                procs.append((start_worker(queues, name=f"gdm-{label}-{os.getpid()}@%h",
-                                           ready_file=ready), ready))
+            supervisor = WorkerSupervisor(
+                (("rapid", "rapid"), ("ondemand-batch", "ondemand,batch")), settings, store,
+                run_dir, say=lambda line: click.echo(line, err=True))
+            supervisor.start_all()
+            supervisor.start()  # from now on a worker that dies is restarted
         url = f"http://{host}:{server.effective_port}/"
+        n_workers = len(supervisor.slots) if supervisor else 0
         click.echo(f"gdm serve: {url} (web form), {url}wps, {url}ogcapi/ ; "
-                   f"{len(procs)} local worker(s)", err=True)
-        if procs:
+                   f"{n_workers} local worker(s)"
+                   + (", restarted if they die" if supervisor else ""), err=True)
+        if supervisor is not None:
             import threading
 
             def announce() -> None:
                 try:
-                    for proc, ready in procs:
-                        wait_ready(ready, proc, timeout=300)
+                    for slot in supervisor.slots:
+                        assert slot.ready is not None and slot.proc is not None
+                        wait_ready(slot.ready, slot.proc, timeout=300)
                 except RuntimeError as exc:
-                    click.echo(f"gdm serve: a local worker failed: {exc}", err=True)
-                    return
-                click.echo("gdm serve: local workers ready", err=True)
+                    click.echo(f"gdm serve: a local worker failed to start: {exc}", err=True)
+                else:
+                    click.echo("gdm serve: local workers ready", err=True)
 
             threading.Thread(target=announce, daemon=True).start()
         server.run()
@@ -114,7 +118,8 @@ def serve(host: str, port: int, threads: int, with_workers: bool | None) -> None
         pass
     finally:
         server.close()
-        stop_workers([proc for proc, _ready in procs])
+        if supervisor is not None:
+            supervisor.stop()
 
 
 # ------------------------------------------------------------------- worker

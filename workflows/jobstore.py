@@ -26,6 +26,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    delete,
     func,
     select,
     update,
@@ -35,7 +36,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from gdmio.db import Base, create_tables, make_engine
 
-__all__ = ["JobStore", "Job", "User", "STATUSES", "FINAL_STATUSES", "ROLES", "QuotaExceeded"]
+__all__ = ["JobStore", "Job", "User", "WorkerInfo", "STATUSES", "FINAL_STATUSES", "ROLES",
+           "QuotaExceeded"]
 
 STATUSES = ("accepted", "running", "successful", "failed", "dismissed")
 FINAL_STATUSES = ("successful", "failed", "dismissed")
@@ -94,6 +96,31 @@ class _JobRow(Base):
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                             nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class _WorkerRow(Base):
+    """A live worker's heartbeat (its main process writes it every few seconds)."""
+
+    __tablename__ = "workers"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(255), default="")
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now,
+                                                   index=True)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as its last heartbeat described it."""
+
+    name: str
+    queues: tuple[str, ...]
+    host: str
+    pid: int
+    started: dt.datetime
+    last_seen: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -179,7 +206,7 @@ class JobStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = make_engine(url)  # SQLite: write lock taken first
-        create_tables(self.engine, _UserRow, _TokenRow, _JobRow)
+        create_tables(self.engine, _UserRow, _TokenRow, _JobRow, _WorkerRow)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -421,6 +448,55 @@ class JobStore:
                 (_JobRow.id == job_id) & (_JobRow.status == "accepted")
                 & (_JobRow.updated < now - older_than)).values(
                 updated=now)).rowcount)  # type: ignore[attr-defined]
+
+    def expire_leases(self, worker_prefix: str) -> int:
+        """End now the leases of running jobs whose worker name starts with ``worker_prefix``.
+
+        Used when a worker is known dead (``gdm serve`` saw its process exit): the reaper
+        then takes its jobs back at once instead of waiting for the lease to run out.
+        Returns the number of jobs concerned.
+        """
+        if not worker_prefix:
+            raise ValueError("empty worker prefix")
+        past = _now() - dt.timedelta(seconds=1)
+        escaped = worker_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._tx() as s:
+            return int(s.execute(update(_JobRow).where(
+                (_JobRow.status == "running")
+                & _JobRow.worker.like(escaped + "%", escape="\\")).values(
+                lease_until=past)).rowcount)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ workers
+    def worker_beat(self, name: str, queues: Sequence[str], host: str, pid: int) -> None:
+        """Record that worker ``name`` is alive and consumes ``queues`` (logical names)."""
+        now = _now()
+        with self._tx() as s:
+            row = s.get(_WorkerRow, name)
+            if row is None:
+                s.add(_WorkerRow(name=name, queues=",".join(queues)[:255], host=host[:255],
+                                 pid=pid, started=now, last_seen=now))
+            else:
+                row.queues = ",".join(queues)[:255]
+                row.last_seen = now
+                row.pid = pid
+            # rows of workers silent for a day are of no use to anyone
+            s.execute(delete(_WorkerRow).where(
+                _WorkerRow.last_seen < now - dt.timedelta(days=1)))
+
+    def forget_worker(self, name: str) -> None:
+        """Remove a worker's heartbeat (it stopped, or was seen dying)."""
+        with self._tx() as s:
+            s.execute(delete(_WorkerRow).where(_WorkerRow.name == name))
+
+    def live_workers(self, max_age: float) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is at most ``max_age`` seconds old."""
+        cutoff = _now() - dt.timedelta(seconds=max_age)
+        with self._tx() as s:
+            rows = s.scalars(select(_WorkerRow).where(_WorkerRow.last_seen >= cutoff)
+                             .order_by(_WorkerRow.name))
+            return [WorkerInfo(r.name, tuple(q for q in r.queues.split(",") if q), r.host,
+                               r.pid, _aware(r.started), _aware(r.last_seen))  # type: ignore[arg-type]
+                    for r in rows]
 
     def set_public(self, job_id: str, public: bool) -> None:
         """Publish (or hide) a job's results."""

@@ -7,8 +7,9 @@ and registers ``gdm.run_job`` on it; a worker imports the other task modules nam
 - in each pool process, a parent-death signal (``kill -9`` of the worker ends its
   pool and the jobs' child processes too, so their leases expire and another worker
   takes the jobs over);
-- in the main process, once ready, the lease reaper (:class:`workflows.worker.Reaper`)
-  and the optional ready file named by ``GDM_WORKER_READY_FILE``.
+- in the main process, once ready, the lease reaper and heartbeat
+  (:class:`workflows.worker.Reaper`) and the optional ready file named by
+  ``GDM_WORKER_READY_FILE``.
 """
 
 from __future__ import annotations
@@ -65,12 +66,26 @@ def _pool_process_init(**_: Any) -> None:
 _REAPERS: list[Any] = []
 
 
+def _logical_queues(consumer: Any, settings: Settings) -> list[str]:
+    """The logical queues (rapid, ondemand, batch) a worker consumes."""
+    from workflows.settings import QUEUES
+
+    try:
+        names = list(consumer.app.amqp.queues.consume_from or consumer.app.amqp.queues)
+    except AttributeError:
+        return []
+    prefix = settings.queue_prefix
+    logical = [n[len(prefix):] if prefix and n.startswith(prefix) else n for n in names]
+    return [q for q in QUEUES if q in logical]
+
+
 @signals.worker_ready.connect
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     from workflows.worker import Reaper
 
     settings: Settings = app.conf["gdm_settings"]
-    reaper = Reaper(_store(settings), settings)
+    reaper = Reaper(_store(settings), settings, name=getattr(sender, "hostname", None),
+                    queues=_logical_queues(sender, settings))
     reaper.start()
     _REAPERS.append(reaper)
     ready = os.environ.get(READY_FILE_ENV)

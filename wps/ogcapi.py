@@ -24,7 +24,8 @@ Resources (JSON; errors are ``application/problem+json`` with ``type``, ``title`
 - extensions: ``GET /jobs/{id}/download/{path}`` (a file of a job, ownership checked;
   the ``href`` of every file result), ``GET /jobs/{id}/quicklooks``, and
   ``POST /uploads`` / ``GET /uploads`` / ``DELETE /uploads/{name}`` (input files, kept
-  per user in ``GDM_UPLOADS_DIR/<user>/``, referenced by name in process inputs).
+  per user in ``GDM_UPLOADS_DIR/<user>/``, referenced by name in process inputs), and
+  ``GET /health`` (which queues have a live worker; no token needed).
 
 Once an account exists every request needs a token (``Authorization: Bearer TOKEN``);
 a user sees their own jobs and public ones, admins see all.
@@ -149,8 +150,14 @@ def _on_http_error(exc: HTTPException) -> Any:
 
 
 # ----------------------------------------------------------------- utilities
+_OPEN_ENDPOINTS = {"ogcapi.health"}
+"""Answered without a token (they reveal nothing of anyone's jobs)."""
+
+
 @bp.before_request
 def _authenticate() -> Response | None:
+    if request.endpoint in _OPEN_ENDPOINTS:
+        return None
     if web.caller() is None:
         return problem(401, web.TOKEN_REQUIRED)
     return None
@@ -213,6 +220,49 @@ def landing() -> Response:
             _link(f"{base}/processes", OGC_REL + "processes", title="processes"),
             _link(f"{base}/jobs", OGC_REL + "job-list", title="jobs"),
         ]})
+
+
+@bp.get("/health")
+def health() -> Response:
+    """Extension: whether every queue has a live worker (no token needed).
+
+    ``{"status": "ok" | "degraded", "queues": {"rapid": {"workers": 1}, ...},
+    "problems": [...]}``: a queue with no worker (all dead, or none started) is
+    ``degraded``; jobs sent to it wait until a worker consumes it again.
+    """
+    counts = queue_health()
+    problems = queue_problems(counts)
+    resp = jsonify({"status": "degraded" if problems else "ok",
+                    "queues": {q: {"workers": n} for q, n in counts.items()},
+                    "problems": problems})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+_HEALTH_CACHE: dict[str, tuple[float, dict[str, int]]] = {}
+_HEALTH_TTL_S = 1.0
+
+
+def queue_problems(counts: dict[str, int] | None = None) -> list[str]:
+    """One line per queue that no live worker consumes."""
+    counts = queue_health() if counts is None else counts
+    return [f"no worker consumes the {q} queue: jobs sent to it wait"
+            for q, n in counts.items() if n == 0]
+
+
+def queue_health() -> dict[str, int]:
+    """Live workers per queue (read from the job store at most once a second)."""
+    import time
+
+    from workflows.worker import queue_consumers
+
+    store = state().store
+    now = time.monotonic()
+    cached = _HEALTH_CACHE.get(store.url)
+    if cached is None or now - cached[0] > _HEALTH_TTL_S:
+        cached = (now, queue_consumers(store))
+        _HEALTH_CACHE[store.url] = cached
+    return dict(cached[1])
 
 
 @bp.get("/conformance")
@@ -393,8 +443,12 @@ def status_info(job: Job) -> dict[str, Any]:
         links.append(_link(f"{base}/results", OGC_REL + "results", title="job results"))
         if job.outputs.get("quicklooks"):
             links.append(_link(f"{base}/quicklooks", "preview", title="quicklooks"))
+    message = job.message
+    if job.status == "accepted" and queue_health().get(job.queue, 1) == 0:
+        message = (f"{message}; no worker consumes the {job.queue} queue at the moment: "
+                   "the job waits until one does")
     return {"jobID": job.id, "processID": job.process, "type": "process",
-            "status": job.status, "message": job.message, "progress": job.progress,
+            "status": job.status, "message": message, "progress": job.progress,
             "created": web.iso(job.created), "started": web.iso(job.started),
             "finished": web.iso(job.finished), "updated": web.iso(job.updated),
             "queue": job.queue, "public": job.public, "owner": job.owner, "links": links}

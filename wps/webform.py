@@ -241,9 +241,11 @@ def _submit_error(exc: SubmitError) -> tuple[Response, int]:
 @bp.get("/")
 def index() -> str:
     """The form and the job list."""
+    from wps.ogcapi import queue_problems
+
     user = current_user()
     return render_template("webform/index.html", processes=form_processes(),
-                           who=_user_info(user))
+                           who=_user_info(user), queue_problems=queue_problems())
 
 
 @bp.get("/jobs/<job_id>")

@@ -528,9 +528,19 @@ const GDM = (() => {
       return row;
     }
 
+    const healthBox = document.getElementById("queue-health");
+    async function checkHealth() {
+      if (!healthBox) return;
+      const h = await api("GET", "/ogcapi/health").catch(() => null);
+      const problems = h && h.ok && h.data ? (h.data.problems || []) : [];
+      healthBox.textContent = problems.join("; ");
+      healthBox.hidden = problems.length === 0;
+    }
+
     async function refresh() {
       clearTimeout(timer);
       let delay = 2000;
+      checkHealth();
       try {
         const r = await api("GET", "/ogcapi/jobs?limit=50");
         if (!r.ok) throw new Error(errorText(r));
