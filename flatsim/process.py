@@ -115,6 +115,7 @@ def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
         from flatsim.steps import run_campaign_local
 
         cid, root, _ = register(state, spec, settings.products_dir)
+        state.link_job(cid, ctx.job_id)  # the job's owner owns the campaign
         state.set_campaign_status(cid, "running")
         state.reset_running(cid)
         res = run_campaign_local(state, spec, cid, root, progress=ctx.progress)
@@ -125,6 +126,7 @@ def execute(inputs: BaseModel, ctx: JobContext) -> dict[str, Any]:
     from workflows.campaign_tasks import start
 
     cid, _created, _sent = start(spec, settings)
+    state.link_job(cid, ctx.job_id)
     root = campaign_root(spec, cid, settings.products_dir)
     while True:
         row = state.campaign(cid) or {"status": "stopped"}

@@ -1,6 +1,7 @@
 """Campaign state: two SQLAlchemy tables in the job store's database.
 
 ``flatsim_campaigns`` holds one row per campaign (its spec, products folder, status);
+``flatsim_campaign_jobs`` the service jobs that run it (their owners own the campaign);
 ``flatsim_steps`` one row per step (see :mod:`flatsim.plan`): status, attempts,
 failures, the last error, the worker, timings and a JSON ``info`` document (the
 ingest step's info holds the frame's dates, dropped dates and network).
@@ -60,6 +61,13 @@ CAMPAIGNS = Table(
     Column("created", DateTime, nullable=False),
     Column("updated", DateTime, nullable=False),
 )
+CAMPAIGN_JOBS = Table(
+    "flatsim_campaign_jobs", _META,
+    Column("campaign_id", String(80), primary_key=True),
+    Column("job_id", String(64), primary_key=True),
+)
+"""Which service jobs run a campaign: the campaign has their owners and ``public`` flag."""
+
 STEPS = Table(
     "flatsim_steps", Base.metadata,
     Column("id", String(200), primary_key=True),
@@ -137,6 +145,20 @@ class CampaignState:
         """Whether the campaign's steps should run (not stopped, known)."""
         row = self.campaign(cid)
         return row is not None and row["status"] != "stopped"
+
+    def link_job(self, cid: str, job_id: str) -> None:
+        """Record that job ``job_id`` runs campaign ``cid`` (idempotent)."""
+        try:
+            with self._tx() as c:
+                c.execute(insert(CAMPAIGN_JOBS).values(campaign_id=cid, job_id=job_id))
+        except IntegrityError:
+            pass
+
+    def jobs_of(self, cid: str) -> list[str]:
+        """Ids of the jobs that run campaign ``cid`` (none: started from the CLI)."""
+        with self._tx() as c:
+            return list(c.execute(select(CAMPAIGN_JOBS.c.job_id).where(
+                CAMPAIGN_JOBS.c.campaign_id == cid)).scalars())
 
     # ----------------------------------------------------------------- steps
     def ensure_steps(self, steps: Iterable[Step]) -> int:
