@@ -8,6 +8,10 @@ failures (429 with ``Retry-After``, 5xx, time-outs, dropped connections) are ret
 with exponential backoff; permanent ones (401, 403, 404, 410) fail at once. Every final
 failure is a :class:`RemoteError` naming the scene and the cause, never a traceback.
 Credentials are sent as headers and never appear in messages.
+
+Every request goes through the guarded client of :mod:`gdmio.outbound` (allowed
+schemes and hosts checked at each connection, redirects included); an archive the
+operator configured is allowed by its caller (``outbound=archive_policy(base_url)``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
+
+if TYPE_CHECKING:
+    from gdmio.outbound import OutboundPolicy
 
 __all__ = ["RemoteError", "DownloadResult", "download", "RetryPolicy"]
 
@@ -112,6 +120,7 @@ def download(
     session: requests.Session | None = None,
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    outbound: OutboundPolicy | None = None,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` (atomically), resuming and verifying.
 
@@ -130,23 +139,30 @@ def download(
     headers
         Extra request headers (e.g. ``Authorization``); never logged.
     session
-        A ``requests.Session`` to reuse connections.
+        A ``requests.Session`` to reuse connections (made guarded here).
     policy
         Retry policy.
     sleep
         Waiting function (tests pass a fake one).
+    outbound
+        What may be reached (default: the hosts ``GDM_ALLOWED_HOSTS`` allows and public
+        ones; no size cap and no overall deadline, the size and checksum being known).
 
     Raises
     ------
     RemoteError
         When the file cannot be had: permanent HTTP error, or transient errors that
-        outlasted the retries, or a file that keeps failing its checks.
+        outlasted the retries, or a file that keeps failing its checks; an
+        :class:`~gdmio.outbound.OutboundError` (at once) for a host that is refused.
 
     """
     dest = Path(dest)
     label = label or dest.name
     policy = policy or RetryPolicy()
-    sess = session or requests.Session()
+    from gdmio.outbound import OutboundError, guard, policy_from_env
+
+    rules = outbound or policy_from_env().with_limits(max_bytes=None, deadline_s=None)
+    sess = guard(session or requests.Session(), rules)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     transferred = 0
@@ -202,11 +218,18 @@ def download(
                     else:
                         part.unlink()  # wrong content: start again from zero
                     wait = policy.delay(attempt)
+        except OutboundError as exc:  # a refused host: no retry
+            raise OutboundError(f"{label}: {exc}") from None
         except RemoteError:
             raise
         except (requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:
-            last_cause = f"{type(exc).__name__}"
+            from gdmio.outbound import _unwrap, describe
+
+            refused = _unwrap(exc)
+            if refused is not None:  # a redirect to a refused host
+                raise OutboundError(f"{label}: {refused}") from None
+            last_cause = describe(exc)
             wait = policy.delay(attempt)
         if attempt + 1 < policy.attempts and wait is not None:
             sleep(wait)

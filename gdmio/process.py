@@ -10,9 +10,7 @@ own service, never :mod:`workflows`.
 
 from __future__ import annotations
 
-import shutil
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic.json_schema import SkipJsonSchema
 
 from gdmcore import InputError, Progress, check_file_name
-from gdmio.atomic import atomic_path
 from gdmio.providers.resolve import SceneRequest
 
 __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
@@ -114,9 +111,10 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
 def resolve_reference(ref: str, ctx: JobContext, index: int = 0) -> Path:
     """Bring an input file into the job's work folder and return its path.
 
-    Accepted: an ``http(s)://`` URL (downloaded), or the name of a file uploaded to the
-    service (``upload:NAME`` or ``NAME``). Paths that climb out of the uploads folder
-    (``..``) and other schemes are refused.
+    Accepted: an ``http(s)://`` URL (downloaded through the guarded client of
+    :mod:`gdmio.outbound`: hosts checked, size capped per input and per job, deadline),
+    or the name of a file uploaded to the service (``upload:NAME`` or ``NAME``). Paths
+    that climb out of the uploads folder (``..``) and other schemes are refused.
     """
     inputs_dir = ctx.workdir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
@@ -127,12 +125,14 @@ def resolve_reference(ref: str, ctx: JobContext, index: int = 0) -> Path:
         dest = inputs_dir / name
         if dest.exists() and dest.stat().st_size > 0:
             return dest  # fetched by an earlier attempt of this job
+        from gdmio.outbound import OutboundError, fetch_to_file, job_input_cap, safe_url
+
+        fetched = sum(p.stat().st_size for p in inputs_dir.iterdir() if p.is_file())
         try:
-            with atomic_path(dest) as tmp, urllib.request.urlopen(ref, timeout=120) as resp, \
-                    open(tmp, "wb") as fh:
-                shutil.copyfileobj(resp, fh, length=1 << 20)
-        except OSError as exc:
-            raise InputError(f"cannot fetch input {ref}: {exc}") from None
+            fetch_to_file(ref, dest, label=f"input {safe_url(ref)}",
+                          budget=max(0, job_input_cap() - fetched))
+        except OutboundError as exc:
+            raise InputError(f"cannot fetch {exc}") from None
         return dest
     if parsed.scheme not in ("", "upload"):
         raise InputError(f"unsupported input reference {ref!r}: use http(s):// or an upload name")

@@ -235,7 +235,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 
 def test_callbacks_receive_status_documents(gdm_env):
-    gdm_env(GDM_PUBLIC_URL="http://127.0.0.1:9/")
+    # the subscriber listens on 127.0.0.1, which callbacks reach only when it is allowed
+    gdm_env(GDM_PUBLIC_URL="http://127.0.0.1:9/", GDM_ALLOWED_HOSTS="127.0.0.1")
     settings = get_settings()
     store = JobStore(settings.database_url)
     _Recorder.received = []

@@ -213,3 +213,280 @@ def test_probe2_campaigns_obey_the_ownership_and_public_rules_of_jobs(sec):
                                  sec.settings.products_dir)
     assert sec.call("GET", f"/campaigns/{cli_cid}/status", "olga").status_code == 404
     assert sec.call("GET", f"/campaigns/{cli_cid}/status", "root").status_code == 200
+
+
+# ------------------------------------------------- probe 3: SSRF and fetch limits
+class _Hostile:
+    """A local HTTP server misbehaving on purpose, counting the requests it gets."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        hits: list[str] = []
+        self.hits = hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                hits.append(self.path)
+                path = self.path.split("?")[0]
+                if path.startswith("/ok"):
+                    body = b"x" * 1000
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif path == "/big":  # declares and sends 3 MiB
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(3 << 20))
+                    self.end_headers()
+                    try:
+                        for _ in range(48):
+                            self.wfile.write(b"y" * 65536)
+                    except OSError:
+                        pass
+                elif path == "/chunked":  # 3 MiB without a Content-Length
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    try:
+                        for _ in range(48):
+                            self.wfile.write(b"10000\r\n" + b"z" * 65536 + b"\r\n")
+                        self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        pass
+                elif path == "/short":  # says 1000 bytes, sends 500, closes
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"s" * 500)
+                    self.close_connection = True
+                elif path == "/trickle":  # a byte every 0.2 s
+                    self.send_response(200)
+                    self.send_header("Content-Length", "200")
+                    self.end_headers()
+                    try:
+                        for _ in range(200):
+                            self.wfile.write(b"t")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except OSError:
+                        pass
+                elif path.startswith("/to/"):  # redirect to the rest of the path
+                    self.send_response(302)
+                    self.send_header("Location", self.path[len("/to/"):])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+            def do_POST(self):  # noqa: N802
+                hits.append("POST " + self.path)
+                n = int(self.headers.get("Content-Length", "0"))
+                self.rfile.read(n)
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda *args: None  # clients that hang up are expected
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile(monkeypatch):
+    for key in ("GDM_ALLOWED_HOSTS", "GDM_MAX_INPUT_MB", "GDM_MAX_JOB_INPUT_MB",
+                "GDM_FETCH_DEADLINE"):
+        monkeypatch.delenv(key, raising=False)
+    server = _Hostile()
+    yield server
+    server.close()
+
+
+def _ctx(tmp_path):
+    from workflows.process_base import JobContext
+
+    return JobContext("job-x", tmp_path / "job", tmp_path / "uploads",
+                      progress=lambda f, m: None)
+
+
+def _fetch_error(ref: str, tmp_path, index: int = 0) -> str:
+    from gdmcore import InputError
+    from workflows.process_base import resolve_reference
+
+    with pytest.raises(InputError) as err:
+        resolve_reference(ref, _ctx(tmp_path), index)
+    assert not [p for p in (tmp_path / "job" / "inputs").iterdir() if p.is_file()], \
+        "a refused or failed fetch left a file behind"
+    return str(err.value)
+
+
+def test_probe3_inputs_on_internal_addresses_are_refused_before_any_connection(
+        hostile, tmp_path, monkeypatch):
+    port = hostile.port
+    real = __import__("socket").getaddrinfo
+
+    def fake_dns(host, *args, **kwargs):  # a public-looking name that points inside
+        if host == "intranet.example.org":
+            return real("10.1.2.3", *args, **kwargs)
+        if host == "mixed.example.org":  # one good address and one bad: refused
+            return real("93.184.216.34", *args, **kwargs) + real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr("socket.getaddrinfo", fake_dns)
+    for url in (f"http://127.0.0.1:{port}/ok", f"http://localhost:{port}/ok",
+                f"http://0.0.0.0:{port}/ok", f"http://[::1]:{port}/ok",
+                f"http://127.1:{port}/ok", f"http://2130706433:{port}/ok",
+                f"http://[::ffff:127.0.0.1]:{port}/ok", "http://169.254.169.254/latest/meta-data",
+                "http://10.0.0.1/secret", "http://192.168.1.1/", "http://[fe80::1]/",
+                "http://224.0.0.1/", "http://intranet.example.org/x.tif",
+                "http://mixed.example.org/x.tif"):
+        message = _fetch_error(url, tmp_path)
+        assert "not allowed" in message and "GDM_ALLOWED_HOSTS" in message, (url, message)
+    for url in ("file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:6379/_INFO"):
+        assert "unsupported input reference" in _fetch_error(url, tmp_path) \
+            or "only http and https" in _fetch_error(url, tmp_path)
+    assert hostile.hits == [], "the service connected to an internal address"
+    # once the operator allows the host, the same input is fetched
+    monkeypatch.setenv("GDM_ALLOWED_HOSTS", "127.0.0.1")
+    from workflows.process_base import resolve_reference
+
+    path = resolve_reference(f"http://127.0.0.1:{port}/ok.tif", _ctx(tmp_path))
+    assert path.read_bytes() == b"x" * 1000 and hostile.hits == ["/ok.tif"]
+
+
+def test_probe3_callbacks_to_internal_addresses_are_refused(hostile, sec):
+    r = sec.call("POST", "/ogcapi/processes/echo/execution", "alice",
+                 json={"inputs": {"message": "m"},
+                       "subscriber": {"successUri": f"{hostile.url}/cb"}},
+                 headers={"Prefer": "respond-async"})
+    assert r.status_code == 400 and "not allowed" in r.get_json()["detail"]
+    from workflows.runner import notify
+
+    # a callback recorded before (or by a name that resolves inside) is refused when sent
+    job = sec.store.create_job("alice", "echo", {"message": "m"}, "ondemand",
+                               subscriber={"successUri": f"http://localhost:{hostile.port}/cb"})
+    sec.store.claim(job.id, "w", 60)
+    done = sec.store.finish(job.id, {"message": "m"}, "w")
+    assert notify(done, sec.settings) is False
+    assert hostile.hits == []
+
+
+def test_probe3_messages_do_not_tell_open_ports_from_closed_ones(hostile, tmp_path,
+                                                                 monkeypatch):
+    import socket
+    import threading
+
+    monkeypatch.setenv("GDM_ALLOWED_HOSTS", "127.0.0.1")
+    # a port that accepts and closes at once (what Redis or PostgreSQL do with HTTP)
+    closer = socket.socket()
+    closer.bind(("127.0.0.1", 0))
+    closer.listen(8)
+
+    def accept_and_close():
+        while True:
+            try:
+                conn, _ = closer.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    try:
+        open_msg = _fetch_error(f"http://127.0.0.1:{closer.getsockname()[1]}/x", tmp_path)
+        closed_msg = _fetch_error(f"http://127.0.0.1:{closed_port}/x", tmp_path)
+    finally:
+        closer.close()
+
+    def strip(message: str) -> str:
+        return message.split("/x:", 1)[1]
+
+    print(f"\nopen port: {open_msg}\nclosed port: {closed_msg}")
+    assert strip(open_msg) == strip(closed_msg) == " connection failed"
+    for word in ("refused", "closed", "Remote end", "reset", "Errno"):
+        assert word not in open_msg + closed_msg
+
+
+def test_probe3_size_caps_deadline_and_short_bodies(hostile, tmp_path, monkeypatch):
+    monkeypatch.setenv("GDM_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("GDM_MAX_INPUT_MB", "1")
+    msg = _fetch_error(f"{hostile.url}/big", tmp_path)
+    assert "3.0 MiB, more than the 1.0 MiB allowed per input" in msg, msg
+    msg = _fetch_error(f"{hostile.url}/chunked", tmp_path)
+    assert "more than the 1.0 MiB allowed per input" in msg, msg
+    msg = _fetch_error(f"{hostile.url}/short", tmp_path)
+    assert "dropped before the end of the body" in msg or "Content-Length" in msg, msg
+    monkeypatch.setenv("GDM_FETCH_DEADLINE", "1")
+    t0 = time.monotonic()
+    msg = _fetch_error(f"{hostile.url}/trickle", tmp_path)
+    took = time.monotonic() - t0
+    print(f"\ntrickling server (1 B / 0.2 s) cut after {took:.2f} s: {msg}")
+    assert "took longer than the 1 s allowed" in msg and took < 3.0
+    # the job's inputs together: two 1000-byte inputs under a 1500-byte job budget
+    monkeypatch.delenv("GDM_FETCH_DEADLINE")
+    monkeypatch.setattr("gdmio.outbound.job_input_cap", lambda env=None: 1500)
+    from workflows.process_base import resolve_reference
+
+    ctx = _ctx(tmp_path)
+    resolve_reference(f"{hostile.url}/ok/a.tif", ctx, 0)
+    with pytest.raises(Exception, match="for the inputs of one job"):
+        resolve_reference(f"{hostile.url}/ok/b.tif", ctx, 1)
+
+
+def test_probe3_redirects_are_checked_again(hostile, tmp_path, monkeypatch):
+    # only the name "localhost" is allowed: a redirect to 127.0.0.1 is another host
+    monkeypatch.setenv("GDM_ALLOWED_HOSTS", "localhost")
+    target = f"http://127.0.0.1:{hostile.port}/ok"
+    msg = _fetch_error(f"http://localhost:{hostile.port}/to/{target}", tmp_path)
+    assert "host 127.0.0.1" in msg and "not allowed" in msg, msg
+    assert hostile.hits == [f"/to/{target}"]  # the redirect target was never asked
+    msg = _fetch_error(f"http://localhost:{hostile.port}/to/file:///etc/passwd", tmp_path)
+    assert "not http(s)" in msg, msg
+
+
+def test_probe3_the_address_checked_is_the_address_connected(monkeypatch, tmp_path):
+    """DNS rebinding: the name is resolved once per connection and the socket goes to
+    the address that was checked, whatever a later answer would say."""
+    import socket
+
+    from urllib3.util import connection as u3conn
+
+    real = socket.getaddrinfo
+    answers = {"n": 0}
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.example.org":
+            answers["n"] += 1
+            ip = "93.184.216.34" if answers["n"] == 1 else "127.0.0.1"
+            return real(ip, *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    connected = []
+
+    def fake_connect(address, *args, **kwargs):
+        connected.append(address[0])
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr("socket.getaddrinfo", rebinding)
+    monkeypatch.setattr(u3conn, "create_connection", fake_connect)
+    msg = _fetch_error("http://rebind.example.org/x.tif", tmp_path)
+    assert msg.endswith("connection failed"), msg
+    assert connected and set(connected) == {"93.184.216.34"}
+    assert answers["n"] == len(connected)  # one resolution per connection, no second look

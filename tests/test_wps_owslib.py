@@ -182,7 +182,8 @@ def accounts_flow(base) -> None:
 
 
 def test_owslib_on_embedded_default(scenes, tmp_path):
-    with running_server() as base:
+    # the inputs are served from 127.0.0.1: allowed explicitly
+    with running_server({"GDM_ALLOWED_HOSTS": "127.0.0.1"}) as base:
         timings = owslib_flow(base, scenes, tmp_path)
         accounts_flow(base)
     print("embedded:", {k: round(v, 2) for k, v in timings.items()})
@@ -190,7 +191,7 @@ def test_owslib_on_embedded_default(scenes, tmp_path):
 
 def test_owslib_on_redis_with_external_worker(scenes, tmp_path):
     env = {"GDM_BROKER_URL": REDIS, "GDM_RESULT_BACKEND": REDIS,
-           "GDM_QUEUE_PREFIX": f"wps{uuid.uuid4().hex[:8]}-"}
+           "GDM_QUEUE_PREFIX": f"wps{uuid.uuid4().hex[:8]}-", "GDM_ALLOWED_HOSTS": "127.0.0.1"}
     with running_server(env) as base:
         ready = base.home / "wps-worker.ready"
         worker = start_worker("rapid,ondemand,batch", env=base.env, ready_file=ready,

@@ -112,8 +112,10 @@ def notify(job: Job, settings: Settings, key: str | None = None) -> bool:
     """POST the job's status document to its subscriber URL for its state.
 
     ``key`` defaults to ``successUri`` / ``failedUri`` / ``inProgressUri`` from the job's
-    status. Network errors are logged (a subscriber that is down must not fail the
-    job); returns whether a callback was delivered with a 2xx answer.
+    status. The request goes through the guarded client (:func:`gdmio.outbound.post_json`:
+    hosts checked, redirects not followed, the whole exchange within
+    :data:`CALLBACK_TIMEOUT_S`). Failures are logged (a subscriber that is down must not
+    fail the job); returns whether a callback was delivered with a 2xx answer.
     """
     if not job.subscriber:
         return False
@@ -122,18 +124,17 @@ def notify(job: Job, settings: Settings, key: str | None = None) -> bool:
     url = job.subscriber.get(key)
     if not url:
         return False
-    import requests
+    from gdmio.outbound import OutboundError, post_json, safe_url
 
     try:
-        resp = requests.post(url, json=status_document(job, settings),
-                             timeout=CALLBACK_TIMEOUT_S)
-    except requests.RequestException as exc:
-        log.warning("job %s: callback %s to %s failed: %s", job.id, key, url, exc)
+        code = post_json(url, status_document(job, settings), timeout=CALLBACK_TIMEOUT_S)
+    except OutboundError as exc:
+        log.warning("job %s: callback %s failed: %s", job.id, key, exc)
         return False
-    if not resp.ok:
-        log.warning("job %s: callback %s to %s answered HTTP %s", job.id, key, url,
-                    resp.status_code)
-    return resp.ok
+    if not 200 <= code < 300:
+        log.warning("job %s: callback %s to %s answered HTTP %s", job.id, key,
+                    safe_url(url), code)
+    return 200 <= code < 300
 
 
 def _notify_async(job: Job, settings: Settings) -> None:

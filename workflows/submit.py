@@ -104,8 +104,15 @@ def _check_subscriber(subscriber: dict[str, str]) -> None:
     for key, url in subscriber.items():
         if key not in ("successUri", "failedUri", "inProgressUri"):
             raise SubmitError(400, f"unknown subscriber key {key!r}")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) \
+                or len(url) > 2000:
             raise SubmitError(400, f"subscriber {key} must be an http(s) URL")
+        from gdmio.outbound import OutboundError, check_url
+
+        try:
+            check_url(url)  # what can be refused without DNS; the rest when it is called
+        except OutboundError as exc:
+            raise SubmitError(400, f"subscriber {key}: {exc}") from None
 
 
 def visible_job(job_id: str, user: User | None, *, store: JobStore) -> Job:

@@ -31,6 +31,7 @@ from asf_search.exceptions import ASFSearchError
 from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy, download
+from gdmio.outbound import archive_policy, guard
 from gdmio.providers import Asset, Scene, SceneQuery
 from gdmio.providers._http import Credentials, base_url, earthdata_credentials, send_with_retries
 from gdmio.providers.aoi import aoi_to_wkt
@@ -145,6 +146,7 @@ class AsfProvider:
         if query.max_results:
             kwargs["maxResults"] = int(query.max_results)
         session = _CmrSession(self.base_url, self.policy, self.sleep)
+        guard(session, archive_policy(self.base_url))
         opts = asf_search.ASFSearchOptions(host=session.host, session=session)
         try:
             with warnings.catch_warnings():
@@ -209,8 +211,8 @@ class AsfProvider:
                 log.info("fetching %s from %s", scene.id, urlsplit(asset.href).netloc)
                 download(asset.href, dest, label=scene.id, size=asset.size,
                          checksum=asset.checksum, headers=self._auth_headers(asset.href),
-                         policy=self.policy,
-                         sleep=self.sleep)
+                         policy=self.policy, sleep=self.sleep,
+                         outbound=archive_policy(self.base_url))
 
             def valid(path: Path, asset: Asset = asset) -> bool:
                 return asset.size is None or path.stat().st_size == asset.size

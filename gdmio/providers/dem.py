@@ -26,6 +26,7 @@ from gdmio._util import quiet_rasterio
 from gdmio.atomic import atomic_path
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy, download
+from gdmio.outbound import archive_policy
 from gdmio.providers._http import base_url
 
 __all__ = ["DEFAULT_DEM_URL", "DemClient", "tile_name", "tiles_for_bounds"]
@@ -70,7 +71,8 @@ class DemClient:
         url = f"{self.base_url}/{name}/{name}.tif"
 
         def fill(dest: Path) -> None:
-            download(url, dest, label=name, policy=self.policy, sleep=self.sleep)
+            download(url, dest, label=name, policy=self.policy, sleep=self.sleep,
+                     outbound=archive_policy(self.base_url))
 
         try:
             return cache.get(f"dem:{name}", f"{name}.tif", fill)

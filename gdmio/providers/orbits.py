@@ -24,6 +24,7 @@ import requests
 from gdmcore import InputError
 from gdmio.cache import SceneCache
 from gdmio.download import RemoteError, RetryPolicy, download
+from gdmio.outbound import archive_policy, guard
 from gdmio.providers._http import base_url, send_with_retries
 
 __all__ = ["DEFAULT_ORBIT_URL", "OrbitClient", "OrbitFile", "parse_scene_name"]
@@ -103,7 +104,7 @@ class OrbitClient:
               max_pages: int = 20) -> list[str]:
         keys: list[str] = []
         token = None
-        session = requests.Session()
+        session = guard(requests.Session(), archive_policy(self.base_url))
         for _ in range(max_pages):
             params = {"list-type": "2", "prefix": prefix, "start-after": start_after}
             if token:
@@ -156,7 +157,8 @@ class OrbitClient:
         url = f"{self.base_url}/{orbit.key}"
 
         def fill(dest: Path) -> None:
-            download(url, dest, label=orbit.name, policy=self.policy, sleep=self.sleep)
+            download(url, dest, label=orbit.name, policy=self.policy, sleep=self.sleep,
+                     outbound=archive_policy(self.base_url))
 
         return cache.get(f"orbit:{orbit.name}", orbit.name, fill)
 

@@ -37,6 +37,7 @@ from gdmio._util import first_line, quiet_rasterio
 from gdmio.atomic import atomic_path
 from gdmio.cache import SceneCache
 from gdmio.download import _PERMANENT, RemoteError, RetryPolicy, download
+from gdmio.outbound import archive_policy, check_host, guard
 from gdmio.providers import Asset, Scene, SceneQuery
 from gdmio.providers._http import base_url
 
@@ -157,6 +158,7 @@ class StacProvider:
         if query.max_cloud is not None and not 0 <= query.max_cloud <= 100:
             raise InputError(f"max cloud cover must be 0..100 %, got {query.max_cloud}")
         io = _RetryingIO(self.policy, self.sleep)
+        guard(io.session, archive_policy(self.base_url))
         client = Client.open(self.base_url, stac_io=io)
         kwargs: dict[str, Any] = {
             "collections": [self.collections[level]],
@@ -241,7 +243,8 @@ class StacProvider:
 
                 def fill(dest: Path, asset: Asset = asset, canonical: str = canonical) -> None:
                     download(asset.href, dest, label=scene.id, size=asset.size,
-                             policy=self.policy, sleep=self.sleep)
+                             policy=self.policy, sleep=self.sleep,
+                             outbound=archive_policy(self.base_url))
             else:
                 key = f"{scene.cache_key}#{canonical}#aoi:{_aoi_key(aoi)}"
                 name = f"{scene.id}_{canonical}.tif"
@@ -257,6 +260,9 @@ class StacProvider:
         return [self.fetch(s, cache, bands=bands, aoi=aoi) for s in scenes]
 
     def _read_window(self, scene: Scene, band: str, href: str, aoi: Any, dest: Path) -> None:
+        if "://" in href:  # GDAL reads it itself: check the host first (no pinning there)
+            host = urlsplit(href).hostname or ""
+            check_host(host, urlsplit(href).port or 443, archive_policy(self.base_url))
         url = href if href.startswith("/vsi") or "://" not in href else f"/vsicurl/{href}"
         label = f"{scene.id} {band}"
         last = "no attempt made"
