@@ -96,8 +96,9 @@ def test_activation_first_job_within_5s_runs_and_bulletin_renders(tmp_path, monk
     for key in list(os.environ):
         if key.startswith("GDM_"):
             monkeypatch.delenv(key)
+    # the stalled input server listens on 127.0.0.1: allowed explicitly
     env = {"GDM_HOME": str(tmp_path / "home"), "GDM_SCENE_CACHE": str(tmp_path / "cache"),
-           "GDM_LEASE_SECONDS": "30"}
+           "GDM_LEASE_SECONDS": "30", "GDM_ALLOWED_HOSTS": "127.0.0.1"}
     with scenario(tmp_path / "scenes") as scn, stalled_server() as (slow_url, release):
         env.update(scn.env())
         for k, v in env.items():

@@ -148,6 +148,13 @@ def test_submit_follow_and_open_quicklook(chromium, server, scenes, tmp_path):
     href = page.get_attribute("#downloads a", "href")
     got = requests.get(server + href, timeout=30)
     assert got.status_code == 200 and len(got.content) > 1000
+    # a click downloads through a one-time link (the only credential read from a URL)
+    with page.expect_download(timeout=30_000) as caught:
+        page.click("#downloads a")
+    download = caught.value
+    assert "?key=" in download.url
+    assert Path(download.path()).stat().st_size == len(got.content)
+    assert requests.get(download.url, timeout=30).status_code == 403  # used: gone
     page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
     assert errors == []
     print(f"2-date job through the form: {elapsed:.1f} s to successful")

@@ -68,6 +68,9 @@ def upload(base: str, paths, headers=None) -> list[str]:
         with open(p, "rb") as fh:
             resp = requests.post(f"{base}/ogcapi/uploads", files={"file": (p.name, fh)},
                                  headers=headers, timeout=60)
+        if resp.status_code == 409:  # uploaded by an earlier test: never replaced
+            names.append(p.name)
+            continue
         assert resp.status_code == 201, resp.text
         names.append(resp.json()["name"])
     return names
@@ -191,6 +194,7 @@ def test_dot_dot_refused_on_the_wire(server):
         assert b"SQLite format" not in body and b"root:" not in body, path
     for name in ("../evil.tif", "%2e%2e/evil.tif", "..", "a/../../evil.tif"):
         resp = requests.post(f"{server}/ogcapi/uploads", params={"name": name}, data=b"evil",
+                             headers={"Content-Type": "application/octet-stream"},
                              timeout=30)
         assert resp.status_code == 400, name
     assert not list(server.home.rglob("evil.tif"))

@@ -424,6 +424,13 @@ def test_postgres_job_store_echo(gdm_env, postgres_url):
     print(f"postgres store: echo {latency:.2f} s")
 
 
+@pytest.mark.integration
+def test_postgres_store_made_before_token_expiry_is_upgraded(postgres_url):
+    from tests.test_security import check_token_migration
+
+    check_token_migration(postgres_url)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_dismiss_stops_running_work_within_10s(gdm_env, series_scenes):

@@ -490,3 +490,457 @@ def test_probe3_the_address_checked_is_the_address_connected(monkeypatch, tmp_pa
     assert msg.endswith("connection failed"), msg
     assert connected and set(connected) == {"93.184.216.34"}
     assert answers["n"] == len(connected)  # one resolution per connection, no second look
+
+
+# ------------------------------------------------ probe 4: cross-site changes
+@pytest.fixture
+def local(tmp_path, monkeypatch):
+    """The app with no account (the single local user), jobs recorded, not run."""
+    from types import SimpleNamespace
+
+    from wps.app import create_app
+
+    from .handlerutil import service
+
+    for key in list(os.environ):
+        if key.startswith("GDM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GDM_HOME", str(tmp_path / "home"))
+    svc = service(tmp_path, monkeypatch, create_app, sync_timeout=5.0)
+    return SimpleNamespace(**vars(svc))
+
+
+ECHO = {"inputs": {"message": "hello"}}
+EVIL = "http://evil.example"
+
+
+def test_probe4_cross_site_posts_create_no_job_without_accounts(local):
+    url = "/ogcapi/processes/echo/execution"
+    import json as _json
+
+    body = _json.dumps(ECHO)
+    # a page of another site: text/plain needs no preflight; refused all the same
+    r = local.client.post(url, data=body, content_type="text/plain",
+                          headers={"Origin": EVIL, "Prefer": "respond-async"})
+    assert r.status_code == 403 and "cross-site" in r.get_json()["detail"]
+    r = local.client.post(url, data=body, content_type="text/plain",
+                          headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    # without browser headers, a text/plain body is still not an execute request
+    r = local.client.post(url, data=body, content_type="text/plain")
+    assert r.status_code == 415
+    # the DNS-rebinding form: a page whose own name resolves to 127.0.0.1
+    r = local.client.post(url, json=ECHO, headers={"Host": "evil.example:5000"})
+    assert r.status_code == 400 and "127.0.0.1 and localhost only" in r.get_json()["detail"]
+    assert local.client.get("/ogcapi/jobs", headers={"Host": "evil.example"}).status_code == 400
+    assert local.store.counts() == {} and local.sent == []
+    # the web form: same origin, with the CSRF token of its page
+    page = local.client.get("/").get_data(as_text=True)
+    token = page.split('name="gdm-csrf" content="')[1].split('"')[0]
+    same = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin",
+            "Prefer": "respond-async"}
+    r = local.client.post(url, json=ECHO, headers=same)
+    assert r.status_code == 403 and "CSRF" in r.get_json()["detail"]
+    r = local.client.post(url, json=ECHO, headers={**same, "X-GDM-CSRF": token})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    # scripts and command-line clients send no browser header: no CSRF token needed
+    r = local.client.post(url, json=ECHO, headers={"Prefer": "respond-async"})
+    assert r.status_code == 201
+    assert local.store.counts() == {"accepted": 2}
+
+
+def test_probe4_a_cookie_alone_changes_nothing(sec):
+    alice = sec.tokens["alice"]
+    big = os.urandom(1_500_000)
+    r = sec.call("POST", "/ogcapi/uploads?name=scene.tif", "alice", data=big,
+                 content_type="application/octet-stream")
+    assert r.status_code == 201
+    stored = sec.settings.uploads_dir / "alice" / "scene.tif"
+    client = sec.app.test_client()
+    client.set_cookie("gdm_token", alice)
+    # the probe: a cookie-carrying text/plain POST that replaced the upload with 14 bytes
+    r = client.post("/ogcapi/uploads?name=scene.tif", data=b"14 bytes, evil",
+                    content_type="text/plain")
+    assert r.status_code == 403 and "Authorization header" in r.get_json()["detail"]
+    r = client.post("/ogcapi/uploads?name=scene.tif", data=b"14 bytes, evil",
+                    content_type="application/octet-stream")
+    assert r.status_code == 403
+    # even with the token in the header, an upload never replaces another: 409
+    r = sec.call("POST", "/ogcapi/uploads?name=scene.tif", "alice", data=b"14 bytes, evil",
+                 content_type="application/octet-stream")
+    assert r.status_code == 409 and "exists already" in r.get_json()["detail"]
+    r = sec.call("POST", "/ogcapi/uploads", "alice", content_type="multipart/form-data",
+                 data={"file": (__import__("io").BytesIO(b"evil"), "scene.tif")})
+    assert r.status_code == 409
+    assert stored.read_bytes() == big
+    # cookie-carrying execute and dismiss, through the OGC API and through WPS GET
+    job = sec.store.create_job("alice", "echo", {"message": "x"}, "ondemand")
+    assert client.post("/ogcapi/processes/echo/execution", json=ECHO).status_code == 403
+    assert client.delete(f"/ogcapi/jobs/{job.id}").status_code == 403
+    r = client.get(f"/wps?service=WPS&version=2.0.0&request=Dismiss&jobId={job.id}")
+    assert r.status_code == 403 and b"ExceptionReport" in r.data
+    r = client.get("/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo"
+                   "&DataInputs=message=hi")
+    assert r.status_code == 403
+    assert sec.store.get(job.id).status == "accepted"
+    assert sec.store.counts() == {"accepted": 1}
+    # the cookie still lets the pages read (safe methods)
+    assert client.get(f"/ogcapi/jobs/{job.id}").status_code == 200
+    # and the token in the header does what the cookie may not
+    r = sec.call("GET", f"/wps?service=WPS&version=2.0.0&request=Dismiss&jobId={job.id}",
+                 "alice")
+    assert r.status_code == 200 and sec.store.get(job.id).status == "dismissed"
+
+
+def test_probe4_documented_content_types_only(sec):
+    cases = [("/ogcapi/processes/echo/execution", "application/x-www-form-urlencoded"),
+             ("/ogcapi/processes/echo/execution", "multipart/form-data; boundary=x"),
+             ("/ogcapi/scenes/search", "text/plain"),
+             ("/ogcapi/activations", "text/plain")]
+    for url, ctype in cases:
+        r = sec.call("POST", url, "olga", data=b'{"inputs": {}}', content_type=ctype)
+        assert r.status_code in (400, 415), (url, ctype, r.status_code)
+    r = sec.call("POST", "/wps", "alice", data=b"<x/>", content_type="text/plain")
+    assert r.status_code == 415 and b"text/xml" in r.data
+    assert sec.store.counts() == {}
+
+
+def test_probe4_serve_refuses_the_network_without_accounts(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gdm.cli import main
+
+    for key in list(os.environ):
+        if key.startswith("GDM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GDM_HOME", str(tmp_path / "home"))
+    res = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "127.0.0.1" in res.stderr
+    assert "--no-accounts-on-network" in res.stderr
+    res = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--no-accounts-on-network"])
+    assert res.exit_code == 2 and "GDM_PUBLIC_URL" in res.stderr
+
+
+# ------------------------------------------------------------- probe 5: tokens
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from gdm.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_probe5_tokens_expire_rotate_revoke_and_record_their_use(sec, monkeypatch):
+    monkeypatch.setenv("GDM_HOME", str(sec.settings.home))
+    old = sec.tokens["alice"]
+    ok = {"Authorization": f"Bearer {old}"}
+    assert sec.client.get("/ogcapi/jobs", headers=ok).status_code == 200
+    info = [t for t in sec.store.tokens("alice")]
+    assert len(info) == 1 and info[0].last_used is not None and info[0].state == "active"
+    days = (info[0].expires - info[0].created).total_seconds() / 86400
+    assert days == pytest.approx(90, abs=1e-6)  # the default lifetime
+    # re-adding an account no longer mints a second valid token silently
+    res = _cli("users", "add", "alice")
+    assert res.exit_code == 2 and "gdm users rotate alice" in res.stderr
+    # rotate: a new token, the old one refused at once
+    res = _cli("users", "rotate", "alice", "--days", "7")
+    assert res.exit_code == 0
+    new = res.stdout.strip()
+    assert sec.client.get("/ogcapi/jobs", headers=ok).status_code == 401
+    assert sec.client.get("/ogcapi/jobs", headers={
+        "Authorization": f"Bearer {new}"}).status_code == 200
+    listed = _cli("users", "tokens", "alice").stdout
+    assert "revoked" in listed and "active" in listed
+    # revoke: every token of the account
+    res = _cli("users", "revoke", "alice")
+    assert res.exit_code == 0 and "1 token(s) revoked" in res.stdout
+    assert sec.client.get("/ogcapi/jobs", headers={
+        "Authorization": f"Bearer {new}"}).status_code == 401
+    # expiry
+    short = sec.store.issue_token("bob", days=1 / 86400 / 10)  # a tenth of a second
+    time.sleep(0.3)
+    assert sec.client.get("/ogcapi/jobs", headers={
+        "Authorization": f"Bearer {short}"}).status_code == 401
+    assert "expired" in _cli("users", "tokens", "bob").stdout
+    # no ?token= in URLs
+    assert sec.client.get("/ogcapi/jobs?token=" + sec.tokens["bob"]).status_code == 401
+    assert sec.client.get("/api/jobs/x?token=" + sec.tokens["bob"]).status_code == 401
+
+
+def test_probe5_one_time_download_links(sec):
+    sec.mode["inline"] = True
+    r = sec.call("POST", "/ogcapi/processes/echo/execution", "alice", json=ECHO)
+    job_id = r.headers["Link"].split("/jobs/")[1].split(">")[0]
+    product = sec.settings.products_dir / job_id / "products" / "east.tif"
+    product.parent.mkdir(parents=True, exist_ok=True)
+    product.write_bytes(b"east" * 100)
+    link = sec.call("POST", f"/ogcapi/jobs/{job_id}/download-links", "alice",
+                    json={"path": "products/east.tif"})
+    assert link.status_code == 201
+    href = link.get_json()["href"]
+    assert "?key=" in href and "token" not in href
+    path = href.split("://", 1)[1].split("/", 1)[1]
+    first = sec.client.get("/" + path)  # no token: the key is the credential
+    assert first.status_code == 200 and first.data == b"east" * 100
+    first.close()
+    again = sec.client.get("/" + path)
+    assert again.status_code == 403 and "used already" in again.get_json()["detail"]
+    # scoped: a key for one file opens no other file, nor another job
+    other = sec.call("POST", f"/ogcapi/jobs/{job_id}/download-links", "alice",
+                     json={"path": "products/east.tif"}).get_json()["href"]
+    key = other.split("?key=")[1]
+    assert sec.client.get(f"/ogcapi/jobs/{job_id}/download/.job-outputs.json?key={key}"
+                          ).status_code == 403
+    # bob cannot make a link to alice's job
+    assert sec.call("POST", f"/ogcapi/jobs/{job_id}/download-links", "bob",
+                    json={"path": "products/east.tif"}).status_code == 404
+    # short-lived
+    import datetime as dt
+
+    stale = sec.store.create_download_key(job_id, "alice", "products/east.tif",
+                                          ttl=dt.timedelta(seconds=-1))
+    assert sec.client.get(f"/ogcapi/jobs/{job_id}/download/products/east.tif?key={stale}"
+                          ).status_code == 403
+
+
+def _old_schema_store(url: str) -> str:
+    """A job store as the first release made it (tokens without expiry); returns a token."""
+    import datetime as dt
+    import hashlib as _h
+
+    from sqlalchemy import (
+        Column,
+        DateTime,
+        ForeignKey,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        create_engine,
+    )
+
+    meta = MetaData()
+    users = Table("users", meta, Column("name", String(128), primary_key=True),
+                  Column("role", String(16)), Column("max_active_jobs", Integer),
+                  Column("created", DateTime(timezone=True)))
+    tokens = Table("tokens", meta, Column("digest", String(64), primary_key=True),
+                   Column("user", String(128), ForeignKey("users.name")),
+                   Column("created", DateTime(timezone=True)))
+    engine = create_engine(url)
+    meta.create_all(engine)
+    token = "an-old-token-from-before-expiry-existed"
+    born = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
+    with engine.begin() as conn:
+        conn.execute(users.insert().values(name="olduser", role="user", max_active_jobs=5,
+                                           created=born))
+        conn.execute(tokens.insert().values(digest=_h.sha256(token.encode()).hexdigest(),
+                                            user="olduser", created=born))
+    engine.dispose()
+    return token
+
+
+def check_token_migration(url: str) -> None:
+    """Open an old-schema store: columns added, old tokens expire 90 days after birth."""
+    from workflows.jobstore import JobStore
+
+    token = _old_schema_store(url)
+    store = JobStore(url)
+    user = store.user_for_token(token)
+    assert user is not None and user.name == "olduser" and user.disk_quota_mb is None
+    (info,) = store.tokens("olduser")
+    assert (info.expires - info.created).days == 90 and info.last_used is not None
+    assert store.rotate_token("olduser") and store.user_for_token(token) is None
+    JobStore(url)  # opening it again changes nothing
+    store.engine.dispose()
+
+
+def test_probe5_token_expiry_on_an_existing_sqlite_store(tmp_path):
+    check_token_migration(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+# ---------------------------------------------------- probe 6: nested JSON
+def test_probe6_deeply_nested_json_answers_400(sec):
+    deep = "[" * 5000 + "]" * 5000
+    medium = "[" * 200 + "]" * 200  # parses, but deeper than any request needs
+    for body in (deep, medium):
+        for url, user in (("/ogcapi/processes/echo/execution", "alice"),
+                          ("/ogcapi/activations", "olga"), ("/ogcapi/scenes/search", "alice")):
+            doc = '{"inputs": {"message": ' + body + "}}" if "execution" in url else body
+            r = sec.call("POST", url, user, data=doc, content_type="application/json")
+            assert r.status_code == 400, (url, r.status_code)
+    xml = ('<wps:Execute xmlns:wps="http://www.opengis.net/wps/1.0.0" '
+           'xmlns:ows="http://www.opengis.net/ows/1.1" service="WPS" version="1.0.0">'
+           '<ows:Identifier>gdm-opt</ows:Identifier><wps:DataInputs><wps:Input>'
+           '<ows:Identifier>scenes</ows:Identifier><wps:Data><wps:ComplexData>'
+           + deep + '</wps:ComplexData></wps:Data></wps:Input></wps:DataInputs></wps:Execute>')
+    r = sec.call("POST", "/wps", "alice", data=xml, content_type="text/xml")
+    assert r.status_code == 400 and b"ExceptionReport" in r.data
+    assert sec.store.counts() == {}
+
+
+# ------------------------------------------------------ probe 7: the rest
+def test_probe7_empty_literal_and_repeated_kvp_are_refused(sec):
+    xml = ('<wps:Execute xmlns:wps="http://www.opengis.net/wps/1.0.0" '
+           'xmlns:ows="http://www.opengis.net/ows/1.1" service="WPS" version="1.0.0">'
+           '<ows:Identifier>echo</ows:Identifier><wps:DataInputs><wps:Input>'
+           '<ows:Identifier>message</ows:Identifier><wps:Data><wps:LiteralData/></wps:Data>'
+           '</wps:Input></wps:DataInputs></wps:Execute>')
+    r = sec.call("POST", "/wps", "alice", data=xml, content_type="text/xml")
+    assert r.status_code == 400 and b"MissingParameterValue" in r.data
+    r = sec.call("GET", "/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo"
+                 "&DataInputs=message=", "alice")
+    assert r.status_code == 400 and b"MissingParameterValue" in r.data
+    r = sec.call("GET", "/wps?service=WPS&version=1.0.0&request=Execute&identifier=echo"
+                 "&identifier=gdm-opt&DataInputs=message=a", "alice")
+    assert r.status_code == 400 and b"more than once" in r.data
+    r = sec.call("GET", "/wps?service=WPS&request=GetCapabilities&REQUEST=DescribeProcess",
+                 "alice")
+    assert r.status_code == 400
+    assert sec.store.counts() == {}
+
+
+def test_probe7_disk_quota_of_uploads(sec, monkeypatch):
+    sec.store.set_user("bob", disk_quota_mb=1)
+    r = sec.call("POST", "/ogcapi/uploads?name=a.bin", "bob", data=b"a" * 700_000,
+                 content_type="application/octet-stream")
+    assert r.status_code == 201
+    r = sec.call("POST", "/ogcapi/uploads?name=b.bin", "bob", data=b"b" * 700_000,
+                 content_type="application/octet-stream")
+    assert r.status_code == 413 and "your quota of 1 MiB" in r.get_json()["detail"]
+    assert not (sec.settings.uploads_dir / "bob" / "b.bin").exists()
+    assert not [p for p in (sec.settings.uploads_dir / "bob").iterdir()
+                if p.name.startswith(".")]
+    # the default quota of everyone else comes from the settings (50 GiB)
+    assert sec.settings.user_quota_mb == 51200
+
+
+def test_probe7_security_headers_and_no_store(sec):
+    job = sec.store.create_job("alice", "echo", {"message": "x"}, "ondemand")
+    for url, user in (("/", None), (f"/ogcapi/jobs/{job.id}", "alice"),
+                      ("/ogcapi/jobs/nope", "alice"), ("/ogcapi/", None),
+                      ("/wps?service=WPS&request=GetCapabilities", "alice")):
+        r = sec.call("GET", url, user)
+        h = r.headers
+        assert h["X-Content-Type-Options"] == "nosniff", url
+        assert "frame-ancestors 'none'" in h["Content-Security-Policy"], url
+        assert h["Referrer-Policy"] == "no-referrer" and h["X-Frame-Options"] == "DENY"
+        assert h["Cache-Control"] == "no-store", url
+    asset = sec.client.get("/assets/gdm.js")
+    assert asset.headers["X-Content-Type-Options"] == "nosniff"
+    assert asset.headers.get("Cache-Control") != "no-store"
+    asset.close()
+
+
+def test_probe7_public_jobs_need_a_token_on_every_face(sec):
+    job = sec.store.create_job("alice", "echo", {"message": "x"}, "ondemand", public=True)
+    for url in (f"/ogcapi/jobs/{job.id}", f"/api/jobs/{job.id}", f"/jobs/{job.id}"):
+        assert _status(sec.call("GET", url, None)) == 401, url
+        assert _status(sec.call("GET", url, "bob")) == 200, url
+
+
+def test_probe7_job_messages_show_no_server_path(sec, monkeypatch):
+    from workflows.runner import run_job
+
+    monkeypatch.setenv("GDM_HOME", str(sec.settings.home))
+    folder = sec.settings.uploads_dir / "alice"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("20230101_a.tif", "20230201_b.tif"):
+        (folder / name).write_bytes(b"not a raster at all")
+    job = sec.store.create_job("alice", "gdm-opt", {"images": ["20230101_a.tif",
+                                                              "20230201_b.tif"]}, "ondemand")
+    assert run_job(job.id, store=sec.store, settings=sec.settings, worker_name="w") == "failed"
+    message = sec.store.get(job.id).message
+    print("\nmessage of a job whose inputs are not rasters:", message)
+    for root in (sec.settings.home, sec.settings.uploads_dir, sec.settings.products_dir):
+        assert str(root) not in message
+    assert "20230101_a.tif" in message or "20230201_b.tif" in message
+
+
+def _raw_exchange(port: int, head: str, body: bytes = b"", timeout: float = 5.0
+                  ) -> tuple[int, dict, bytes, float]:
+    """Send request headers and the start of a body; read the answer: status, headers,
+    body, seconds it took (the rest of the body is never sent)."""
+    import socket
+
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        header, _, rest = data.partition(b"\r\n\r\n")
+        lines = header.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        need = int(headers.get("Content-Length", "0"))
+        while len(rest) < need:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    return int(lines[0].split()[1]), headers, rest, time.monotonic() - t0
+
+
+def test_probe7_server_refuses_big_and_unauthenticated_bodies_before_reading_them(
+        tmp_path, monkeypatch):
+    import json as _json
+    import threading
+
+    from workflows.jobstore import JobStore
+    from workflows.settings import get_settings
+    from wps.app import create_app
+    from wps.server import create_server
+
+    for key in list(os.environ):
+        if key.startswith("GDM_"):
+            monkeypatch.delenv(key)
+    settings = get_settings({"GDM_HOME": str(tmp_path / "home"), "GDM_MAX_REQUEST_MB": "1"})
+    settings.ensure_dirs()
+    store = JobStore(settings.database_url)
+    token = store.create_user("alice", "user")[1]
+    server = create_server(create_app(settings, store), settings, store, host="127.0.0.1",
+                           port=0, threads=4)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):  # its sockets closed under it at the end
+            if not stopping.is_set():
+                raise
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = server.effective_port
+    try:
+        upload = ("POST /ogcapi/uploads?name=a.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  "Content-Type: application/octet-stream\r\n")
+        # 1000 kB announced, 10 bytes sent, no token: 401 at once, the body never read
+        code, headers, body, took = _raw_exchange(
+            port, upload + "Content-Length: 1024000\r\n", b"0123456789")
+        print(f"\nunauthenticated 1000 kB upload, 10 bytes sent: {code} after "
+              f"{took * 1000:.0f} ms")
+        assert code == 401 and took < 2.0
+        assert headers["Content-Type"] == "application/problem+json"
+        assert "token" in _json.loads(body)["detail"]
+        # with a token, more than the 1 MiB limit: the application's 413, as JSON
+        auth = f"Authorization: Bearer {token}\r\n"
+        code, headers, body, took = _raw_exchange(
+            port, upload + auth + "Content-Length: 2097152\r\n", b"x" * 10)
+        assert code == 413 and took < 2.0
+        assert headers["Content-Type"] == "application/problem+json"
+        assert "1 MiB" in _json.loads(body)["detail"]
+        # the same limit for a chunked body, as it arrives
+        chunk = b"%x\r\n" % 65536 + b"c" * 65536 + b"\r\n"
+        code, headers, body, _ = _raw_exchange(
+            port, upload + auth + "Transfer-Encoding: chunked\r\n", chunk * 20)
+        assert code == 413 and headers["Content-Type"] == "application/problem+json"
+        # within the limit, with a token: stored
+        code, _h, body, _ = _raw_exchange(port, upload + auth + "Content-Length: 5\r\n",
+                                          b"hello")
+        assert code == 201, body
+        assert (settings.uploads_dir / "alice" / "a.bin").read_bytes() == b"hello"
+    finally:
+        stopping.set()
+        server.close()

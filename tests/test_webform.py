@@ -183,7 +183,7 @@ def test_other_users_job_is_invisible(env):
     _, tok_a = store.create_user("ann", "user")
     _, tok_b = store.create_user("bob", "user")
     job = _finished_job(store, settings, owner="ann", cube=_cube())
-    for token, code in ((tok_a, 200), (tok_b, 404), (None, 404)):
+    for token, code in ((tok_a, 200), (tok_b, 404), (None, 401)):
         client = app.test_client()
         if token:
             client.set_cookie("gdm_token", token)
@@ -198,6 +198,10 @@ def test_other_users_job_is_invisible(env):
     client = app.test_client()
     client.set_cookie("gdm_token", tok_b)
     assert client.get(f"/api/jobs/{pub.id}/pixel?x=0&y=0").status_code == 200
+    # ... with a token, as on /ogcapi/jobs/ID: without one, 401 on every face
+    anonymous = app.test_client()
+    assert anonymous.get(f"/api/jobs/{pub.id}").status_code == 401
+    assert anonymous.get(f"/jobs/{pub.id}").status_code == 401
 
 
 # ------------------------------------------------------------------------ pixel values

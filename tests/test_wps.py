@@ -229,7 +229,9 @@ def test_request_inputs_conversion_and_errors():
            "ratio": [{"data": " 0.25 "}]}
     assert request_inputs(ODD, raw) == {"flag": True, "sizes": [3, 4], "options": {"a": 1.5},
                                         "mask": "http://h/m.tif", "ratio": 0.25}
-    assert request_inputs(ODD, {"ratio": [{"data": ""}]}) == {}
+    with pytest.raises(Exception) as empty:  # an empty literal is no value: refused
+        request_inputs(ODD, {"ratio": [{"data": ""}]})
+    assert (empty.value.code, empty.value.locator) == ("MissingParameterValue", "ratio")
     assert request_inputs(ODD, {"mask": [{"data": " upload:m.tif\n"}]}) == {"mask": "upload:m.tif"}
     assert request_inputs(ODD, {"mask": [{"data": "m.tif"}]}) == {"mask": "m.tif"}
     for bad, locator in (({"flag": [{"data": "maybe"}]}, "flag"),

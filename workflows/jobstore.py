@@ -36,8 +36,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from gdmio.db import Base, create_tables, make_engine
 
-__all__ = ["JobStore", "Job", "User", "WorkerInfo", "STATUSES", "FINAL_STATUSES", "ROLES",
-           "QuotaExceeded"]
+__all__ = ["JobStore", "Job", "User", "WorkerInfo", "TokenInfo", "STATUSES",
+           "FINAL_STATUSES", "ROLES", "QuotaExceeded"]
 
 STATUSES = ("accepted", "running", "successful", "failed", "dismissed")
 FINAL_STATUSES = ("successful", "failed", "dismissed")
@@ -65,6 +65,7 @@ class _UserRow(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     max_active_jobs: Mapped[int] = mapped_column(Integer, default=20)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    disk_quota_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class _TokenRow(Base):
@@ -72,6 +73,25 @@ class _TokenRow(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     user: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    revoked: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class _DownloadKeyRow(Base):
+    """A one-time, short-lived key to download one file of one job without a token."""
+
+    __tablename__ = "download_keys"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    user: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(Text)
+    expires: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+_ADDED_COLUMNS = {"tokens": ("expires", "last_used", "revoked"), "users": ("disk_quota_mb",)}
+"""Columns added after the first release: added to an existing database when opened."""
 
 
 class _JobRow(Base):
@@ -112,6 +132,27 @@ class _WorkerRow(Base):
 
 
 @dataclass(frozen=True)
+class TokenInfo:
+    """An API token as ``gdm users tokens`` lists it (never the token itself)."""
+
+    id: str
+    user: str
+    created: dt.datetime
+    expires: dt.datetime | None
+    last_used: dt.datetime | None
+    revoked: dt.datetime | None
+
+    @property
+    def state(self) -> str:
+        """``active``, ``expired`` or ``revoked``."""
+        if self.revoked is not None:
+            return "revoked"
+        if self.expires is not None and self.expires <= _now():
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     """A worker as its last heartbeat described it."""
 
@@ -130,6 +171,7 @@ class User:
     name: str
     role: str
     max_active_jobs: int
+    disk_quota_mb: int | None = None
 
     @property
     def may_use_rapid(self) -> bool:
@@ -206,7 +248,8 @@ class JobStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = make_engine(url)  # SQLite: write lock taken first
-        create_tables(self.engine, _UserRow, _TokenRow, _JobRow, _WorkerRow)
+        create_tables(self.engine, _UserRow, _TokenRow, _JobRow, _WorkerRow, _DownloadKeyRow)
+        _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -215,38 +258,157 @@ class JobStore:
             yield s
 
     # ----------------------------------------------------------------- accounts
-    def create_user(self, name: str, role: str = "user", max_active_jobs: int = 20
+    def create_user(self, name: str, role: str = "user", max_active_jobs: int = 20,
+                    *, token_days: float | None = 90, disk_quota_mb: int | None = None
                     ) -> tuple[User, str]:
-        """Create (or update) an account and return it with a new API token."""
+        """Create (or update) an account and return it with a new API token.
+
+        The token expires after ``token_days`` days (None: never); the account's other
+        tokens stay valid (see :meth:`rotate_token` and :meth:`revoke_tokens`).
+        """
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-        token = secrets.token_urlsafe(32)
         with self._tx() as s:
             row = s.get(_UserRow, name)
             if row is None:
-                row = _UserRow(name=name, role=role, max_active_jobs=max_active_jobs)
+                row = _UserRow(name=name, role=role, max_active_jobs=max_active_jobs,
+                               disk_quota_mb=disk_quota_mb)
                 s.add(row)
             else:
                 row.role = role
                 row.max_active_jobs = max_active_jobs
+                if disk_quota_mb is not None:
+                    row.disk_quota_mb = disk_quota_mb
             s.flush()
-            s.add(_TokenRow(digest=_digest(token), user=name))
-        return User(name, role, max_active_jobs), token
+            token = self._new_token(s, name, token_days)
+            return _user(row), token
+
+    @staticmethod
+    def _new_token(s: Session, name: str, days: float | None) -> str:
+        token = secrets.token_urlsafe(32)
+        now = _now()
+        s.add(_TokenRow(digest=_digest(token), user=name, created=now,
+                        expires=None if days is None else now + dt.timedelta(days=days)))
+        return token
+
+    def issue_token(self, name: str, days: float | None = 90) -> str:
+        """A new token for an existing account (the others stay valid)."""
+        with self._tx() as s:
+            if s.get(_UserRow, name) is None:
+                raise KeyError(f"no user {name!r}")
+            return self._new_token(s, name, days)
+
+    def rotate_token(self, name: str, days: float | None = 90) -> str:
+        """Revoke every token of ``name`` and return a new one (one transaction)."""
+        now = _now()
+        with self._tx() as s:
+            if s.get(_UserRow, name) is None:
+                raise KeyError(f"no user {name!r}")
+            s.execute(update(_TokenRow).where((_TokenRow.user == name)
+                                              & _TokenRow.revoked.is_(None))
+                      .values(revoked=now))
+            return self._new_token(s, name, days)
+
+    def revoke_tokens(self, name: str, token_id: str | None = None) -> int:
+        """Revoke the tokens of ``name``; returns how many were revoked.
+
+        ``token_id``: only the token whose id (see :meth:`tokens`) starts with it.
+        """
+        q = update(_TokenRow).where((_TokenRow.user == name) & _TokenRow.revoked.is_(None))
+        if token_id is not None:
+            if len(token_id) < 6 or not all(c in "0123456789abcdef" for c in token_id):
+                raise ValueError("a token id is 6 to 64 hexadecimal digits (gdm users tokens)")
+            q = q.where(_TokenRow.digest.like(token_id.lower() + "%"))
+        with self._tx() as s:
+            if s.get(_UserRow, name) is None:
+                raise KeyError(f"no user {name!r}")
+            return int(s.execute(q.values(revoked=_now())).rowcount)  # type: ignore[attr-defined]
+
+    def tokens(self, name: str | None = None) -> list[TokenInfo]:
+        """Tokens (of ``name``, or everyone's), newest first; ids are digest prefixes."""
+        q = select(_TokenRow).order_by(_TokenRow.user, _TokenRow.created.desc())
+        if name is not None:
+            q = q.where(_TokenRow.user == name)
+        with self._tx() as s:
+            return [TokenInfo(r.digest[:12], r.user, _aware(r.created),  # type: ignore[arg-type]
+                              _aware(r.expires), _aware(r.last_used), _aware(r.revoked))
+                    for r in s.scalars(q)]
 
     def user_for_token(self, token: str) -> User | None:
-        """The account an API token belongs to, or None."""
+        """The account a valid API token belongs to (not expired nor revoked), or None.
+
+        Records the token's last use (at most once a minute per token).
+        """
+        now = _now()
         with self._tx() as s:
             tok = s.get(_TokenRow, _digest(token))
-            if tok is None:
+            if tok is None or tok.revoked is not None:
+                return None
+            expires = _aware(tok.expires)
+            if expires is not None and expires <= now:
                 return None
             row = s.get(_UserRow, tok.user)
-            return None if row is None else User(row.name, row.role, row.max_active_jobs)
+            if row is None:
+                return None
+            last = _aware(tok.last_used)
+            if last is None or now - last > dt.timedelta(seconds=60):
+                tok.last_used = now
+            return _user(row)
 
     def get_user(self, name: str) -> User | None:
         """An account by name."""
         with self._tx() as s:
             row = s.get(_UserRow, name)
-            return None if row is None else User(row.name, row.role, row.max_active_jobs)
+            return None if row is None else _user(row)
+
+    def set_user(self, name: str, *, role: str | None = None,
+                 max_active_jobs: int | None = None, disk_quota_mb: int | None = None
+                 ) -> User:
+        """Change an account's role or quotas (KeyError: no such account)."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        with self._tx() as s:
+            row = s.get(_UserRow, name)
+            if row is None:
+                raise KeyError(f"no user {name!r}")
+            if role is not None:
+                row.role = role
+            if max_active_jobs is not None:
+                row.max_active_jobs = max_active_jobs
+            if disk_quota_mb is not None:
+                row.disk_quota_mb = disk_quota_mb
+            return _user(row)
+
+    def users(self) -> list[User]:
+        """Every account, by name."""
+        with self._tx() as s:
+            return [_user(r) for r in s.scalars(select(_UserRow).order_by(_UserRow.name))]
+
+    # ----------------------------------------------------------- download keys
+    def create_download_key(self, job_id: str, user: str, path: str,
+                            ttl: dt.timedelta = dt.timedelta(minutes=5)) -> str:
+        """A one-time key that lets one request download ``path`` of job ``job_id``."""
+        key = secrets.token_urlsafe(24)
+        now = _now()
+        with self._tx() as s:
+            s.execute(delete(_DownloadKeyRow).where(_DownloadKeyRow.expires < now))
+            s.add(_DownloadKeyRow(digest=_digest(key), job_id=job_id, user=user, path=path,
+                                  expires=now + ttl))
+        return key
+
+    def redeem_download_key(self, key: str, job_id: str, path: str) -> str | None:
+        """Use a download key, once: the user it was made for.
+
+        None when the key is unknown, used, expired, or made for another job or file.
+        """
+        with self._tx() as s:
+            row = s.get(_DownloadKeyRow, _digest(key), with_for_update=True)
+            if row is None:
+                return None
+            s.delete(row)  # one use, whatever the outcome
+            if row.job_id != job_id or row.path != path or _aware(row.expires) <= _now():
+                return None
+            return row.user
 
     def count_users(self) -> int:
         """Number of accounts (0 means the single-user embedded mode)."""
@@ -511,3 +673,35 @@ class JobStore:
         with self._tx() as s:
             return {status: int(n) for status, n in s.execute(q)}
 
+
+def _user(row: _UserRow) -> User:
+    return User(row.name, row.role, row.max_active_jobs, row.disk_quota_mb)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns of :data:`_ADDED_COLUMNS` to a database made before them.
+
+    Tokens made before expiry existed get the default lifetime from their creation
+    (90 days), so that no token lives for ever.
+    """
+    from sqlalchemy import inspect, text
+
+    insp = inspect(engine)
+    for table, names in _ADDED_COLUMNS.items():
+        have = {c["name"] for c in insp.get_columns(table)}
+        missing = [n for n in names if n not in have]
+        if not missing:
+            continue
+        cols = Base.metadata.tables[table].c
+        with engine.begin() as conn:
+            for name in missing:
+                ddl = cols[name].type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+            if table == "tokens" and "expires" in missing:
+                rows = conn.execute(text("SELECT digest, created FROM tokens")).all()
+                for digest, created in rows:
+                    if isinstance(created, str):
+                        created = dt.datetime.fromisoformat(created)
+                    born = _aware(created) or _now()
+                    conn.execute(text("UPDATE tokens SET expires = :e WHERE digest = :d"),
+                                 {"e": born + dt.timedelta(days=90), "d": digest})

@@ -29,6 +29,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import sys
@@ -51,7 +52,7 @@ from workflows.processes import get_process
 from workflows.settings import Settings
 from workflows.submit import job_dir
 
-__all__ = ["run_job", "status_document", "notify", "set_parent_death_signal",
+__all__ = ["run_job", "status_document", "notify", "set_parent_death_signal", "public_message",
            "OUTPUTS_MARKER", "STOP_GRACE_S"]
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,31 @@ def notify(job: Job, settings: Settings, key: str | None = None) -> bool:
         log.warning("job %s: callback %s to %s answered HTTP %s", job.id, key,
                     safe_url(url), code)
     return 200 <= code < 300
+
+
+_ABS_PATH = re.compile(r"(?<![\w:/.~>-])/(?:[^\s/'\"():,;]+/)*([^\s/'\"():,;]+)")
+
+
+def public_message(text: str, settings: Settings, workdir: Path | None = None) -> str:
+    """A job message without the server's absolute paths (users see job messages).
+
+    Paths in the job's folder become relative to it, the caller's uploads their names,
+    the service's folders a tag (``<products>``, ``<uploads>``, ``<scene cache>``); any
+    other absolute path is reduced to its last part. URLs are left alone.
+    """
+    roots: list[tuple[str, str]] = []
+    if workdir is not None:
+        roots.append((str(workdir), ""))
+    roots += [(str(settings.uploads_dir), "<uploads>"), (str(settings.products_dir),
+              "<products>"), (str(settings.scene_cache), "<scene cache>"),
+              (str(settings.home), "<service>")]
+    for root, tag in sorted(roots, key=lambda r: -len(r[0])):
+        root = root.rstrip("/")
+        if not root:
+            continue
+        text = text.replace(root + "/", f"{tag}/" if tag else "")
+        text = text.replace(root, tag or "the job folder")
+    return _ABS_PATH.sub(lambda m: m.group(1), text)
 
 
 def _notify_async(job: Job, settings: Settings) -> None:
@@ -323,7 +349,8 @@ class _Supervisor:
                         outcome = msg
                         break
                     self.progress = (int(round(100 * min(max(msg[1], 0.0), 1.0))),
-                                     msg[2] or "running")
+                                     public_message(msg[2] or "running", self.settings,
+                                                    self.workdir))
                 elif not proc.is_alive():
                     break
                 now = time.monotonic()
@@ -425,10 +452,11 @@ def run_job(job_id: str, *, store: JobStore, settings: Settings, worker_name: st
         _write_marker(workdir, outcome[1])
         final = store.finish(job.id, outcome[1], worker_name)
     elif kind == "input":
-        final = store.fail(job.id, outcome[1], worker_name)
+        final = store.fail(job.id, public_message(outcome[1], settings, workdir), worker_name)
     elif kind == "error":
         log.error("job %s failed:\n%s", job.id, outcome[2])
-        final = store.fail(job.id, f"internal error: {outcome[1]}", worker_name)
+        final = store.fail(job.id, "internal error: "
+                           + public_message(outcome[1], settings, workdir), worker_name)
     elif kind == "crashed":
         code = outcome[1]
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"

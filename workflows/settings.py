@@ -34,6 +34,9 @@ class Settings:
     queue_prefix: str = ""
     scene_cache_dir: Path | None = None
     resend_after: int = 21600
+    max_request_mb: int = 4096
+    user_quota_mb: int = 51200
+    token_days: int = 90
 
     @property
     def scene_cache(self) -> Path:
@@ -64,7 +67,11 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
     ``GDM_SCENE_CACHE`` (the scene cache folder shared by all workers; default
     ``$GDM_HOME/scenes``), ``GDM_RESEND_AFTER`` (s, default 21600: the task of a job
     still accepted after this long is sent again, in case its broker message was lost;
-    a duplicate is skipped by the worker that gets it; 0 never re-sends).
+    a duplicate is skipped by the worker that gets it; 0 never re-sends),
+    ``GDM_MAX_REQUEST_MB`` (largest request body, uploads included, default 4096),
+    ``GDM_USER_QUOTA_MB`` (disk space of each user's uploads, default 51200; a user's
+    ``disk_quota_mb`` overrides it), ``GDM_TOKEN_DAYS`` (lifetime of a new API token,
+    default 90).
     """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("GDM_HOME", ".gdm")).absolute()
@@ -82,4 +89,7 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         scene_cache_dir=(Path(env["GDM_SCENE_CACHE"]).absolute()
                          if env.get("GDM_SCENE_CACHE") else None),
         resend_after=int(env.get("GDM_RESEND_AFTER", "21600")),
+        max_request_mb=int(env.get("GDM_MAX_REQUEST_MB", "4096")),
+        user_quota_mb=int(env.get("GDM_USER_QUOTA_MB", "51200")),
+        token_days=int(env.get("GDM_TOKEN_DAYS", "90")),
     )

@@ -14,7 +14,7 @@ Pages (web form, operators): ``/activations`` (form and list) and ``/activations
 (the bulletin in the site's layout, reloading while jobs run).
 
 The caller is found like everywhere else (:func:`wps.context.current_user`: bearer
-token, ``?token=`` or the ``gdm_token`` cookie; the local user when no account exists).
+token, or the ``gdm_token`` cookie for reading; the local user when no account exists).
 """
 
 from __future__ import annotations

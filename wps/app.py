@@ -9,6 +9,7 @@ from workflows.settings import Settings, get_settings
 from wps.activation import bp as activation_bp
 from wps.campaigns import bp as campaigns_bp
 from wps.context import AppState
+from wps.guard import install
 from wps.ogcapi import bp as ogcapi_bp
 from wps.webform import bp as webform_bp
 from wps.wps1 import bp as wps_bp
@@ -21,9 +22,11 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     settings = settings or get_settings()
     settings.ensure_dirs()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 4 * 1024**3
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 1024**2
     store = store or JobStore(settings.database_url)
     app.extensions["gdm"] = AppState(settings=settings, store=store)
+
+    install(app)  # Host/Origin, CSRF, cookie-only changes, JSON depth, security headers
 
     app.register_blueprint(ogcapi_bp, url_prefix="/ogcapi")
     app.register_blueprint(wps_bp, url_prefix="/wps")

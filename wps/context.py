@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import abort, current_app, request
+from flask import abort, current_app, g, request
 
 from workflows.jobstore import JobStore, User
 from workflows.settings import Settings
@@ -29,20 +29,33 @@ def state() -> AppState:
 
 
 def current_user() -> User | None:
-    """The caller: from ``Authorization: Bearer TOKEN`` (or ``?token=``), else None.
+    """The caller: from ``Authorization: Bearer TOKEN``, else the ``gdm_token`` cookie.
 
     With no account in the job store the service runs as one local admin user (the
-    embedded default, which listens on 127.0.0.1 only).
+    embedded default, which listens on 127.0.0.1 only). Where the credential came from
+    is left in ``flask.g.gdm_auth`` (``header``, ``cookie``, ``local`` or None): a cookie
+    alone does not authorise changes (see :mod:`wps.guard`). A ``?token=`` in the URL is
+    not read (URLs end up in logs and histories); one-time download keys are (see
+    ``/ogcapi/jobs/{id}/download``).
     """
+    if "gdm_auth_user" in g:
+        return g.gdm_auth_user
     st = state()
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    token = token or request.args.get("token") or request.cookies.get("gdm_token")
+    source = "header" if token else None
+    if not token and request.cookies.get("gdm_token"):
+        token, source = request.cookies.get("gdm_token"), "cookie"
+    user: User | None
     if token:
-        return st.store.user_for_token(token)
-    if st.store.count_users() == 0:
-        return LOCAL_USER
-    return None
+        user = st.store.user_for_token(token)
+    elif st.store.count_users() == 0:
+        user, source = LOCAL_USER, "local"
+    else:
+        user = None
+    g.gdm_auth = source if user is not None else None
+    g.gdm_auth_user = user
+    return user
 
 
 def require_user() -> User:

@@ -35,25 +35,26 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import os
 import re
+import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, send_file
+from flask import Blueprint, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from gdmcore import InputError, check_file_name, user_uploads
-from gdmio.atomic import atomic_path
 from gdmio.process import ProcessSpec
 from workflows.jobstore import STATUSES, Job, User
 from workflows.processes import PROCESSES, get_process
 from workflows.scenes import preview_scenes
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
 from wps import web
-from wps.context import state
+from wps.context import LOCAL_USER, state
 from wps.openapi import build_openapi
 
 __all__ = ["bp", "CONFORMANCE", "status_info", "results_document",
@@ -158,9 +159,36 @@ _OPEN_ENDPOINTS = {"ogcapi.health"}
 def _authenticate() -> Response | None:
     if request.endpoint in _OPEN_ENDPOINTS:
         return None
+    if request.endpoint == "ogcapi.job_download" and "key" in request.args:
+        return _redeem_download_key()
     if web.caller() is None:
         return problem(401, web.TOKEN_REQUIRED)
     return None
+
+
+def _redeem_download_key() -> Response | None:
+    """A one-time download key stands for its user, for this one file of this job."""
+    args = request.view_args or {}
+    job_id, relpath = str(args.get("job_id", "")), str(args.get("relpath", ""))
+    keys = request.args.getlist("key")
+    name = state().store.redeem_download_key(keys[0], job_id, relpath) \
+        if len(keys) == 1 else None
+    user = state().store.get_user(name) if name else None
+    if user is None and name == LOCAL_USER.name:
+        user = LOCAL_USER
+    if user is None:
+        return problem(403, "this download link is not valid: it was used already, has "
+                       "expired, or is for another file; ask the job page for a new one")
+    g.gdm_user = g.gdm_auth_user = user
+    g.gdm_auth = "key"
+    return None
+
+
+def _need_json() -> None:
+    """Refuse a body that is not declared JSON (a form of another site cannot be)."""
+    mt = request.mimetype or ""
+    if mt != "application/json" and not mt.endswith("+json"):
+        raise Problem(415, f"send this request as application/json (got {mt or 'no type'!r})")
 
 
 def _user() -> User:
@@ -328,7 +356,8 @@ def _prefer() -> tuple[bool, float | None]:
 
 
 def _execute_body() -> dict[str, Any]:
-    body = request.get_json(silent=True, force=True) if request.data else {}
+    _need_json()
+    body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem(400, "the body must be a JSON object: {\"inputs\": {...}}")
     unknown = sorted(set(body) - _EXECUTE_KEYS)
@@ -644,9 +673,38 @@ def job_quicklooks(job_id: str) -> Response:
                     "links": [_link(f"{web.ogcapi_root()}/jobs/{job.id}/quicklooks", "self")]})
 
 
+@bp.post("/jobs/<job_id>/download-links")
+def job_download_link(job_id: str) -> Response:
+    """Extension: a one-time link to one file of a job, valid for five minutes.
+
+    Body ``{"path": "products/east.tif"}``; answers ``201 {"href", "expires"}``. The
+    link works once, without a token (for a browser's download or a tool that cannot
+    send headers); it is the only credential the service reads from a URL.
+    """
+    import datetime as dt
+
+    _need_json()
+    job = _visible(job_id)
+    body = request.get_json(silent=True)
+    relpath = body.get("path") if isinstance(body, dict) else None
+    if not isinstance(relpath, str):
+        raise Problem(400, 'the body must be {"path": "<file of the job>"}')
+    job_file(job, relpath, state().settings)  # 400/404 for a path that is not a file
+    ttl = dt.timedelta(minutes=5)
+    key = state().store.create_download_key(job.id, _user().name, relpath, ttl)
+    resp = jsonify({"href": f"{web.download_href(job, relpath)}?key={key}",
+                    "expires": web.iso(dt.datetime.now(dt.UTC) + ttl), "uses": 1})
+    resp.status_code = 201
+    return resp
+
+
 @bp.get("/jobs/<job_id>/download/<path:relpath>", merge_slashes=False)
 def job_download(job_id: str, relpath: str) -> Response:
-    """A file of a job's folder (owner, admin or public job; ``..`` refused)."""
+    """A file of a job's folder (owner, admin or public job; ``..`` refused).
+
+    Authorised by the caller's token, or by a one-time ``?key=`` from
+    ``POST /jobs/{id}/download-links``.
+    """
     job = _visible(job_id)
     path = job_file(job, relpath, state().settings)
     mt = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -671,15 +729,59 @@ def _check_upload_name(name: str | None) -> str:
         raise Problem(400, str(exc)) from None
 
 
-def _store_stream(chunks: Iterator[bytes], folder: Path, name: str) -> int:
+def _store_stream(chunks: Iterator[bytes], folder: Path, name: str, room: int) -> int:
+    """Write an upload under a temporary name, then give it its name.
+
+    A file of that name is never replaced (409); ``room`` is what the user's quota
+    leaves (bytes).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=folder)
     size = 0
-    with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-            size += len(chunk)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > room:
+                    raise Problem(413, _quota_message())
+                fh.write(chunk)
         if size == 0:
             raise Problem(400, f"upload {name!r} is empty")
+        try:
+            os.link(tmp, folder / name)  # fails if the name exists: no silent overwrite
+        except FileExistsError:
+            raise Problem(409, _exists_message(name)) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return size
+
+
+def _exists_message(name: str) -> str:
+    return (f"an upload named {name!r} exists already: choose another name, or delete it "
+            f"first (DELETE /ogcapi/uploads/{name})")
+
+
+def _quota_bytes() -> int:
+    user = _user()
+    mb = user.disk_quota_mb if user.disk_quota_mb is not None \
+        else state().settings.user_quota_mb
+    return int(mb) * 1024 * 1024
+
+
+def _quota_message() -> str:
+    quota = _quota_bytes()
+    size = f"{quota / 2**30:.1f} GiB" if quota >= 2**30 else f"{quota / 2**20:.0f} MiB"
+    return (f"your uploads would exceed your quota of {size}: delete some "
+            "(DELETE /ogcapi/uploads/NAME)")
+
+
+def _used_bytes(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+_RAW_TYPES_REFUSED = ("", "application/x-www-form-urlencoded", "text/plain")
 
 
 def _chunks(stream: Any, size: int = 1 << 20) -> Iterator[bytes]:
@@ -696,6 +798,7 @@ def scenes_search() -> Response:
 
     The same object a process takes as its ``scenes`` input; nothing is downloaded.
     """
+    _need_json()
     body = request.get_json(silent=True)
     return jsonify(preview_scenes(body))
 
@@ -704,25 +807,44 @@ def scenes_search() -> Response:
 def upload() -> Response:
     """Store input files (multipart ``file`` fields, or a raw body with ``?name=``).
 
-    Any body that is not ``multipart/form-data`` is taken as the file itself, so
-    ``curl --data-binary @scene.tif '.../uploads?name=scene.tif'`` works too.
+    A body of another type (``application/octet-stream``, ``image/tiff``...; not a form
+    type nor ``text/plain``) is taken as the file itself: ``curl -H 'Content-Type:
+    application/octet-stream' --data-binary @scene.tif '.../uploads?name=scene.tif'``.
+    An existing upload is never replaced (409: delete it first); the user's uploads may
+    not exceed their disk quota (413).
 
     Returns ``{"name": ..., "names": [...], "size": ...}`` with status 201; the names
     are what process inputs reference (e.g. ``{"images": ["a.tif", "b.tif"]}``).
     """
     folder = _uploads_folder()
     stored: list[tuple[str, int]] = []
-    files = [f for key in request.files for f in request.files.getlist(key)] \
-        if request.mimetype == "multipart/form-data" else []
-    if request.mimetype == "multipart/form-data":
+    mt = request.mimetype or ""
+    if mt != "multipart/form-data" and mt in _RAW_TYPES_REFUSED:
+        raise Problem(415, "send files as multipart/form-data, or the raw file with its "
+                      "own type (e.g. Content-Type: application/octet-stream) and ?name=")
+    room = _quota_bytes() - _used_bytes(folder)
+    if request.content_length is not None and request.content_length > room + (1 << 20):
+        raise Problem(413, _quota_message())
+    if mt == "multipart/form-data":
+        files = [f for key in request.files for f in request.files.getlist(key)]
         if not files:
             raise Problem(400, "a multipart upload needs at least one file field")
         names = [_check_upload_name(f.filename) for f in files]
+        for name in names:
+            if names.count(name) > 1 or (folder / name).exists():
+                raise Problem(409, _exists_message(name))
         for f, name in zip(files, names, strict=True):
-            stored.append((name, _store_stream(_chunks(f.stream), folder, name)))
+            size = _store_stream(_chunks(f.stream), folder, name, room)
+            stored.append((name, size))
+            room -= size
     else:
-        name = _check_upload_name(request.args.get("name"))
-        stored.append((name, _store_stream(_chunks(request.stream), folder, name)))
+        names = request.args.getlist("name")
+        if len(names) > 1:
+            raise Problem(400, "give ?name= once")
+        name = _check_upload_name(names[0] if names else None)
+        if (folder / name).exists():
+            raise Problem(409, _exists_message(name))
+        stored.append((name, _store_stream(_chunks(request.stream), folder, name, room)))
     resp = jsonify({"name": stored[0][0], "names": [n for n, _ in stored],
                     "size": stored[0][1], "sizes": [s for _, s in stored]})
     resp.status_code = 201

@@ -84,10 +84,22 @@ def _problem(description: str) -> dict[str, Any]:
 _UNAUTHORIZED = _problem("No valid API token (once accounts exist, every request needs one).")
 
 
-def _responses(ok: dict[str, Any], *errors: tuple[str, str]) -> dict[str, Any]:
+_CHANGE_REFUSED = ("Refused: a cross-site request, a cookie as the only credential "
+                   "(send Authorization: Bearer TOKEN), or a missing CSRF token of the web "
+                   "form; or another reason given in the detail.")
+
+
+def _responses(ok: dict[str, Any], *errors: tuple[str, str], change: bool = False
+               ) -> dict[str, Any]:
+    """Responses of an operation; ``change``: it changes something (403, 415 possible)."""
     out = dict(ok)
     out["401"] = _UNAUTHORIZED
+    out["400"] = _problem("Invalid request (the detail says what).")
+    if change:
+        out["403"] = _problem(_CHANGE_REFUSED)
     for code, text in errors:
+        if code == "403" and change:
+            text = f"{text} {_CHANGE_REFUSED}"
         out[code] = _problem(text)
     return out
 
@@ -235,8 +247,10 @@ def _execution_path(spec: ProcessSpec, outputs: list[str]) -> dict[str, Any]:
             ("403", "Queue not allowed for the caller's role."),
             ("404", "No such process."),
             ("410", "The job was dismissed during a synchronous execution."),
+            ("413", "Request body too large."),
+            ("415", "The body is not application/json."),
             ("429", "Quota of unfinished jobs reached."),
-            ("500", "The job failed on an internal error.")),
+            ("500", "The job failed on an internal error."), change=True),
     }}
 
 
@@ -306,7 +320,8 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                    "tags": ["Jobs"], "parameters": [job_id],
                    "responses": _responses({"200": _json("statusInfo", "The job.")},
                                            ("403", "Only the owner or an admin may dismiss."),
-                                           ("404", "No such job (or not yours)."))}}
+                                           ("404", "No such job (or not yours)."),
+                                           change=True)}}
     paths["/jobs/{jobID}/results"] = get(
         "getResult", "Results of a successful job (files by reference)",
         {"200": _json("results", "Output name: value or link.")},
@@ -321,8 +336,39 @@ def build_openapi(base_url: str) -> dict[str, Any]:
         {"200": {"description": "The file.", "content": {"*/*": {
             "schema": {"type": "string", "format": "binary"}}}}},
         ("400", "Refused path (`..`, absolute)."), ("404", "No such job or file."),
+        ("403", "The one-time download key was used, expired, or is for another file."),
         params=[job_id, {"name": "path", "in": "path", "required": True,
-                         "schema": {"type": "string"}}], tag="Jobs")
+                         "schema": {"type": "string"}},
+                {"name": "key", "in": "query", "required": False,
+                 "description": "A one-time key from POST /jobs/{jobID}/download-links, "
+                 "instead of a token.", "schema": {"type": "string"}}], tag="Jobs")
+    paths["/jobs/{jobID}/download-links"] = {"post": {
+        "operationId": "downloadLink", "tags": ["Jobs"],
+        "summary": "Extension: a one-time link (5 minutes, one use) to one file of a job",
+        "parameters": [job_id],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["path"],
+            "properties": {"path": {"type": "string"}}}}}},
+        "responses": _responses(
+            {"201": {"description": "The link.", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["href", "expires"],
+                           "properties": {"href": {"type": "string"},
+                                          "expires": {"type": "string"},
+                                          "uses": {"type": "integer"}}}}}}},
+            ("404", "No such job or file (or not yours)."),
+            ("415", "The body is not application/json."), change=True)}}
+    paths["/health"] = {"get": {
+        "operationId": "health", "tags": ["Service"],
+        "summary": "Extension: which queues have a live worker (no token needed)",
+        "responses": {"200": {"description": "ok, or degraded with the problems.",
+                              "content": {"application/json": {"schema": {
+                                  "type": "object", "required": ["status", "queues"],
+                                  "properties": {
+                                      "status": {"type": "string",
+                                                 "enum": ["ok", "degraded"]},
+                                      "queues": {"type": "object"},
+                                      "problems": {"type": "array",
+                                                   "items": {"type": "string"}}}}}}}}}}
     upload_name = {"name": "name", "in": "query", "required": False,
                    "description": "File name, for a raw (octet-stream) body.",
                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+@-]*$",
@@ -343,7 +389,10 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                                                         "format": "binary"}}}},
             "responses": _responses({"201": _json("uploaded", "Stored.")},
                                     ("400", "Missing, refused or empty file name or body."),
-                                    ("413", "Too large."))}}
+                                    ("409", "An upload of that name exists (never replaced)."),
+                                    ("413", "Too large, or over the caller's disk quota."),
+                                    ("415", "A form or text body (send multipart/form-data "
+                                     "or the file's own type)."), change=True)}}
     schemas["sceneRequest"] = to_oas30(SceneRequest.model_json_schema())
     paths["/scenes/search"] = {"post": {
         "operationId": "searchScenes", "tags": ["Scenes"],
@@ -353,14 +402,16 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "schema": {"$ref": _REF + "sceneRequest"}}}},
         "responses": _responses({"200": _json("sceneList", "The scenes, oldest first.")},
                                 ("400", "Invalid request (AOI, dates, filters)."),
-                                ("502", "The archive failed after retries."))}}
+                                ("415", "The body is not application/json."),
+                                ("502", "The archive failed after retries."), change=True)}}
     paths["/uploads/{name}"] = {"delete": {
         "operationId": "deleteUpload", "summary": "Extension: delete an uploaded file",
         "tags": ["Uploads"],
         "parameters": [{"name": "name", "in": "path", "required": True,
                         "schema": {"type": "string"}}],
         "responses": _responses({"204": {"description": "Deleted."}},
-                                ("400", "Refused name."), ("404", "No such upload."))}}
+                                ("400", "Refused name."), ("404", "No such upload."),
+                                change=True)}}
 
     return {
         "openapi": "3.0.3",
@@ -373,7 +424,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                  "`Authorization: Bearer TOKEN`."},
         "servers": [{"url": base_url}],
         "tags": [{"name": n} for n in ("Capabilities", "Processes", "Jobs", "Uploads",
-                                        "Scenes")],
+                                        "Scenes", "Service")],
         "security": [{}, {"bearerAuth": []}],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {

@@ -215,8 +215,19 @@ def render_map(path: Path, band: int, max_px: int = _MAP_MAX_PX) -> bytes:
     return buf.getvalue()
 
 
+def _reader(user: User | None) -> User:
+    """The caller, who must be known (401 otherwise).
+
+    A public job is public to the service's users, as on ``/ogcapi/jobs/<id>``, not to
+    anyone without a token.
+    """
+    if user is None:
+        raise SubmitError(401, web.TOKEN_REQUIRED)
+    return user
+
+
 def _job_or_error(job_id: str) -> Job:
-    return visible_job(job_id, current_user(), store=state().store)
+    return visible_job(job_id, _reader(current_user()), store=state().store)
 
 
 def _output_path(job: Job, name: str) -> Path:
@@ -233,6 +244,13 @@ def _user_info(user: User | None) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- pages
+@bp.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    from wps.guard import csrf_token
+
+    return {"csrf_token": csrf_token}
+
+
 @bp.errorhandler(SubmitError)
 def _submit_error(exc: SubmitError) -> tuple[Response, int]:
     return jsonify({"error": exc.message, "status": exc.status}), exc.status
@@ -254,7 +272,7 @@ def job_page(job_id: str) -> tuple[str, int] | str:
     user = current_user()
     who = _user_info(user)
     try:
-        job = visible_job(job_id, user, store=state().store)
+        job = visible_job(job_id, _reader(user), store=state().store)
     except SubmitError as exc:
         return render_template("webform/job.html", job=None, job_id=job_id,
                                error=exc.message, who=who), exc.status

@@ -65,6 +65,7 @@ from workflows.settings import Settings
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
 from wps import web
 from wps.context import state
+from wps.guard import loads_limited
 
 __all__ = ["bp", "pywps_process", "input_kinds", "InputKind", "write_pywps_config",
            "execute_response", "status_info_document", "result_document", "WPSError",
@@ -569,12 +570,27 @@ def _kvp(name: str) -> str | None:
     return None
 
 
+def _refuse_repeated_kvp() -> None:
+    """A KVP parameter given twice is ambiguous: refused, not silently the first one."""
+    seen: set[str] = set()
+    for key in request.args.keys():  # noqa: SIM118 - MultiDict keys, one per name
+        low = key.lower()
+        if low in seen or len(request.args.getlist(key)) > 1:
+            raise WPSError("InvalidParameterValue", f"parameter {key!r} is given more than "
+                           "once", key)
+        seen.add(low)
+
+
+_XML_TYPES = ("text/xml", "application/xml")
+
+
 @bp.route("", methods=["GET", "POST"])
 @bp.route("/", methods=["GET", "POST"])
 def endpoint() -> Response:
     """WPS 1.0.0 (GetCapabilities, DescribeProcess, Execute) and WPS 2.0 job operations."""
     version = "1.0.0"
     try:
+        _refuse_repeated_kvp()
         user = _user()
         if request.method == "GET":
             op = (_kvp("request") or "").lower()
@@ -586,6 +602,11 @@ def endpoint() -> Response:
             if "json" in (request.content_type or ""):
                 raise WPSError("InvalidParameterValue", "JSON requests are served by the OGC "
                                "API at /ogcapi; /wps takes KVP GET or XML POST", "request")
+            mt = request.mimetype or ""
+            if mt not in _XML_TYPES and not mt.endswith("+xml"):
+                raise WPSError("InvalidParameterValue", "send WPS POST requests as XML "
+                               f"(Content-Type: text/xml), not {mt or 'no type'!r}",
+                               "Content-Type", 415)
             wreq, body = _body_request()
             root = _sniff_root(body)
             if root.tag.startswith(f"{{{WPS2_NS}}}") and \
@@ -664,8 +685,21 @@ def _wps1(wreq: WerkzeugRequest, body: bytes, user: User) -> Response:
     if parsed.operation in ("getcapabilities", "describeprocess"):
         return _pywps_document(service, parsed)
     if parsed.operation == "execute":
+        if wreq.method == "POST":
+            _refuse_empty_literals(_sniff_root(body))
         return _execute(parsed, user)
     raise WPSError("OperationNotSupported", f"unknown request {parsed.operation!r}", "request")
+
+
+def _refuse_empty_literals(root: etree._Element) -> None:
+    """An empty ``wps:LiteralData`` is a missing value (pywps would read it as "None")."""
+    for inp in root.iter(f"{{{WPS_NS}}}Input"):
+        for lit in inp.iter(f"{{{WPS_NS}}}LiteralData"):
+            if not (lit.text or "").strip():
+                ident = inp.findtext(f"{{{OWS_NS}}}Identifier") or "?"
+                raise WPSError("MissingParameterValue", f"input {ident.strip()} has an empty "
+                               "LiteralData: give a value or leave the input out",
+                               ident.strip())
 
 
 def _pywps_document(service: Any, parsed: Any) -> Response:
@@ -732,7 +766,7 @@ def _complex_value(kind: InputKind, item: dict) -> Any:
                        "not a reference", kind.name)
     data = item.get("data")
     try:
-        return json.loads(data if data is not None else "")
+        return loads_limited(data if data is not None else "")
     except (TypeError, ValueError) as exc:
         raise WPSError("InvalidParameterValue", f"input {kind.name}: not valid JSON ({exc})",
                        kind.name) from None
@@ -757,9 +791,11 @@ def request_inputs(spec: ProcessSpec, raw: dict[str, list[dict]]) -> dict[str, A
                            f"{name!r}; known: {', '.join(kinds)}", name)
         items = list(items or [])
         if kind.kind == "literal":
-            present = [i for i in items if not (kind.data_type != "string"
-                                                and str(i.get("data") or "").strip() == "")]
-            values = [_convert_literal(kind, i.get("href") or i.get("data")) for i in present]
+            for i in items:
+                if not str(i.get("href") or i.get("data") or "").strip():
+                    raise WPSError("MissingParameterValue", f"input {name} has an empty "
+                                   "value: give a value or leave the input out", name)
+            values = [_convert_literal(kind, i.get("href") or i.get("data")) for i in items]
         else:
             values = [_complex_value(kind, i) for i in items]
         if not values:

@@ -4,7 +4,10 @@
  *   uploads (POST /ogcapi/uploads), async submission (POST /ogcapi/processes/{id}/execution
  *   with Prefer: respond-async) and a job list polling GET /ogcapi/jobs.
  * GDM.jobPage(): one job: status, downloads, quicklooks, click-a-pixel time-series plot.
- * Every call is same-origin, so the gdm_token cookie authenticates it.
+ * Every call is same-origin and carries the token (kept in the gdm_token cookie once
+ * signed in) in the Authorization header: the server takes no change on the strength of
+ * a cookie alone. Without accounts, calls carry the page's CSRF token (X-GDM-CSRF).
+ * File downloads go through one-time links (POST /ogcapi/jobs/{id}/download-links).
  */
 "use strict";
 
@@ -36,8 +39,22 @@ const GDM = (() => {
     return node;
   }
 
+  function storedToken() {
+    const m = document.cookie.match(/(?:^|;\s*)gdm_token=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  function authHeaders() {
+    const h = {};
+    const tok = storedToken();
+    if (tok) h.Authorization = `Bearer ${tok}`;
+    const csrf = document.querySelector('meta[name="gdm-csrf"]');
+    if (csrf) h["X-GDM-CSRF"] = csrf.content;
+    return h;
+  }
+
   async function api(method, url, body, headers) {
-    const opts = { method, credentials: "same-origin", headers: { Accept: "application/json", ...(headers || {}) } };
+    const opts = { method, credentials: "same-origin", headers: { Accept: "application/json", ...authHeaders(), ...(headers || {}) } };
     if (body instanceof FormData) opts.body = body;
     else if (body !== undefined) {
       opts.body = JSON.stringify(body);
@@ -49,6 +66,22 @@ const GDM = (() => {
     if (type.includes("json")) data = await resp.json().catch(() => null);
     else data = await resp.text().catch(() => null);
     return { ok: resp.ok, status: resp.status, data, headers: resp.headers };
+  }
+
+  // A link to a job's file: on click, ask for a one-time download link and follow it.
+  function fileLink(jobId, f) {
+    return el("a", {
+      href: f.href, download: "", text: f.name,
+      onclick: async (ev) => {
+        ev.preventDefault();
+        const r = await api("POST", `/ogcapi/jobs/${encodeURIComponent(jobId)}/download-links`, { path: f.path });
+        if (!r.ok) { alert(errorText(r)); return; }
+        const a = el("a", { href: r.data.href, download: "" });
+        document.body.append(a);
+        a.click();
+        a.remove();
+      },
+    });
   }
 
   function errorText(r) {
@@ -86,7 +119,8 @@ const GDM = (() => {
         ev.preventDefault();
         const tok = document.getElementById("token").value.trim();
         if (!tok) return;
-        document.cookie = `gdm_token=${encodeURIComponent(tok)}; path=/; SameSite=Strict`;
+        const secure = location.protocol === "https:" ? "; Secure" : "";
+        document.cookie = `gdm_token=${encodeURIComponent(tok)}; path=/; SameSite=Strict${secure}`;
         location.reload();
       });
     }
@@ -488,7 +522,7 @@ const GDM = (() => {
             el("img", { class: "thumb", src: look.href, alt: `${look.name} quicklook`, loading: "lazy" })));
         }
         const links = el("span", { class: "links" });
-        for (const f of s.files.slice(0, 4)) links.append(el("a", { href: f.href, download: "", text: f.name }), " ");
+        for (const f of s.files.slice(0, 4)) links.append(fileLink(id, f), " ");
         if (s.files.length > 4) links.append(el("a", { href: s.page, text: `+${s.files.length - 4} more` }));
         for (const [k, v] of Object.entries(s.literals)) links.append(el("span", { class: "literal", text: `${k}: ${String(v).slice(0, 60)}` }));
         cell.append(links);
@@ -584,7 +618,7 @@ const GDM = (() => {
       if (sig !== shownFiles) {
         shownFiles = sig;
         document.getElementById("downloads").replaceChildren(
-          ...job.files.map((f) => el("li", {}, el("a", { href: f.href, download: "", text: f.name }),
+          ...job.files.map((f) => el("li", {}, fileLink(job.id, f),
             el("span", { class: "muted", text: ` ${f.title} — ${f.path}` }))));
         document.getElementById("job-literals").replaceChildren(
           ...Object.entries(job.literals).map(([k, v]) => el("p", {}, el("b", { text: `${k}: ` }), String(v))));
@@ -723,5 +757,5 @@ const GDM = (() => {
     box.replaceChildren(root);
   }
 
-  return { indexPage, jobPage, plot, makeWidget };
+  return { indexPage, jobPage, plot, makeWidget, authHeaders };
 })();
