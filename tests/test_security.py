@@ -19,7 +19,7 @@ import pytest
 import rasterio
 import requests
 
-from gdm_opt.simulate import SimulateConfig, simulate
+from simulators.opt import SimulateConfig, simulate
 
 from .serverutil import running_server
 
@@ -318,7 +318,7 @@ def hostile(monkeypatch):
 
 
 def _ctx(tmp_path):
-    from workflows.process_base import JobContext
+    from gdmio.process import JobContext
 
     return JobContext("job-x", tmp_path / "job", tmp_path / "uploads",
                       progress=lambda f, m: None)
@@ -326,7 +326,7 @@ def _ctx(tmp_path):
 
 def _fetch_error(ref: str, tmp_path, index: int = 0) -> str:
     from gdmcore import InputError
-    from workflows.process_base import resolve_reference
+    from gdmio.process import resolve_reference
 
     with pytest.raises(InputError) as err:
         resolve_reference(ref, _ctx(tmp_path), index)
@@ -363,7 +363,7 @@ def test_probe3_inputs_on_internal_addresses_are_refused_before_any_connection(
     assert hostile.hits == [], "the service connected to an internal address"
     # once the operator allows the host, the same input is fetched
     monkeypatch.setenv("GDM_ALLOWED_HOSTS", "127.0.0.1")
-    from workflows.process_base import resolve_reference
+    from gdmio.process import resolve_reference
 
     path = resolve_reference(f"http://127.0.0.1:{port}/ok.tif", _ctx(tmp_path))
     assert path.read_bytes() == b"x" * 1000 and hostile.hits == ["/ok.tif"]
@@ -442,7 +442,7 @@ def test_probe3_size_caps_deadline_and_short_bodies(hostile, tmp_path, monkeypat
     # the job's inputs together: two 1000-byte inputs under a 1500-byte job budget
     monkeypatch.delenv("GDM_FETCH_DEADLINE")
     monkeypatch.setattr("gdmio.outbound.job_input_cap", lambda env=None: 1500)
-    from workflows.process_base import resolve_reference
+    from gdmio.process import resolve_reference
 
     ctx = _ctx(tmp_path)
     resolve_reference(f"{hostile.url}/ok/a.tif", ctx, 0)
