@@ -62,7 +62,7 @@ CAMPAIGNS = Table(
     Column("updated", DateTime, nullable=False),
 )
 CAMPAIGN_JOBS = Table(
-    "flatsim_campaign_jobs", _META,
+    "flatsim_campaign_jobs", Base.metadata,
     Column("campaign_id", String(80), primary_key=True),
     Column("job_id", String(64), primary_key=True),
 )
@@ -98,7 +98,7 @@ class CampaignState:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = make_engine(url)
-        create_tables(self.engine, CAMPAIGNS, STEPS)
+        create_tables(self.engine, CAMPAIGNS, CAMPAIGN_JOBS, STEPS)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

@@ -22,27 +22,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import requests
 
-if TYPE_CHECKING:
-    from gdmio.outbound import OutboundPolicy
+from gdmio.outbound import (
+    OutboundError,
+    OutboundPolicy,
+    RemoteError,
+    _unwrap,
+    describe,
+    guard,
+    policy_from_env,
+)
 
 __all__ = ["RemoteError", "DownloadResult", "download", "RetryPolicy"]
 
 _PERMANENT = {400: "bad request", 401: "not authorised (check the credentials)",
               403: "forbidden (check the credentials and the data licence)",
               404: "not found", 410: "gone from the archive"}
-
-
-class RemoteError(Exception):
-    """A remote archive refused or failed a request; the message names scene and cause."""
-
-    def __init__(self, message: str, status: int | None = None, retryable: bool = False):
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -159,8 +156,6 @@ def download(
     dest = Path(dest)
     label = label or dest.name
     policy = policy or RetryPolicy()
-    from gdmio.outbound import OutboundError, guard, policy_from_env
-
     rules = outbound or policy_from_env().with_limits(max_bytes=None, deadline_s=None)
     sess = guard(session or requests.Session(), rules)
     part = dest.with_name(dest.name + ".part")
@@ -224,8 +219,6 @@ def download(
             raise
         except (requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:
-            from gdmio.outbound import _unwrap, describe
-
             refused = _unwrap(exc)
             if refused is not None:  # a redirect to a refused host
                 raise OutboundError(f"{label}: {refused}") from None

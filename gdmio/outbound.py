@@ -48,12 +48,11 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util import connection as u3conn
 
 from gdmio.atomic import atomic_path
-from gdmio.download import RemoteError
 
 __all__ = ["OutboundPolicy", "OutboundError", "Deadline", "policy_from_env", "check_url",
            "check_host", "guarded_session", "guard", "fetch_to_file", "post_json",
-           "safe_url", "archive_policy", "job_input_cap", "describe", "MAX_REDIRECTS",
-           "ALLOWED_SCHEMES"]
+           "safe_url", "archive_policy", "RemoteError", "job_input_cap", "describe",
+           "MAX_REDIRECTS", "ALLOWED_SCHEMES"]
 
 ALLOWED_SCHEMES = ("http", "https")
 MAX_REDIRECTS = 5
@@ -62,6 +61,19 @@ _MB = 1024 * 1024
 NOT_ALLOWED = ("the host is not allowed (loopback, private, link-local, multicast and "
                "reserved addresses are refused; an operator may allow a host with "
                "GDM_ALLOWED_HOSTS)")
+
+
+class RemoteError(Exception):
+    """A remote server refused or failed a request; the message names what and why.
+
+    (Defined here, below :mod:`gdmio.download` which re-exports it, so that the guarded
+    client and the downloads share it without an import cycle.)
+    """
+
+    def __init__(self, message: str, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
 
 
 class OutboundError(RemoteError):

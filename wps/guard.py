@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import urllib.parse
@@ -35,11 +34,10 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 
+from wps.jsonlimit import MAX_JSON_DEPTH, JSONTooDeep, loads_limited
+
 __all__ = ["install", "csrf_token", "state_changing", "MAX_JSON_DEPTH", "loads_limited",
            "JSONTooDeep", "CSRF_HEADER", "LOOPBACK_NAMES"]
-
-MAX_JSON_DEPTH = 64
-"""Deepest nesting of arrays and objects accepted in a JSON body."""
 
 CSRF_HEADER = "X-GDM-CSRF"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -48,37 +46,6 @@ _BROWSER_HEADERS = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Referer", "Co
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; "
        "form-action 'self'; frame-ancestors 'none'")
-
-
-# --------------------------------------------------------------------- JSON
-class JSONTooDeep(ValueError):
-    """A JSON document nested deeper than :data:`MAX_JSON_DEPTH`."""
-
-
-def _depth_ok(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > limit:
-                return False
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            if depth > limit:
-                return False
-            stack.extend((v, depth + 1) for v in node)
-    return True
-
-
-def loads_limited(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` that raises :class:`JSONTooDeep` (a ValueError) for deep nesting."""
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise JSONTooDeep(f"JSON nested deeper than {limit} levels") from None
-    if not _depth_ok(value, limit):
-        raise JSONTooDeep(f"JSON nested deeper than {limit} levels")
-    return value
 
 
 class _LimitedJSON(DefaultJSONProvider):

@@ -65,7 +65,7 @@ from workflows.settings import Settings
 from workflows.submit import SubmitError, dismiss, job_file, submit, visible_job, wait
 from wps import web
 from wps.context import state
-from wps.guard import loads_limited
+from wps.jsonlimit import loads_limited
 
 __all__ = ["bp", "pywps_process", "input_kinds", "InputKind", "write_pywps_config",
            "execute_response", "status_info_document", "result_document", "WPSError",
