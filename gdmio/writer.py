@@ -46,6 +46,7 @@ __all__ = ["Layer", "ProductWriter", "write_layers"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _CHUNK = 256
+_CACHE_MAX = 16 << 20  # bytes of HDF5 chunk cache per variable
 
 
 class Layer:
@@ -268,6 +269,12 @@ class ProductWriter:
         chunks = ((1,) if series else ()) + (min(_CHUNK, self.height), min(_CHUNK, self.width))
         var = self._nc.createVariable(name, "f4", dims, zlib=True, complevel=1,
                                       chunksizes=chunks, fill_value=np.float32(np.nan))
+        # HDF5 keeps partly written chunks in a per-variable cache (netCDF's default is
+        # tens of MiB per variable): one row of chunks is enough for row-block writing.
+        ntime = len(self.dates) if series else 1
+        row_of_chunks = ntime * -(-self.width // chunks[-1]) * chunks[-1] * chunks[-2] * 4
+        var.set_var_chunk_cache(size=int(min(row_of_chunks * 1.25, _CACHE_MAX)),
+                                nelems=1009, preemption=0.9)
         if units:
             var.units = units
         if long_name:
