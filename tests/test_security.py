@@ -132,6 +132,8 @@ def test_probe1_kill9_of_each_embedded_worker_mid_job_is_survived(series):
         assert s.get(f"{base}/ogcapi/health", timeout=60).json()["status"] == "ok"
         log = base.log.read_text(errors="replace")
         assert log.count("died after") == 2 and log.count("restarted") >= 2
+        # with no account, serve says it is the local admin's and listens on loopback only
+        assert "no accounts" in log and "listening on 127.0.0.1 only" in log
 
 
 # ------------------------------------------------------ handler probes: set-up
