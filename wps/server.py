@@ -9,6 +9,9 @@ soon as the headers are in, as JSON problems like the application's own:
 - **401** when accounts exist and the request brings a body without a valid token (so
   an unauthenticated upload is not read whole first). A token is looked up once and
   remembered for :data:`TOKEN_CACHE_S` seconds.
+
+These checks run in waitress's I/O thread, so they only read, on a connection of their
+own that never takes SQLite's write lock (WAL readers do not wait for writers).
 """
 
 from __future__ import annotations
@@ -55,8 +58,14 @@ class EarlyGate:
     """Decides, from the headers alone, whether a request with a body is refused."""
 
     def __init__(self, store: JobStore, max_bytes: int) -> None:
+        from sqlalchemy import create_engine
+
         self.store = store
         self.max_bytes = max_bytes
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if store.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 5, "check_same_thread": False}
+        self._reader = create_engine(store.url, **kwargs)  # reads only, no write lock
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[float, bool]] = {}
         self._accounts: tuple[float, bool] = (0.0, False)
@@ -71,7 +80,10 @@ class EarlyGate:
         with self._lock:
             when, value = self._accounts
         if now - when > 2.0:
-            value = self.store.count_users() > 0
+            from sqlalchemy import text
+
+            with self._reader.connect() as conn:
+                value = bool(conn.execute(text("SELECT count(*) FROM users")).scalar())
             with self._lock:
                 self._accounts = (now, value)
         return value
@@ -82,7 +94,22 @@ class EarlyGate:
             hit = self._tokens.get(token)
         if hit is not None and now - hit[0] < TOKEN_CACHE_S:
             return hit[1]
-        ok = self.store.user_for_token(token) is not None
+        import datetime as dt
+        import hashlib
+
+        from sqlalchemy import text
+
+        with self._reader.connect() as conn:
+            row = conn.execute(text("SELECT revoked, expires FROM tokens WHERE digest = :d"),
+                               {"d": hashlib.sha256(token.encode()).hexdigest()}).first()
+        ok = False
+        if row is not None and row[0] is None:
+            expires = row[1]
+            if isinstance(expires, str):
+                expires = dt.datetime.fromisoformat(expires)
+            if expires is not None and expires.tzinfo is None:
+                expires = expires.replace(tzinfo=dt.UTC)
+            ok = expires is None or expires > dt.datetime.now(dt.UTC)
         with self._lock:
             if len(self._tokens) > 10000:
                 self._tokens.clear()
