@@ -21,11 +21,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from dsm_opt.products import layer
 from gdmio.cog import CogWriter
 from kernels.rasterize import fill_from_neighbours, fill_holes, finish_splat, splat_points
 
@@ -212,20 +214,21 @@ def write_products(grids: list[BlockGrid], sigmas: list[float], tols: list[float
     rows, cols, b = g0.rows, g0.cols, g0.block
     halo = 1 + (fill_max_cells or 0)
     stats = ProductStats(per_pair=[0] * len(grids))
+    def writer(name: str, **kw: Any) -> CogWriter:
+        meta = layer(name)
+        extra = {k: v for k, v in tags.items() if k not in ("UNITS",)} \
+            if name == "dsm" else {}
+        return CogWriter(stage / meta.file, cols, rows, 1, crs, transform,
+                         descriptions=meta.descriptions(), tags=meta.tags(**extra), **kw)
+
     writers = {
-        "dsm": CogWriter(stage / "dsm.tif", cols, rows, 1, crs, transform, nodata=nodata,
-                         descriptions=["height (m, WGS84 ellipsoid)"], tags=tags),
-        "ortho": CogWriter(stage / "ortho.tif", cols, rows, 1, crs, transform,
-                           descriptions=["left image radiometry"]),
-        "count": CogWriter(stage / "count.tif", cols, rows, 1, crs, transform, nodata=None,
-                           dtype="uint16", descriptions=["points per cell"]),
-        "uncertainty": CogWriter(stage / "uncertainty.tif", cols, rows, 1, crs, transform,
-                                 descriptions=["height 1-sigma (m)"]),
+        "dsm": writer("dsm", nodata=nodata),
+        "ortho": writer("ortho"),
+        "count": writer("count", nodata=None, dtype="uint16"),
+        "uncertainty": writer("uncertainty"),
     }
     if fill_max_cells:
-        writers["filled"] = CogWriter(stage / "filled.tif", cols, rows, 1, crs, transform,
-                                      nodata=None, dtype="uint8",
-                                      descriptions=["1 = cell filled by interpolation"])
+        writers["filled"] = writer("filled", nodata=None, dtype="uint8")
     opened = []
     try:
         for w in writers.values():

@@ -541,7 +541,7 @@ def _finish(cfg: DsmConfig, params: DsmParams, views: list[View],
     end = max(dates) if dates else start
 
     with ProductDir(cfg.out) as stage:
-        tags = {"UNITS": "metre", "HEIGHT_REFERENCE": "WGS84 ellipsoid",
+        tags = {"HEIGHT_REFERENCE": "WGS84 ellipsoid",
                 "PROCESS": "dsm-opt"}
         sigmas = [max(_SIGMA_DISPARITY * r.m_per_px, 0.05) for r in results]
         tols = [3.0 * max(sg, r.m_per_px / 3.0) for sg, r in zip(sigmas, results, strict=True)]

@@ -53,7 +53,7 @@ from rasterio.windows import Window
 from flatsim.plan import Step, frame_head, plan_frame
 from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
 from gdmcore import InputError
-from gdmio.atomic import atomic_path, write_text
+from gdmio.atomic import write_text
 from insar.inversion import StackFacts, invert_stack
 from insar.network import lonely_dates, select_network
 from insar.pairs import process_pair
@@ -604,38 +604,27 @@ def verify_package(job: FrameJob) -> dict | None:
     return doc
 
 
+def dates_of(info: dict) -> list[dt.date]:
+    """The dates of a frame's ingest info."""
+    return [dt.date.fromisoformat(d) for d in info["dates"]]
+
+
 def _network_plot(info: dict, inv: dict, path: Path) -> Path:
-    import matplotlib
+    from gdmio.quicklook import network_plot, pair_coherence
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dates = [dt.date.fromisoformat(d) for d in info["dates"]]
-    bperp = info["bperp_m"]
+    dates = dates_of(info)
     used = set(inv["pairs_used"])
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for (i, j), name in zip(info["pairs"], info["pair_names"], strict=True):
-        ok = name in used
-        ax.plot([dates[i], dates[j]], [bperp[i], bperp[j]],
-                color="tab:blue" if ok else "tab:red", lw=0.8 if ok else 1.4,
-                ls="-" if ok else "--", alpha=0.7 if ok else 1.0)
-    ax.plot(dates, bperp, "o", color="k", ms=3)
-    for d in info["dropped"]:
-        if d["date"]:
-            ax.axvline(dt.date.fromisoformat(d["date"]), color="tab:orange", ls=":", lw=1.5)
+    folder = path.parent / "interferograms"
     missing = len(info["pairs"]) - len(used)
-    ax.set_title(f"{info['frame']}: {len(dates)} dates, {len(used)} pairs"
-                 + (f", {missing} failed (red)" if missing else "")
-                 + (f", {len(info['dropped'])} dropped date(s) (orange)"
-                    if info["dropped"] else ""), fontsize=10)
-    ax.set_xlabel("acquisition date")
-    ax.set_ylabel("perpendicular baseline (m)")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return network_plot(
+        dates, info["bperp_m"], [tuple(p) for p in info["pairs"]], path,
+        f"{info['frame']}: {len(dates)} dates, {len(used)} pairs"
+        + (f", {missing} failed (dashed red)" if missing else "")
+        + (f", {len(info['dropped'])} dropped date(s) (orange)" if info["dropped"] else ""),
+        coherence=[pair_coherence(folder / n) if n in used else None
+                   for n in info["pair_names"]],
+        failed=[n not in used for n in info["pair_names"]],
+        dropped=[dt.date.fromisoformat(x["date"]) for x in info["dropped"] if x["date"]])
 
 
 STALE_TMP_S = 600
@@ -694,27 +683,20 @@ def _geocode(job: FrameJob, inv: dict, wanted: set[str]) -> dict[str, dict[str, 
 
 def package(job: FrameJob, info: dict, inv: dict) -> dict:
     """Quicklooks, network plot, STAC item and ``metadata.json`` (last) of a frame."""
-    from gdmio.quicklook import quicklook
     from gdmio.stac import write_item
+    from insar.quicklooks import sar_quicklooks
 
     done = verify_package(job)
     if done is not None:
         return done
     d = job.dir
     ts = d / "ts"
-    span = f"{info['dates'][0]} to {info['dates'][-1]}"
-    looks = {
-        "velocity": quicklook(ts / "velocity.tif", d / "velocity.png",
-                              f"{job.frame.id} LOS velocity {span}", "m/yr"),
-        "temporal_coherence": quicklook(ts / "temporal_coherence.tif",
-                                        d / "temporal_coherence.png",
-                                        f"{job.frame.id} temporal coherence", "",
-                                        cmap="gray", symmetric=False, vmin=0, vmax=1),
-        "mean_coherence": quicklook(ts / "mean_coherence.tif", d / "mean_coherence.png",
-                                    f"{job.frame.id} mean coherence", "", cmap="gray",
-                                    symmetric=False, vmin=0, vmax=1),
-        "network": _network_plot(info, inv, d / "network.png"),
-    }
+    ifg_dirs = [d / "interferograms" / n for n in inv["pairs_used"]]
+    ts_paths = {n: ts / f"{n}.tif" for n in ("velocity", "timeseries", "temporal_coherence",
+                                             "mean_coherence", "dem_error")}
+    looks = {q.stem: q for q in sar_quicklooks(d, ts_paths, dates_of(info), ifg_dirs,
+                                               prefix=f"{job.frame.id} ")}
+    looks["network"] = _network_plot(info, inv, d / "network.png")
     wanted = set(job.spec.products)
     assets: dict[str, dict] = {}
 

@@ -22,13 +22,14 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from gdm_opt.config import OptConfig, Resolved
+from gdm_opt.products import layer as opt_layer
 from gdmcore import InputError, Progress
 from gdmio.atomic import write_text
 from gdmio.blocks import iter_blocks
 from gdmio.cog import write_cog
 from gdmio.grid import Grid, common_grid, read_on_grid
 from gdmio.products import ProductDir
-from gdmio.quicklook import quicklook
+from gdmio.quicklook import quicklook_layer
 from gdmio.raster import RasterInfo, open_info
 from gdmio.stac import write_item
 from gdmio.writer import write_layers
@@ -268,13 +269,17 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
     crs = grid.crs
     n_dates = len(infos)
 
-    def cog(name: str, data: np.ndarray, desc: list[str] | None = None,
-            tags: dict | None = None) -> Path:
-        return write_cog(stage / name, data, crs, transform, descriptions=desc, tags=tags)
+    params = {"WINDOW": str(par.window), "STEP": str(par.step), "SEARCH": str(par.search),
+              "METHOD": par.method}
+    span_tags = {"START_DATE": f"{dates[0]}", "END_DATE": f"{dates[-1]}"}
 
-    common_tags = {"WINDOW": str(par.window), "STEP": str(par.step), "SEARCH": str(par.search),
-                   "METHOD": par.method, "UNITS": "m", "CONVENTION": "east/north positive, "
-                   "later minus earlier position"}
+    def cog(file: str, key: str, data: np.ndarray, **extra: str) -> Path:
+        meta = opt_layer(key)
+        reference = f"{dates[0]}" if meta.reference else None
+        return write_cog(stage / file, data, crs, transform,
+                         descriptions=meta.descriptions(dates if meta.per_date else None),
+                         tags=meta.tags(reference, **params, **extra))
+
     ts_paths: dict[str, Path] = {}
     pair_paths: list[Path] = []
     residual_path = None
@@ -294,26 +299,21 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         ser_e, ser_n = _to_metres(transform_pixel(grid), ts["drow"].series, ts["dcol"].series)
         vel_e, vel_n = _to_metres(transform_pixel(grid), ts["drow"].velocity,
                                   ts["dcol"].velocity)
-        desc = [d.isoformat() for d in dates]  # type: ignore[union-attr]
         res_px = np.hypot(ts["drow"].residual_rms, ts["dcol"].residual_rms)
-        ref_tags = {**common_tags, "REFERENCE_DATE": desc[0]}
+
+        def table(key: str, **extra: str) -> dict:
+            meta = opt_layer(key)
+            return {"meta": meta, "tags": {**params, **extra},
+                    "reference": f"{dates[0]}" if meta.reference else None}
+
         # Through the product-writer seam: the COGs and timeseries.nc (CF-1.8) beside.
         written = write_layers(stage, crs, transform, {
-            "timeseries_east": ("displacement_east", ser_e, {
-                "dates": True, "units": "m", "tags": ref_tags,
-                "long_name": "East displacement relative to the first date"}),
-            "timeseries_north": ("displacement_north", ser_n, {
-                "dates": True, "units": "m", "tags": ref_tags,
-                "long_name": "North displacement relative to the first date"}),
-            "velocity_east": ("velocity_east", vel_e, {
-                "units": "m/yr", "descriptions": ["velocity east (m/yr)"],
-                "tags": {**common_tags, "UNITS": "m/yr"}, "long_name": "East velocity"}),
-            "velocity_north": ("velocity_north", vel_n, {
-                "units": "m/yr", "descriptions": ["velocity north (m/yr)"],
-                "tags": {**common_tags, "UNITS": "m/yr"}, "long_name": "North velocity"}),
-            "residual": ("residual", (res_px * grid.resolution).astype(np.float32), {
-                "units": "m", "descriptions": ["RMS pair misfit (m)"], "tags": common_tags,
-                "long_name": "RMS pair misfit"}),
+            "timeseries_east": ("displacement_east", ser_e, table("timeseries_east")),
+            "timeseries_north": ("displacement_north", ser_n, table("timeseries_north")),
+            "velocity_east": ("velocity_east", vel_e, table("velocity_east", **span_tags)),
+            "velocity_north": ("velocity_north", vel_n, table("velocity_north", **span_tags)),
+            "residual": ("residual", (res_px * grid.resolution).astype(np.float32),
+                         table("residual", **span_tags)),
         }, dates=dates, attrs={"title": "GDM-OPT displacement time series",
                                "comment": "East and North positive; later minus earlier"})
         ts_paths.update({k: v for k, v in written.items() if k != "residual"})
@@ -324,30 +324,28 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         for r in results:
             e, n = _to_metres(transform_pixel(grid), r.drow, r.dcol)
             tag = f"{dates[r.i]:%Y%m%d}_{dates[r.j]:%Y%m%d}"  # type: ignore[str-format]
-            pair_paths.append(cog(f"pairs/{tag}_east.tif", e, ["east (m)"], common_tags))
-            pair_paths.append(cog(f"pairs/{tag}_north.tif", n, ["north (m)"], common_tags))
-            pair_paths.append(cog(f"pairs/{tag}_score.tif", r.score, ["score"], common_tags))
+            pair = {"START_DATE": f"{dates[r.i]}", "END_DATE": f"{dates[r.j]}"}
+            pair_paths.append(cog(f"pairs/{tag}_east.tif", "pair_east", e, **pair))
+            pair_paths.append(cog(f"pairs/{tag}_north.tif", "pair_north", n, **pair))
+            pair_paths.append(cog(f"pairs/{tag}_score.tif", "pair_score", r.score, **pair))
     magnitude = np.hypot(east, north).astype(np.float32)
     span = f"{dates[0]} to {dates[-1]}"
-    east_p = cog("east.tif", east, [f"east displacement (m), {span}"], common_tags)
-    north_p = cog("north.tif", north, [f"north displacement (m), {span}"], common_tags)
-    mag_p = cog("magnitude.tif", magnitude, [f"displacement magnitude (m), {span}"], common_tags)
-    score_p = cog("score.tif", np.where(np.isfinite(score), score, 0).astype(np.float32),
-                  ["correlation score"], {**common_tags, "UNITS": "1"})
+    east_p = cog("east.tif", "east", east, **span_tags)
+    north_p = cog("north.tif", "north", north, **span_tags)
+    mag_p = cog("magnitude.tif", "magnitude", magnitude, **span_tags)
+    score_p = cog("score.tif", "score",
+                  np.where(np.isfinite(score), score, 0).astype(np.float32), **span_tags)
 
-    looks = [
-        quicklook(east_p, stage / "east.png", f"East displacement {span}", "m"),
-        quicklook(north_p, stage / "north.png", f"North displacement {span}", "m"),
-        quicklook(mag_p, stage / "magnitude.png", f"Displacement magnitude {span}", "m",
-                  cmap="viridis", symmetric=False),
-        quicklook(score_p, stage / "score.png", "Correlation score", "", cmap="gray",
-                  symmetric=False, vmin=0.0, vmax=1.0),
-    ]
+    looks = [quicklook_layer(path, stage / f"{key}.png", opt_layer(key), title)
+             for key, path, title in (
+                 ("east", east_p, f"East displacement {span}"),
+                 ("north", north_p, f"North displacement {span}"),
+                 ("magnitude", mag_p, f"Displacement magnitude {span}"),
+                 ("score", score_p, "Correlation score"))]
     if "velocity_east" in ts_paths:
-        looks.append(quicklook(ts_paths["velocity_east"], stage / "velocity_east.png",
-                               f"East velocity {span}", "m/yr"))
-        looks.append(quicklook(ts_paths["velocity_north"], stage / "velocity_north.png",
-                               f"North velocity {span}", "m/yr"))
+        looks += [quicklook_layer(ts_paths[key], stage / f"{key}.png", opt_layer(key),
+                                  f"{title} velocity {span}")
+                  for key, title in (("velocity_east", "East"), ("velocity_north", "North"))]
 
     valid = [r.valid_fraction for r in results]
     report = {

@@ -25,15 +25,15 @@ import rasterio
 
 from gdm_sar.config import SarConfig
 from gdmcore import InputError, Progress
-from gdmio.atomic import atomic_path
 from gdmio.products import ProductDir
-from gdmio.quicklook import quicklook
+from gdmio.quicklook import network_plot, pair_coherence
 from gdmio.stac import write_item
 from insar.inversion import StackFacts, invert_stack, temporal_fit
 from insar.network import check_connected
 from insar.network import select_network as _select
 from insar.pairs import multilooked_shape, process_pair
 from insar.products import COG_TYPE, layer, pair_name
+from insar.quicklooks import sar_quicklooks
 from insar.stack import Stack, read_stack
 from kernels.timeseries import network_components
 
@@ -130,16 +130,11 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
                            budget, reference=cfg.reference,
                            progress=lambda f, m: report_progress(0.75 + 0.2 * f, m))
         paths = {n: stage / f"{n}.tif" for n in inv["layers"]}
-        network_p = _network_plot(stack, pairs, stage / "network.png")
-        span = f"{stack.dates[0]} to {stack.dates[-1]}"
-        looks = [
-            quicklook(paths["velocity"], stage / "velocity.png", f"LOS velocity {span}",
-                      "m/yr"),
-            quicklook(paths["temporal_coherence"], stage / "temporal_coherence.png",
-                      "Temporal coherence", "", cmap="gray", symmetric=False, vmin=0, vmax=1),
-            quicklook(paths["timeseries"], stage / "displacement.png",
-                      f"LOS displacement {span}", "m", band=len(stack.dates)),
-        ]
+        network_p = network_plot(
+            stack.dates, stack.bperp, pairs, stage / "network.png",
+            f"Interferogram network: {len(stack.dates)} dates, {len(pairs)} pairs",
+            coherence=[pair_coherence(d) for d in ifg_dirs])
+        looks = sar_quicklooks(stage, paths, stack.dates, ifg_dirs)
         ref = inv["reference_pixel"]
         report = {
             "process": "gdm-sar",
@@ -206,25 +201,3 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
         quicklooks=[final(q) for q in looks] + [final(network_p)],
         interferograms=[final(d) for d in ifg_dirs], n_pairs=final(paths["n_pairs"]),
     )
-
-
-def _network_plot(stack: Stack, pairs: list[tuple[int, int]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for i, j in pairs:
-        ax.plot([stack.dates[i], stack.dates[j]], [stack.bperp[i], stack.bperp[j]],
-                color="tab:blue", lw=0.8, alpha=0.7)
-    ax.plot(stack.dates, stack.bperp, "o", color="tab:red", ms=4)
-    ax.set_xlabel("acquisition date")
-    ax.set_ylabel("perpendicular baseline (m)")
-    ax.set_title(f"Interferogram network: {len(stack.dates)} dates, {len(pairs)} pairs")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path

@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -39,17 +40,18 @@ from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from gdmcore import InputError
-from gdmio.atomic import atomic_path
 from gdmio.cog import CogWriter, write_cog
 from gdmio.grid import Grid, read_on_grid
 from gdmio.insar import FORMATS, Interferogram, find_interferograms
 from gdmio.insar.read import insar_grid, read_coherence, read_labels, read_metres
 from gdmio.products import ProductDir
-from gdmio.quicklook import quicklook
+from gdmio.quicklook import network_plot, pair_coherence
 from gdmio.raster import open_info
 from gdmio.stac import write_item
 from gdmio.writer import ProductWriter
 from insar.inversion import StackFacts, dem_error_terms, temporal_fit
+from insar.products import layer as sar_layer
+from insar.quicklooks import sar_quicklooks
 from kernels.closure import closure_correction
 from kernels.insar import reference_point
 from kernels.reference import stable_area
@@ -251,19 +253,24 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
             folder = stage / "interferograms" / ifg.pair
             dt_y = t_years[pairs[p][1]] - t_years[pairs[p][0]]
             n_valid = 0
-            los_w = CogWriter(folder / "los.tif", nx, ny, 1, grid.crs, grid.transform,
-                              tags={"UNITS": "m", "PAIR": ifg.pair, "FORMAT": ifg.fmt,
-                                    "SOURCE": ifg.name,
-                                    "CONVENTION": "LOS, positive towards the satellite"})
+            los_m, coh_m = sar_layer("los"), sar_layer("coherence")
+            los_w = CogWriter(folder / los_m.file, nx, ny, 1, grid.crs, grid.transform,
+                              descriptions=los_m.descriptions(),
+                              tags=los_m.tags(PAIR=ifg.pair, FORMAT=ifg.fmt,
+                                              SOURCE=ifg.name))
             comp_w = None
             if ifg.valid is not None:
-                comp_w = CogWriter(folder / "conncomp.tif", nx, ny, 1, grid.crs,
-                                   grid.transform, nodata=None, dtype="uint16")
+                comp_m = sar_layer("conncomp")
+                comp_w = CogWriter(folder / comp_m.file, nx, ny, 1, grid.crs,
+                                   grid.transform, nodata=None, dtype="uint16",
+                                   descriptions=comp_m.descriptions(),
+                                   tags=comp_m.tags(PAIR=ifg.pair))
                 comp_w.__enter__()
             coh_w = None
             if ifg.coherence is not None:
-                coh_w = CogWriter(folder / "coherence.tif", nx, ny, 1, grid.crs,
-                                  grid.transform)
+                coh_w = CogWriter(folder / coh_m.file, nx, ny, 1, grid.crs,
+                                  grid.transform, descriptions=coh_m.descriptions(),
+                                  tags=coh_m.tags(PAIR=ifg.pair))
             with los_w:
                 if coh_w is not None:
                     coh_w.__enter__()
@@ -450,9 +457,8 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
             user_mask = read_on_grid(open_info(mask_path), grid, resampling="nearest")
             user_mask = np.isfinite(user_mask) & (user_mask != 0)
         span = f"{dates[0]} to {dates[-1]}"
-        tags = {"CONVENTION": "LOS, positive towards the satellite",
-                "REFERENCE": f"pixel row {r} col {c}" + (" shifted to GNSS" if gnss_px
-                                                         else "")}
+        ref_tag = f"{r},{c}"
+        gnss_tags = {"REFERENCE": "shifted to GNSS"} if gnss_px else {}
         n_layers = 2 * len(keep) + len(dates) + 8
         rows3 = _rows_per_block(cfg, n_layers, nx, ny)
         corrected_px = np.zeros(len(keep), np.int64)
@@ -464,30 +470,25 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                  "comment": "LOS displacement positive towards the satellite"}
         with ProductWriter(stage, grid.crs, grid.transform, nx, ny, dates=dates,
                            attrs=attrs) as pw:
+
+            def open_layer(name: str, variable: str) -> Any:
+                meta = sar_layer(name)
+                return pw.layer(name, variable, meta=meta,
+                                reference=ref_tag if meta.reference else None,
+                                tags=gnss_tags if meta.reference else None)
+
             lay = {
-                "timeseries": pw.layer("timeseries", "displacement", units="m", dates=True,
-                                       long_name="LOS displacement relative to the first "
-                                       "date, positive towards the satellite", tags=tags),
-                "velocity": pw.layer("velocity", "velocity", units="m/yr", tags=tags,
-                                     long_name="LOS velocity, positive towards the "
-                                     "satellite"),
-                "velocity_std": pw.layer("velocity_std", "velocity_std", units="m/yr",
-                                         long_name="1-sigma of the velocity"),
-                "temporal_coherence": pw.layer("temporal_coherence", "temporal_coherence",
-                                               units="1", long_name="temporal coherence"),
-                "residual": pw.layer("residual", "residual", units="m",
-                                     long_name="RMS misfit of the pairs"),
-                "misclosure": pw.layer("misclosure", "misclosure", units="m",
-                                       long_name="RMS triplet misclosure after correction"),
-                "mean_coherence": pw.layer("mean_coherence", "mean_coherence", units="1",
-                                           long_name="mean coherence of the pairs"),
-                "corrections": pw.layer("unwrapping_corrections", "unwrapping_corrections",
-                                        units="1", long_name="number of pairs corrected by "
-                                        "phase closure"),
+                "timeseries": open_layer("timeseries", "displacement"),
+                "velocity": open_layer("velocity", "velocity"),
+                "velocity_std": open_layer("velocity_std", "velocity_std"),
+                "temporal_coherence": open_layer("temporal_coherence", "temporal_coherence"),
+                "residual": open_layer("residual", "residual"),
+                "misclosure": open_layer("misclosure", "misclosure"),
+                "mean_coherence": open_layer("mean_coherence", "mean_coherence"),
+                "corrections": open_layer("unwrapping_corrections", "unwrapping_corrections"),
             }
             if extra is not None:
-                lay["dem_error"] = pw.layer("dem_error", "dem_error", units="m",
-                                            long_name="DEM error")
+                lay["dem_error"] = open_layer("dem_error", "dem_error")
             for r0 in range(0, ny, rows3):
                 h = min(rows3, ny - r0)
                 win = Window(0, r0, nx, h)
@@ -523,15 +524,13 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 report(0.45 + 0.45 * (r0 + h) / ny, f"inverted rows {r0 + h}/{ny}")
             paths = {k: v.path for k, v in lay.items()}
         nc_path = stage / "timeseries.nc"
-        looks = [
-            quicklook(paths["velocity"], stage / "velocity.png", f"LOS velocity {span}",
-                      "m/yr"),
-            quicklook(paths["temporal_coherence"], stage / "temporal_coherence.png",
-                      "Temporal coherence", "", cmap="gray", symmetric=False, vmin=0, vmax=1),
-            quicklook(paths["timeseries"], stage / "displacement.png",
-                      f"LOS displacement {span}", "m", band=len(dates)),
-        ]
-        net_p = _network_plot(dates, kpairs, bperp, len(dropped), stage / "network.png")
+        looks = sar_quicklooks(stage, paths, dates, [])
+        net_p = network_plot(
+            dates, bperp if bperp is not None else np.zeros(len(dates)), kpairs,
+            stage / "network.png",
+            f"Interferogram network: {len(dates)} dates, {len(kpairs)} pairs"
+            + (f" ({len(dropped)} dropped)" if dropped else ""),
+            coherence=[pair_coherence(stage / "interferograms" / i.pair) for i in kifgs])
         ref_lonlat = None
         if grid.crs is not None:
             x, y = grid.transform * (c + 0.5, r + 0.5)
@@ -673,30 +672,6 @@ class _Solver:
         return {"series": series, "velocity": vel, "velocity_std": vstd,
                 "temporal_coherence": tcoh, "residual": res.residual_rms,
                 "misclosure": mis, "dem_error": dz, "corrected": corrected}
-
-
-def _network_plot(dates: list[dt.date], pairs: list[tuple[int, int]],
-                  bperp: np.ndarray | None, n_dropped: int, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    b = bperp if bperp is not None else np.zeros(len(dates))
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for i, j in pairs:
-        ax.plot([dates[i], dates[j]], [b[i], b[j]], color="tab:blue", lw=0.8, alpha=0.7)
-    ax.plot(dates, b, "o", color="tab:red", ms=4)
-    ax.set_xlabel("acquisition date")
-    ax.set_ylabel("perpendicular baseline (m)" if bperp is not None else "")
-    ax.set_title(f"Interferogram network: {len(dates)} dates, {len(pairs)} pairs"
-                 + (f" ({n_dropped} dropped)" if n_dropped else ""))
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
 
 
 def write_mask(path: Path, mask: np.ndarray, grid: Grid) -> Path:

@@ -22,6 +22,12 @@ data variable names in ``grid_mapping``, so xarray and rioxarray read it with it
 
 All files are staged under hidden names and renamed into place only when the ``with``
 block succeeds; on failure nothing is left behind.
+
+What a layer *is* (units, band description, sign convention, whether it is relative to
+a reference, how to show it) is a :class:`LayerMeta`, kept in one table per service
+(``insar.products`` for SAR, ``gdm_opt.products``, ``dsm_opt.products``; all of them in
+``workflows.products``). Writers take their tags and band descriptions from it, so a tag
+such as the LOS convention is written exactly where it applies.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,11 +49,102 @@ from gdmio._util import remove_quietly
 from gdmio.atomic import temp_sibling
 from gdmio.cog import CogWriter
 
-__all__ = ["Layer", "ProductWriter", "write_layers"]
+__all__ = ["Layer", "LayerMeta", "ProductWriter", "write_layers"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _CHUNK = 256
 _CACHE_MAX = 16 << 20  # bytes of HDF5 chunk cache per variable
+
+
+@dataclass(frozen=True)
+class LayerMeta:
+    """What one product raster is: the single source of its metadata.
+
+    Attributes
+    ----------
+    name
+        File stem (``<name>.tif``) and layer key.
+    units
+        Units of the stored values (``m``, ``m/yr``, ``rad``, ``1``, ``count``...): the
+        ``UNITS`` tag of the GeoTIFF and the ``units`` of its NetCDF variable.
+    title
+        What the values are: the band description of a single-band layer (per-date
+        layers describe each band by its ISO date) and the NetCDF ``long_name``.
+    roles
+        STAC asset roles.
+    convention
+        Sign convention (``CONVENTION`` tag), only for signed quantities it applies to.
+    reference
+        Name of the tag that says what the values are relative to (``REFERENCE_PIXEL``,
+        ``REFERENCE_DATE``), only for layers that are relative to one; None otherwise.
+    per_date
+        One band per date (band descriptions are the ISO dates).
+    signed
+        Signed quantity: colour scales are symmetric about zero.
+    display_scale, display_units
+        How people read the values: shown as ``value * display_scale`` in
+        ``display_units`` (InSAR: mm and mm/yr); ``display_units`` None means ``units``.
+    cmap
+        Matplotlib colour map for quicklooks and map tiles.
+    pattern
+        ``fnmatch`` pattern of the file stem when several files share this metadata
+        (e.g. ``*_east`` for every pair); default: ``name``.
+
+    """
+
+    name: str
+    units: str
+    title: str
+    roles: tuple[str, ...] = ("data",)
+    convention: str | None = None
+    reference: str | None = None
+    per_date: bool = False
+    signed: bool = False
+    display_scale: float = 1.0
+    display_units: str | None = None
+    cmap: str | None = None
+    pattern: str | None = None
+
+    @property
+    def file(self) -> str:
+        """``<name>.tif``."""
+        return f"{self.name}.tif"
+
+    @property
+    def shown_units(self) -> str:
+        """Units of the displayed values (``display_units``, else ``units``)."""
+        return self.display_units or self.units
+
+    @property
+    def colour_map(self) -> str:
+        """Colour map: ``cmap``, else red-blue for signed layers and viridis otherwise."""
+        return self.cmap or ("RdBu_r" if self.signed else "viridis")
+
+    def tags(self, reference: str | None = None, **extra: Any) -> dict[str, str]:
+        """GeoTIFF tags: ``UNITS``, the convention and reference where they apply, ``extra``.
+
+        ``reference`` is the value of the layer's reference tag (e.g. ``"12,40"`` for
+        ``REFERENCE_PIXEL``); it is required for a layer with a reference and refused
+        for one without.
+        """
+        if (reference is None) != (self.reference is None):
+            raise ValueError(f"layer {self.name!r}: reference tag "
+                             f"{self.reference or 'none'} but value {reference!r}")
+        tags = {k: str(v) for k, v in extra.items()}
+        tags["UNITS"] = self.units
+        if self.convention:
+            tags["CONVENTION"] = self.convention
+        if self.reference and reference is not None:
+            tags[self.reference] = str(reference)
+        return tags
+
+    def descriptions(self, dates: Sequence[dt.date] | None = None) -> list[str]:
+        """Band descriptions: ISO dates for a per-date layer, else ``[title]``."""
+        if self.per_date:
+            if not dates:
+                raise ValueError(f"layer {self.name!r} is per date: give its dates")
+            return [d.isoformat() for d in dates]
+        return [self.title]
 
 
 class Layer:
@@ -160,8 +258,12 @@ class ProductWriter:
               long_name: str = "", dates: bool = False, count: int = 1,
               descriptions: Sequence[str] | None = None, tags: Mapping[str, Any] | None = None,
               nodata: float | None = float("nan"), dtype: str = "float32",
-              standard_name: str | None = None, filename: str | None = None) -> Layer:
+              standard_name: str | None = None, filename: str | None = None,
+              meta: LayerMeta | None = None, reference: str | None = None) -> Layer:
         """Open a layer: ``<name>.tif`` and, if ``variable`` is given, a NetCDF variable.
+
+        With ``meta`` (a :class:`LayerMeta`), units, long name, band descriptions and tags
+        come from it (``reference``: the value of its reference tag); ``tags`` add to them.
 
         ``dates=True`` makes a time-series layer: one band per date of the writer (band
         descriptions are the ISO dates unless ``descriptions`` is given), variable
@@ -169,6 +271,13 @@ class ProductWriter:
         """
         if name in self.layers:
             raise ValueError(f"layer {name!r} is already open")
+        if meta is not None:
+            dates = dates or meta.per_date
+            units = meta.units
+            long_name = long_name or meta.title
+            if descriptions is None:
+                descriptions = meta.descriptions(self.dates if dates else None)
+            tags = {**meta.tags(reference), **(tags or {})}
         if dates:
             if not self.dates:
                 raise ValueError("a time-series layer needs the writer's dates")

@@ -294,21 +294,22 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = {"CONVENTION": "LOS, positive towards the satellite",
-            "REFERENCE_PIXEL": f"{ref[0]},{ref[1]}"}
-    # One product-writer seam: a COG per layer and the CF NetCDF time series beside.
+    ref_tag = f"{ref[0]},{ref[1]}"
+    # One product-writer seam: a COG per layer and the CF NetCDF time series beside; the
+    # units, descriptions and tags of every layer come from the product table.
     pw = ProductWriter(out_dir, crs, transform, nx, ny, dates=dates, netcdf="timeseries.nc",
                        attrs={"title": f"LOS time series {dates[0]} to {dates[-1]}",
                               "comment": "LOS displacement positive towards the satellite",
                               "reference_pixel": f"{ref[0]} {ref[1]}"})
+
+    def open_layer(name: str, variable: str) -> Any:
+        meta = layer(name)
+        return pw.layer(name, variable, meta=meta,
+                        reference=ref_tag if meta.reference else None)
+
     with pw:
-        writers = {n: pw.layer(n, n, units=layer(n).units, tags={**base},
-                               long_name=n.replace("_", " "))
-                   for n in names}
-        writers["timeseries"] = pw.layer("timeseries", "displacement", units="m", dates=True,
-                                         tags={**base}, long_name="LOS displacement "
-                                         "relative to the first date, positive towards the "
-                                         "satellite")
+        writers = {n: open_layer(n, n) for n in names}
+        writers["timeseries"] = open_layer("timeseries", "displacement")
         for k, (r0, r1) in enumerate(spans):
             blocks, series = invert_rows(r0, r1)
             win = Window(0, r0, nx, r1 - r0)
@@ -316,8 +317,8 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
                 writers[n].write(blocks[n], win)
             writers["timeseries"].write(series, win)
             report((k + 1) / len(spans), f"inverted rows {r1}/{ny}")
-        pw.write_array("mean_coherence", mean_coh, "mean_coherence", units="1",
-                       long_name="mean coherence of the pairs")
+        pw.write_array("mean_coherence", mean_coh, "mean_coherence",
+                       meta=layer("mean_coherence"))
     names_all = ["timeseries", *names, "mean_coherence"]
     return {
         "layers": names_all,

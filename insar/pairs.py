@@ -29,6 +29,7 @@ from gdmcore import InputError
 from gdmio.cog import write_cog
 from insar.corrections import PairContext, PairCorrection, apply_pair_corrections
 from insar.options import InterferogramOptions, ProcessingOptions, UnwrapOptions
+from insar.products import PAIR_LAYERS, layer
 from kernels.insar import coherence_debias, goldstein, interferogram
 from kernels.unwrap import UnwrapResult, unwrap
 
@@ -137,11 +138,13 @@ def process_pair(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[str],
         fine_tr = (transform if transform is not None else Affine.identity()) * \
             Affine.scale(1 / f, 1 / f)
         n_fine = opts.azimuth_looks * opts.range_looks
-        write_cog(folder / "wrapped_fine.tif", phase_f, crs, fine_tr,
-                  tags={"UNITS": "rad", "PAIR": name, "LOOKS": f"{opts.azimuth_looks}x"
-                        f"{opts.range_looks}"})
-        write_cog(folder / "coherence_fine.tif", coh_f, crs, fine_tr,
-                  tags={"LOOKS": str(n_fine), "DEBIASED": str(n_fine >= 2)})
+        for lay, data, extra in (
+                (layer("wrapped_fine"), phase_f,
+                 {"LOOKS": f"{opts.azimuth_looks}x{opts.range_looks}"}),
+                (layer("coherence_fine"), coh_f,
+                 {"LOOKS": str(n_fine), "DEBIASED": str(n_fine >= 2)})):
+            write_cog(folder / lay.file, data, crs, fine_tr, descriptions=lay.descriptions(),
+                      tags=lay.tags(PAIR=name, **extra))
         fine_written = [list(phase_f.shape)]
         del phase_f, coh_f
         opts_grid = opts.model_copy(update={"azimuth_looks": opts.grid_looks[0],
@@ -163,16 +166,20 @@ def process_pair(slc_i: str | os.PathLike[str], slc_j: str | os.PathLike[str],
                           conncomp=res.conncomp, wavelength=wavelength, transform=transform,
                           crs=crs)
         unw = apply_pair_corrections(unw, ctx, corrections)
-    write_cog(folder / "wrapped.tif", phase, crs, transform,
-              tags={"UNITS": "rad", "PAIR": name})
-    write_cog(folder / "coherence.tif", coh, crs, transform,
-              tags={"LOOKS": str(n_looks), "DEBIASED": str(n_looks >= 2)})
-    write_cog(folder / "unwrapped.tif", unw, crs, transform,
-              tags={"UNITS": "rad", "REFERENCED": "no (see the reference values in the "
-                    "report)", "UNWRAPPER": opts.unwrapper,
-                    "CORRECTIONS": ",".join(n for n, _ in corrections) or "none"})
-    write_cog(folder / "conncomp.tif", res.conncomp.astype(np.uint16), crs, transform,
-              nodata=None, dtype="uint16")
+    meta = {lay.name: lay for lay in PAIR_LAYERS}
+
+    def pair_cog(key: str, data: np.ndarray, nodata: float | None = float("nan"),
+                 dtype: str = "float32", **tags: str) -> None:
+        lay = meta[key]
+        write_cog(folder / lay.file, data, crs, transform, nodata=nodata, dtype=dtype,
+                  tags=lay.tags(PAIR=name, **tags), descriptions=lay.descriptions())
+
+    pair_cog("wrapped", phase)
+    pair_cog("coherence", coh, LOOKS=str(n_looks), DEBIASED=str(n_looks >= 2))
+    pair_cog("unwrapped", unw, REFERENCED="no (see the reference values in the report)",
+             UNWRAPPER=opts.unwrapper,
+             CORRECTIONS=",".join(n for n, _ in corrections) or "none")
+    pair_cog("conncomp", res.conncomp.astype(np.uint16), nodata=None, dtype="uint16")
     doc = {"pair": name, "dates": [str(d) for d in dates[:2]],
            "components": int(res.conncomp.max()),
            "unwrapped_fraction": float(np.isfinite(unw).mean()),

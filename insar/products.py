@@ -1,4 +1,6 @@
-"""The one table of SAR product names, units and roles (gdm-sar jobs and FLATSIM frames).
+"""The one table of SAR products: names, units, descriptions, conventions, roles.
+
+Used by gdm-sar jobs, ``gdm sar timeseries`` and FLATSIM frames.
 
 File names are ``<name>.tif`` (COG); a gdm-sar job writes the series layers at the top
 of its product folder, a FLATSIM frame under ``ts/``; interferograms go to
@@ -8,59 +10,74 @@ of its product folder, a FLATSIM frame under ``ts/``; interferograms go to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from gdmio.writer import LayerMeta
 
 __all__ = ["Layer", "PAIR_LAYERS", "PAIR_FINE_LAYERS", "SERIES_LAYERS", "GEOMETRY_LAYERS",
-           "QUALITY", "PAIR_FILES", "COG_TYPE", "layer", "pair_name"]
+           "QUALITY", "PAIR_FILES", "IMPORTED_PAIR_LAYERS", "COG_TYPE", "LOS", "PHASE", "layer",
+           "pair_name"]
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
+#: Sign convention of LOS displacements and velocities (DESIGN.md, fixed).
+LOS = "LOS, positive towards the satellite"
+#: Sign convention of interferometric phase.
+PHASE = ("ifg_ij = slc_i * conj(slc_j), i earlier; motion towards the satellite makes "
+         "the phase negative")
 
-@dataclass(frozen=True)
-class Layer:
-    """One product raster: its name (file stem), units, title and STAC roles."""
+Layer = LayerMeta  # one metadata record per product raster (gdmio.writer.LayerMeta)
 
-    name: str
-    units: str
-    title: str
-    roles: tuple[str, ...] = ("data",)
-
-    @property
-    def file(self) -> str:
-        """``<name>.tif``."""
-        return f"{self.name}.tif"
-
+_MM = {"display_scale": 1000.0}
 
 PAIR_LAYERS = (
-    Layer("wrapped", "rad", "wrapped (filtered) interferometric phase"),
-    Layer("coherence", "1", "coherence (debiased)", ("data", "quality")),
+    Layer("wrapped", "rad", "wrapped (filtered) interferometric phase", convention=PHASE,
+          signed=True, cmap="twilight"),
+    Layer("coherence", "1", "coherence (debiased)", ("data", "quality"), cmap="gray"),
     Layer("unwrapped", "rad", "unwrapped phase (not referenced; see the reference values "
-          "in the report)"),
+          "in the report)", convention=PHASE, signed=True),
     Layer("conncomp", "label", "connected components of the unwrapping (0: not unwrapped)",
-          ("quality",)),
+          ("quality",), cmap="tab20"),
 )
 PAIR_FILES = tuple(lay.file for lay in PAIR_LAYERS)
 PAIR_FINE_LAYERS = (
-    Layer("wrapped_fine", "rad", "wrapped (filtered) phase at the interferogram looks"),
+    Layer("wrapped_fine", "rad", "wrapped (filtered) phase at the interferogram looks",
+          convention=PHASE, signed=True, cmap="twilight"),
     Layer("coherence_fine", "1", "coherence (debiased) at the interferogram looks",
-          ("data", "quality")),
+          ("data", "quality"), cmap="gray"),
 )
 """With ``series_looks`` > 1: the pair's interferogram at its own (finer) looks."""
 
+#: Interferograms made elsewhere, as ``gdm sar timeseries`` puts them on its grid.
+IMPORTED_PAIR_LAYERS = (
+    Layer("los", "m", "LOS displacement of the pair (later minus earlier date)",
+          convention=LOS, signed=True, display_units="mm", **_MM),
+)
+
 SERIES_LAYERS = (
-    Layer("velocity", "m/yr", "LOS velocity (positive towards the satellite)"),
-    Layer("timeseries", "m", "LOS displacement time series, relative to the first date"),
-    Layer("velocity_std", "m/yr", "velocity 1-sigma", ("quality",)),
-    Layer("temporal_coherence", "1", "temporal coherence", ("quality",)),
-    Layer("residual", "m", "RMS misfit of the pair network", ("quality",)),
-    Layer("misclosure", "m", "RMS triplet misclosure", ("quality",)),
+    Layer("velocity", "m/yr", "LOS velocity (positive towards the satellite)",
+          convention=LOS, reference="REFERENCE_PIXEL", signed=True, display_units="mm/yr",
+          **_MM),
+    Layer("timeseries", "m", "LOS displacement time series, relative to the first date",
+          convention=LOS, reference="REFERENCE_PIXEL", per_date=True, signed=True,
+          display_units="mm", **_MM),
+    Layer("velocity_std", "m/yr", "LOS velocity 1-sigma", ("quality",),
+          display_units="mm/yr", **_MM),
+    Layer("temporal_coherence", "1", "temporal coherence", ("quality",), cmap="gray"),
+    Layer("residual", "m", "RMS misfit of the pair network", ("quality",),
+          display_units="mm", **_MM),
+    Layer("misclosure", "m", "RMS triplet misclosure", ("quality",), display_units="mm",
+          **_MM),
     Layer("n_pairs", "count", "pairs used per pixel", ("quality",)),
-    Layer("mean_coherence", "1", "coherence averaged over the pairs", ("quality",)),
-    Layer("dem_error", "m", "DEM error"),
+    Layer("mean_coherence", "1", "coherence averaged over the pairs", ("quality",),
+          cmap="gray"),
+    Layer("dem_error", "m", "DEM error (relative to the reference pixel)",
+          reference="REFERENCE_PIXEL", signed=True),
+    Layer("unwrapping_corrections", "count", "pairs corrected by phase closure",
+          ("quality",)),
 )
 
 GEOMETRY_LAYERS = (
-    Layer("height", "m", "terrain height above the WGS84 ellipsoid (DEM) on the grid"),
+    Layer("height", "m", "terrain height above the WGS84 ellipsoid (DEM) on the grid",
+          cmap="terrain"),
     Layer("latitude", "deg", "latitude of each radar pixel (radar to ground lookup)",
           ("data", "lookup")),
     Layer("longitude", "deg", "longitude of each radar pixel (radar to ground lookup)",
@@ -70,17 +87,17 @@ GEOMETRY_LAYERS = (
     Layer("radar_col", "pixel", "multilooked radar column of each map pixel (ground to radar "
           "lookup)", ("data", "lookup")),
     Layer("los_east", "1", "east component of the unit vector from the ground to the "
-          "satellite", ("data", "geometry")),
+          "satellite", ("data", "geometry"), signed=True),
     Layer("los_north", "1", "north component of the ground-to-satellite unit vector",
-          ("data", "geometry")),
+          ("data", "geometry"), signed=True),
     Layer("los_up", "1", "up component of the ground-to-satellite unit vector",
           ("data", "geometry")),
 )
 
 QUALITY = tuple(lay.name for lay in SERIES_LAYERS if "quality" in lay.roles)
 
-_ALL = {lay.name: lay for lay in (*PAIR_LAYERS, *PAIR_FINE_LAYERS, *SERIES_LAYERS,
-                                  *GEOMETRY_LAYERS)}
+_ALL = {lay.name: lay for lay in (*PAIR_LAYERS, *PAIR_FINE_LAYERS, *IMPORTED_PAIR_LAYERS,
+                                  *SERIES_LAYERS, *GEOMETRY_LAYERS)}
 
 
 def layer(name: str) -> Layer:

@@ -71,3 +71,78 @@ def test_quicklook_all_nan_and_missing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="band 2 not found"):
         quicklook(tif, tmp_path / "x.png", "x", "m", band=2)
     assert not (tmp_path / "x.png").exists()
+
+
+def _bump(n: int = 400, peak: float = 41.0, radius: float = 8.0) -> np.ndarray:
+    y, x = np.mgrid[0:n, 0:n]
+    return peak * np.exp(-((x - 0.7 * n) ** 2 + (y - 0.3 * n) ** 2) / (2 * radius**2))
+
+
+def test_limits_keep_a_small_signal_and_ignore_isolated_outliers() -> None:
+    rng = np.random.default_rng(0)
+    field = _bump() + rng.normal(0, 1.5, (400, 400))  # 41 mm/yr bump on 0.2 % of pixels
+    assert (field > 20).mean() < 0.003
+    old = float(np.percentile(np.abs(field), 98))  # the former rule: +-4 mm/yr here
+    spikes = field.copy()
+    idx = rng.choice(spikes.size, 400, replace=False)  # 0.25 % isolated +-1000 outliers
+    spikes.flat[idx] = rng.choice([-1000.0, 1000.0], idx.size)
+    spikes[::50, :] = np.nan
+    for arr in (field, spikes):
+        lo, hi = display_limits(arr, symmetric=True)
+        assert hi == -lo
+        assert 0.9 * 41.0 <= hi <= 45.0, hi  # the peak is in range, the outliers are not
+    assert old < 0.25 * 41.0
+    # noise alone: limits a few sigma, not the extreme value
+    noise = rng.normal(0, 1.0, (400, 400))
+    lo, hi = display_limits(noise, symmetric=True)
+    assert 1.0 < hi < 3.0 < np.abs(noise).max()
+    # one-sided (coherence, heights): the block extremes
+    coh = np.clip(0.6 + 0.3 * _bump(peak=1.0) + rng.normal(0, 0.02, (400, 400)), 0, 1)
+    coh.flat[idx] = 0.0
+    lo, hi = display_limits(coh, symmetric=False)
+    assert 0.5 < lo < 0.6 and 0.85 < hi < 0.95
+
+
+def test_quicklook_in_mm_with_the_reference_marked(tmp_path: Path) -> None:
+    from insar.products import layer
+
+    vel = (_bump(200, peak=0.041, radius=6.0)).astype(np.float32)
+    tif = write_cog(tmp_path / "velocity.tif", vel, "EPSG:32631", T,
+                    tags=layer("velocity").tags("150,40"))
+    png = tmp_path / "velocity.png"
+    from gdmio.quicklook import quicklook_layer
+
+    quicklook_layer(tif, png, layer("velocity"), "LOS velocity")
+    img = imread(png)[..., :3]
+    # The marker: black and white square outlines around pixel (150, 40) of the 800 px image
+    # 60 px title margin, 10 px left margin, 4 PNG pixels per raster pixel
+    rows, cols = slice(60 + 4 * 150 - 14, 60 + 4 * 150 + 16), slice(10 + 4 * 40 - 14,
+                                                                    10 + 4 * 40 + 16)
+    box = img[rows, cols]
+    dark = np.all(box < 0.15, axis=-1).sum()
+    assert dark > 30, dark
+    blank = quicklook(tif, tmp_path / "no_marker.png", "v", "mm/yr", scale=1000.0,
+                      mark_reference=False)
+    plain = imread(blank)[..., :3][rows, cols]
+    assert np.all(plain < 0.15, axis=-1).sum() < dark / 3
+
+
+def test_interferogram_overview_grid(tmp_path: Path) -> None:
+    from gdmio.quicklook import interferogram_grid
+
+    dirs = []
+    for k in range(7):
+        d = tmp_path / f"2023010{k}_2023020{k}"
+        y, x = np.mgrid[0:60, 0:80]
+        write_cog(d / "wrapped.tif", np.angle(np.exp(1j * (x + k * y) / 6.0)).astype(
+            np.float32), "EPSG:32631", T)
+        write_cog(d / "coherence.tif", np.full((60, 80), 0.1 * k, np.float32), "EPSG:32631", T)
+        dirs.append(d)
+    png = interferogram_grid(dirs, tmp_path / "ifgs.png", "Interferograms")
+    img = imread(png)
+    assert img.shape[0] > 300 and img.shape[1] > 600
+    assert img[..., :3].std() > 0.1
+    small = interferogram_grid(dirs, tmp_path / "ifgs3.png", "Interferograms", max_tiles=3)
+    assert imread(small).shape[0] < img.shape[0]
+    with pytest.raises(InputError):
+        interferogram_grid([], tmp_path / "none.png", "x")
