@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 import requests
+from rasterio.warp import transform as warp_transform
 
 from simulators.opt import SimulateConfig, simulate
 from workflows.jobstore import JobStore
@@ -181,14 +182,18 @@ def test_click_a_pixel_of_a_time_series(chromium, server, scenes, tmp_path):
             assert list(ds.descriptions) == [d.isoformat() for d in series.dates]
     mag = np.hypot(cubes["timeseries_east"][-1], cubes["timeseries_north"][-1])
     row, col = np.unravel_index(np.nanargmax(mag), mag.shape)
-    height, width = mag.shape
 
     page.goto(f"{server}/jobs/{job_id}")
-    assert page.is_visible("#timeseries-section")
-    image_loaded(page, "#ts-map")
-    box = page.query_selector("#ts-map").bounding_box()
-    page.mouse.click(box["x"] + (col + 0.5) / width * box["width"],
-                     box["y"] + (row + 0.5) / height * box["height"])
+    page.wait_for_selector("#job-map[data-ready=yes]", timeout=30_000)
+    assert page.is_visible("#ts-help")
+    with rasterio.open(local["timeseries_east"]) as ds:
+        x, y = ds.xy(row, col)
+        lons, lats = warp_transform(ds.crs, "EPSG:4326", [x], [y])
+    point = page.evaluate("([lat, lon]) => { const m = GDM.maps['job-map']; "
+                          "const p = m.latLngToContainerPoint([lat, lon]); "
+                          "const r = m.getContainer().getBoundingClientRect(); "
+                          "return [r.left + p.x, r.top + p.y]; }", [lats[0], lons[0]])
+    page.mouse.click(point[0], point[1])
     page.wait_for_selector("#ts-plot svg.plot path.line", timeout=30_000)
     shown = json.loads(page.get_attribute("#ts-plot svg.plot", "data-series"))
     assert (shown["col"], shown["row"]) == (col, row)
@@ -214,7 +219,7 @@ def test_click_a_pixel_of_a_time_series(chromium, server, scenes, tmp_path):
         assert np.all(err <= 0.10 * np.abs(truth) + 0.2)
 
 
-def test_sign_in_with_a_token(chromium):
+def test_sign_in_with_a_token(chromium, scenes):
     from tests.serverutil import running_server
 
     with running_server() as base:
@@ -230,14 +235,13 @@ def test_sign_in_with_a_token(chromium):
         page.click("#login button[type=submit]")
         page.wait_for_selector("#user-name", timeout=30_000)
         assert page.inner_text("#user-name") == "ann"
-        page.select_option("#process", "echo")
-        page.fill("[data-input=message] textarea", "hello from the form")
+        assert "echo" not in page.eval_on_selector_all("#process option",
+                                                       "os => os.map(o => o.value)")
+        page.select_option("#process", "gdm-opt")
+        page.set_input_files("#fields input[type=file]", [str(p) for p in scenes[0].images])
         job_id = click_submit(page)
-        assert wait_in_list(page, job_id) == "successful"
-        row = f'#jobs tr[data-job="{job_id}"]'
-        page.wait_for_selector(f"{row} .literal", timeout=30_000)
-        assert page.inner_text(f"{row} .literal") == "message: hello from the form"
         assert store.get(job_id).owner == "ann"  # the cookie carried the token
+        assert wait_in_list(page, job_id) == "successful"
         page.click("#logout")
         page.wait_for_selector("#login", timeout=30_000)
         assert errors == []

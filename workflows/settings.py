@@ -37,6 +37,8 @@ class Settings:
     max_request_mb: int = 4096
     user_quota_mb: int = 51200
     token_days: int = 90
+    basemap_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    basemap_attribution: str = "&copy; OpenStreetMap contributors"
 
     @property
     def scene_cache(self) -> Path:
@@ -71,7 +73,9 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
     ``GDM_MAX_REQUEST_MB`` (largest request body, uploads included, default 4096),
     ``GDM_USER_QUOTA_MB`` (disk space of each user's uploads, default 51200; a user's
     ``disk_quota_mb`` overrides it), ``GDM_TOKEN_DAYS`` (lifetime of a new API token,
-    default 90).
+    default 90),
+    ``GDM_BASEMAP_URL`` (the XYZ tile URL of the web maps' base layer, with ``{z}``,
+    ``{x}``, ``{y}``; default OpenStreetMap's) and ``GDM_BASEMAP_ATTRIBUTION``.
     """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("GDM_HOME", ".gdm")).absolute()
@@ -92,4 +96,8 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         max_request_mb=int(env.get("GDM_MAX_REQUEST_MB", "4096")),
         user_quota_mb=int(env.get("GDM_USER_QUOTA_MB", "51200")),
         token_days=int(env.get("GDM_TOKEN_DAYS", "90")),
+        **{field: env[var] for field, var in (("basemap_url", "GDM_BASEMAP_URL"),
+                                               ("basemap_attribution",
+                                                "GDM_BASEMAP_ATTRIBUTION"))
+           if env.get(var)},
     )

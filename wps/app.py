@@ -10,6 +10,7 @@ from wps.activation import bp as activation_bp
 from wps.campaigns import bp as campaigns_bp
 from wps.context import AppState
 from wps.guard import install
+from wps.maps import bp as maps_bp
 from wps.ogcapi import bp as ogcapi_bp
 from wps.webform import bp as webform_bp
 from wps.wps1 import bp as wps_bp
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.register_blueprint(ogcapi_bp, url_prefix="/ogcapi")
     app.register_blueprint(wps_bp, url_prefix="/wps")
     app.register_blueprint(webform_bp)
+    app.register_blueprint(maps_bp)  # map layers: tiles, legends, values
     app.register_blueprint(campaigns_bp)  # FLATSIM campaign monitoring
     app.register_blueprint(activation_bp)  # CIEST² activations
     return app

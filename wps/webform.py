@@ -21,6 +21,7 @@ JSON helpers the pages use (ownership-checked like every job read):
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import math
@@ -36,11 +37,13 @@ from matplotlib import colormaps
 from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from gdmio.quicklook import display_limits
 from workflows.jobstore import Job, User
 from workflows.processes import PROCESSES
+from workflows.products import layer_for
 from workflows.submit import SubmitError, job_file, visible_job
 from wps import web
 from wps.context import current_user, state
@@ -55,11 +58,22 @@ _TIMESERIES = re.compile(r"^timeseries")
 
 
 # --------------------------------------------------------------------------- helpers
+#: Processes the APIs offer but the web form does not (``echo`` tests the service).
+FORM_HIDDEN = frozenset({"echo"})
+#: The form's process picker order (others follow, by identifier); the first is shown.
+FORM_ORDER = ("gdm-opt", "gdm-sar", "dsm-opt", "flatsim-campaign")
+
+
+def _form_rank(spec: Any) -> tuple[int, str]:
+    return (FORM_ORDER.index(spec.id) if spec.id in FORM_ORDER else len(FORM_ORDER), spec.id)
+
+
 def form_processes() -> list[dict[str, Any]]:
     """What the form needs of every process: id, title, description, input schemas.
 
     ``inputs`` is a list of ``{"name", "schema"}`` in the model's field order (JSON
-    objects would be re-sorted by name on the way to the page).
+    objects would be re-sorted by name on the way to the page). The processes of
+    :data:`FORM_HIDDEN` are left out (WPS and the OGC API still offer them).
     """
     return [{"id": spec.id, "title": spec.title, "description": spec.description,
              "version": spec.version, "queue": spec.default_queue,
@@ -67,7 +81,8 @@ def form_processes() -> list[dict[str, Any]]:
                         for name, schema in spec.input_schemas().items()],
              "outputs": {name: {"title": o.title, "kind": o.kind}
                          for name, o in spec.outputs.items()}}
-            for spec in PROCESSES.values()]
+            for spec in sorted(PROCESSES.values(), key=_form_rank)
+            if spec.id not in FORM_HIDDEN]
 
 
 def _download_url(job: Job, relpath: str) -> str:
@@ -246,9 +261,12 @@ def _user_info(user: User | None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- pages
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
+    """What every page needs: the CSRF token, the maps' base layer (XYZ URL, attribution)."""
     from wps.guard import csrf_token
 
-    return {"csrf_token": csrf_token}
+    st = state().settings
+    return {"csrf_token": csrf_token,
+            "basemap": {"url": st.basemap_url, "attribution": st.basemap_attribution}}
 
 
 @bp.errorhandler(SubmitError)
@@ -286,23 +304,80 @@ def job_json(job_id: str) -> Response:
     return jsonify(job_summary(_job_or_error(job_id)))
 
 
-@bp.get("/api/jobs/<job_id>/pixel")
-def job_pixel(job_id: str) -> Response:
-    """Time-series values at one pixel: ``x``, ``y`` (fractions, or pixels with unit=pixel).
+def _position(ds: rasterio.io.DatasetReader) -> tuple[float, float, str]:
+    """The query's position as (x, y, unit) for :func:`pixel_series` on ``ds``.
 
-    Without ``output``, every time-series output of the job is read (East and North for
-    GDM-OPT). Answers ``{"job", "col", "row", "width", "height", "x", "y", "crs",
-    "dates", "series": [{"name", "title", "dates", "values", "units"}]}``.
+    ``lon``/``lat`` (WGS84) are converted to the raster's pixel; otherwise ``x``/``y``
+    with ``unit`` (fraction or pixel).
     """
-    job = _job_or_error(job_id)
+    args = request.args
     try:
-        x = float(request.args["x"])
-        y = float(request.args["y"])
+        if "lon" in args or "lat" in args:
+            lon, lat = float(args["lon"]), float(args["lat"])
+            if not (math.isfinite(lon) and math.isfinite(lat)):
+                raise ValueError
+            if ds.crs is None:
+                raise SubmitError(400, "this product has no map projection: use x and y")
+            xs, ys = warp_transform("EPSG:4326", ds.crs, [lon], [lat])
+            row, col = ds.index(xs[0], ys[0])
+            if not (0 <= row < ds.height and 0 <= col < ds.width):
+                raise SubmitError(400, f"lon={lon}, lat={lat} is outside the product")
+            return float(col), float(row), "pixel"
+        return float(args["x"]), float(args["y"]), args.get("unit", "fraction")
     except KeyError as exc:
         raise SubmitError(400, f"missing query parameter {exc.args[0]!r}") from None
     except ValueError:
-        raise SubmitError(400, "x and y must be numbers") from None
-    unit = request.args.get("unit", "fraction")
+        raise SubmitError(400, "x and y (or lon and lat) must be numbers") from None
+
+
+def velocity_fit(dates: list[str | None], values: list[float | None]) -> dict[str, Any]:
+    """Least-squares line through a pixel's series: velocity and its 1-sigma per year.
+
+    The sigma is the standard error of the slope from the scatter about the line (None
+    with fewer than 3 dated values).
+    """
+    pts = [(dt.date.fromisoformat(d), v) for d, v in zip(dates, values, strict=True)
+           if d is not None and v is not None]
+    if len(pts) < 2:
+        return {"velocity": None, "sigma": None, "intercept": None, "t0": None}
+    t0 = pts[0][0]
+    t = np.array([(d - t0).days / 365.25 for d, _ in pts])
+    v = np.array([val for _, val in pts])
+    tc = t - t.mean()
+    sxx = float(tc @ tc)
+    if sxx == 0:
+        return {"velocity": None, "sigma": None, "intercept": None, "t0": None}
+    slope = float(tc @ (v - v.mean()) / sxx)
+    intercept = float(v.mean() - slope * t.mean())
+    sigma = None
+    if len(pts) >= 3:
+        rss = float(np.sum((v - intercept - slope * t) ** 2))
+        sigma = math.sqrt(rss / (len(pts) - 2) / sxx)
+    return {"velocity": slope, "sigma": sigma, "intercept": intercept,
+            "t0": t0.isoformat()}
+
+
+def _value_at(job: Job, name: str, x: float, y: float, crs: str | None) -> float | None:
+    """The value of a single-band output at map coordinates (None if absent or outside)."""
+    relpath = job.outputs.get(name)
+    if not isinstance(relpath, str) or not relpath.lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        path = job_file(job, relpath, state().settings)
+        with rasterio.open(path) as ds:
+            if (ds.crs.to_string() if ds.crs else None) != crs:
+                return None
+            row, col = ds.index(x, y)
+            if not (0 <= row < ds.height and 0 <= col < ds.width):
+                return None
+            v = ds.read(1, window=Window(col, row, 1, 1), masked=True)[0, 0]
+    except (SubmitError, RasterioError):
+        return None
+    return None if np.ma.is_masked(v) or not math.isfinite(float(v)) else float(v)
+
+
+def _pixel_body(job_id: str) -> dict[str, Any]:
+    job = _job_or_error(job_id)
     names = timeseries_outputs(job)
     wanted = request.args.get("output")
     if wanted is not None:
@@ -316,16 +391,81 @@ def job_pixel(job_id: str) -> Response:
     spec = PROCESSES.get(job.process)
     series, first = [], None
     for name in names:
-        got = pixel_series(_output_path(job, name), x, y, unit)
+        path = _output_path(job, name)
+        try:
+            with rasterio.open(path) as ds:
+                x, y, unit = _position(ds)
+        except RasterioError as exc:
+            raise SubmitError(500, f"cannot read {path.name}: {exc}") from None
+        got = pixel_series(path, x, y, unit)
         first = first or got
         title = spec.outputs[name].title if spec and name in spec.outputs else name
+        meta = layer_for(job.process, job.outputs[name])
+        scale = meta.display_scale if meta else 1.0
+        units = got["units"] or "m"
+        shown = meta.shown_units if meta else units
+        fit = velocity_fit(got["dates"], got["values"])
+        vel_name = name.replace("timeseries", "velocity", 1)
+        std_name = name.replace("timeseries", "velocity_std", 1)
+        product = {"velocity": _value_at(job, vel_name, got["x"], got["y"], got["crs"]),
+                   "velocity_std": _value_at(job, std_name, got["x"], got["y"], got["crs"])}
         series.append({"name": name, "title": title, "dates": got["dates"],
-                       "values": got["values"], "units": got["units"] or "m"})
+                       "values": got["values"], "units": units, "scale": scale,
+                       "display_units": shown,
+                       "fit": fit, "product": {k: v for k, v in product.items()
+                                               if v is not None}})
     assert first is not None
-    body = {"job": job.id, **{k: first[k] for k in ("col", "row", "width", "height", "x",
+    lon = lat = None
+    if first["crs"]:
+        lons, lats = warp_transform(first["crs"], "EPSG:4326", [first["x"]], [first["y"]])
+        lon, lat = lons[0], lats[0]
+    return {"job": job.id, **{k: first[k] for k in ("col", "row", "width", "height", "x",
                                                    "y", "crs", "dates")},
-            "series": series}
-    return jsonify(body)
+            "lon": lon, "lat": lat, "series": series,
+            "csv": url_for("webform.job_pixel_csv", job_id=job.id, **request.args)}
+
+
+@bp.get("/api/jobs/<job_id>/pixel")
+def job_pixel(job_id: str) -> Response:
+    """Time-series values at one pixel: ``lon``, ``lat`` (WGS84), or ``x``, ``y``.
+
+    ``x``/``y`` are fractions of the width and height, or pixels with ``unit=pixel``.
+    Without ``output``, every time-series output of the job is read (East and North for
+    GDM-OPT). Answers ``{"job", "col", "row", "width", "height", "x", "y", "crs", "lon",
+    "lat", "dates", "csv", "series": [{"name", "title", "dates", "values", "units",
+    "scale", "display_units", "fit": {"velocity", "sigma", "intercept", "t0"},
+    "product": {"velocity", "velocity_std"}}]}``: values and fits in the product's
+    units (``units``, per year for velocities); ``scale`` converts them to
+    ``display_units`` (InSAR: mm).
+    """
+    return jsonify(_pixel_body(job_id))
+
+
+@bp.get("/api/jobs/<job_id>/pixel.csv")
+def job_pixel_csv(job_id: str) -> Response:
+    """The same pixel series as CSV: one row per date, one column per series."""
+    body = _pixel_body(job_id)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    pos = (f"lon {body['lon']:.6f} lat {body['lat']:.6f}; " if body["lon"] is not None
+           else "") + f"column {body['col']} row {body['row']} ({body['crs'] or 'no CRS'})"
+    out.write(f"# job {body['job']}; pixel {pos}\n")
+    for s in body["series"]:
+        f = s["fit"]
+        if f["velocity"] is not None:
+            sig = "" if f["sigma"] is None else f" +- {f['sigma']:.6g}"
+            out.write(f"# {s['name']}: fitted velocity {f['velocity']:.6g}{sig} "
+                      f"{s['units']}/yr\n")
+        for k, v in s["product"].items():
+            out.write(f"# {s['name']}: product {k} {v:.6g} {s['units']}/yr\n")
+    writer.writerow(["date"] + [f"{s['name']} ({s['units']})" for s in body["series"]])
+    for k, d in enumerate(body["dates"]):
+        writer.writerow([d or f"band {k + 1}"] + [
+            "" if s["values"][k] is None else f"{s['values'][k]:.8g}" for s in body["series"]])
+    resp = Response(out.getvalue(), mimetype="text/csv")
+    name = f"{body['job']}_pixel_{body['col']}_{body['row']}.csv"
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return resp
 
 
 @bp.get("/api/jobs/<job_id>/map.png")

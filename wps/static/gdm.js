@@ -357,6 +357,7 @@ const GDM = (() => {
     }
     const button = el("button", { type: "button", class: "scene-preview", text: "Find scenes" });
     const status = el("span", { class: "muted scene-status", role: "status" });
+    let footprintsOf = () => {};
     const table = el("table", { class: "scenes", hidden: true });
     const value = () => {
       if (aoi.value.trim() === "") return undefined;
@@ -390,10 +391,23 @@ const GDM = (() => {
       table.replaceChildren(el("thead", {}, el("tr", {}, el("th", { text: "Date" }), el("th", { text: "Scene" }), el("th", { text: "" }))),
         el("tbody", {}, ...rows));
       table.hidden = rows.length === 0;
+      footprintsOf(d.scenes);
     });
+    const mapNode = el("div", { class: "map scene-map", id: `${id}-map` });
     const node = el("div", { class: "scene-widget" },
-      el("label", {}, "Area ", aoi), el("label", {}, "From ", start), el("label", {}, "to ", end), ...extra,
+      el("label", {}, "Area ", aoi),
+      el("small", { class: "help", text: "Draw a rectangle or polygon on the map (tools on its left), edit it, or type the area." }),
+      mapNode, el("label", {}, "From ", start), el("label", {}, "to ", end), ...extra,
       el("div", {}, button, " ", status), table);
+    let drawn = null;
+    const mount = () => {
+      if (!mapNode.isConnected) { requestAnimationFrame(mount); return; }
+      drawn = aoiMap(mapNode, aoi);
+      mapNode.aoi = drawn;
+    };
+    requestAnimationFrame(mount);
+    aoi.addEventListener("input", () => { if (drawn) drawn.refresh(); });
+    footprintsOf = (scenes) => { if (drawn) drawn.showFootprints(scenes); };
     return { node, id, get: async () => value() };
   }
 
@@ -451,7 +465,9 @@ const GDM = (() => {
         fields.push([name, f]);
         // Required inputs, and the scene inputs (files or area + dates), come first.
         const [plain] = unwrapNullable(schema);
-        const primary = schema["x-required"] || plain["x-scene-search"] || isFileList(name, plain);
+        // Presets are a first-level choice: they set most of the optional parameters.
+        const primary = schema["x-required"] || plain["x-scene-search"] || isFileList(name, plain)
+          || name === "preset";
         (primary ? main : advanced).push(f.node);
       }
       fieldsBox.replaceChildren(...main);
@@ -602,7 +618,7 @@ const GDM = (() => {
     setupAccount();
     let job = JSON.parse(document.getElementById("job-data").textContent);
     let shownFiles = "";
-    let tsReady = false;
+    let mapReady = false;
 
     function draw() {
       const st = document.getElementById("job-status");
@@ -627,9 +643,9 @@ const GDM = (() => {
             el("a", { href: q.href, target: "_blank" }, el("img", { class: "quicklook", src: q.href, alt: `${q.name} quicklook`, "data-name": q.name })),
             el("figcaption", { text: q.name }))));
       }
-      if (job.timeseries.length && !tsReady) {
-        tsReady = true;
-        timeSeries(job);
+      if (FINAL.includes(job.status) && !mapReady) {
+        mapReady = true;
+        jobMap(job);
       }
     }
 
@@ -648,37 +664,277 @@ const GDM = (() => {
     if (!FINAL.includes(job.status)) setTimeout(poll, 2000);
   }
 
-  function timeSeries(job) {
-    document.getElementById("timeseries-section").hidden = false;
-    const img = document.getElementById("ts-map");
-    const marker = document.getElementById("ts-marker");
-    const info = document.getElementById("ts-info");
-    const show = (t) => {
-      img.src = t.map;
-      img.title = `${t.title}, last date: click a pixel`;
-    };
-    show(job.timeseries[0]);
-    if (job.timeseries.length > 1) {
-      const pick = el("select", { id: "ts-output", "aria-label": "map shows" },
-        ...job.timeseries.map((t, k) => el("option", { value: k, text: `map: ${t.title}` })));
-      pick.addEventListener("change", () => show(job.timeseries[Number(pick.value)]));
-      img.parentNode.before(pick);
+  // ------------------------------------------------------------------------ maps
+  // Leaflet (vendored under /assets/vendor/, no CDN). The base layer is the XYZ URL of the
+  // server's settings (GDM_BASEMAP_URL, OpenStreetMap by default).
+  const maps = {};
+
+  function baseMap(node) {
+    const map = L.map(node, { worldCopyJump: true, preferCanvas: false });
+    const url = document.body.dataset.basemap;
+    if (url) {
+      const base = L.tileLayer(url, { maxZoom: 19, className: "basemap",
+        attribution: document.body.dataset.basemapAttribution || "" });
+      base.on("load", () => { node.dataset.basemap = "loaded"; });
+      base.addTo(map);
     }
-    img.addEventListener("click", async (ev) => {
-      const rect = img.getBoundingClientRect();
-      const fx = Math.min(Math.max((ev.clientX - rect.left) / rect.width, 0), 1);
-      const fy = Math.min(Math.max((ev.clientY - rect.top) / rect.height, 0), 1);
-      marker.style.left = `${fx * 100}%`;
-      marker.style.top = `${fy * 100}%`;
-      marker.hidden = false;
-      info.textContent = "reading...";
-      const r = await api("GET", `/api/jobs/${job.id}/pixel?x=${fx.toFixed(6)}&y=${fy.toFixed(6)}`);
-      if (!r.ok) { info.textContent = errorText(r); return; }
-      plot(document.getElementById("ts-plot"), r.data);
-      const d = r.data;
-      info.textContent = `pixel column ${d.col}, row ${d.row} of ${d.width}x${d.height}` +
-        (d.crs ? ` — ${d.crs} x=${d.x.toFixed(1)} y=${d.y.toFixed(1)}` : "");
+    L.control.scale({ imperial: false }).addTo(map);
+    map.setView([30, 10], 2);
+    maps[node.id] = map;
+    return map;
+  }
+
+  function fmt(v, span) {
+    if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+    const digits = Math.max(0, Math.min(6, 2 - Math.floor(Math.log10(Math.abs(span) || 1))));
+    return v.toFixed(digits);
+  }
+
+  // AOI text <-> shape: "west,south,east,north", WKT POLYGON/POINT, or GeoJSON.
+  function parseAoi(text) {
+    const t = (text || "").trim();
+    if (!t) return null;
+    const nums = t.split(/[\s,]+/).map(Number);
+    if (nums.length === 4 && nums.every(Number.isFinite)) {
+      const [w, s, e, n] = nums;
+      if (w < e && s < n) return L.rectangle([[s, w], [n, e]]);
+      return null;
+    }
+    const poly = t.match(/^POLYGON\s*\(\((.*)\)\)$/i);
+    if (poly) {
+      const ring = poly[1].split(",").map((p) => p.trim().split(/\s+/).map(Number));
+      if (ring.every((c) => c.length === 2 && c.every(Number.isFinite))) return L.polygon(ring.map(([x, y]) => [y, x]));
+      return null;
+    }
+    const pt = t.match(/^POINT\s*\(\s*([-\d.eE+]+)\s+([-\d.eE+]+)\s*\)$/i);
+    if (pt) return L.circleMarker([Number(pt[2]), Number(pt[1])], { radius: 6 });
+    try { return L.geoJSON(JSON.parse(t)); } catch (e) { return null; }
+  }
+
+  function aoiText(layer) {
+    const r = (v) => Number(v.toFixed(5));
+    if (layer instanceof L.Rectangle) {
+      const b = layer.getBounds();
+      return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(r).join(",");
+    }
+    if (layer instanceof L.Polygon) {
+      const ring = layer.getLatLngs()[0].map((ll) => `${r(ll.lng)} ${r(ll.lat)}`);
+      ring.push(ring[0]);
+      return `POLYGON((${ring.join(", ")}))`;
+    }
+    return "";
+  }
+
+  // A map on which to draw or edit an area of interest kept in sync with a text input.
+  function aoiMap(node, input, onChange) {
+    const map = baseMap(node);
+    map.pm.addControls({ position: "topleft", drawMarker: false, drawCircleMarker: false,
+      drawPolyline: false, drawCircle: false, drawText: false, cutPolygon: false,
+      rotateMode: false, dragMode: true, drawRectangle: true, drawPolygon: true,
+      editMode: true, removalMode: true });
+    const aoiStyle = { color: "#1f5fa8", weight: 2, fillOpacity: 0.08, className: "aoi-shape" };
+    map.pm.setGlobalOptions({ pathOptions: aoiStyle });
+    let shape = null;
+    const footprints = L.featureGroup().addTo(map);
+    const write = () => {
+      input.value = shape ? aoiText(shape) : "";
+      if (onChange) onChange(input.value);
+    };
+    const adopt = (layer, fit) => {
+      if (shape && shape !== layer) map.removeLayer(shape);
+      shape = layer;
+      if (!shape) return;
+      if (shape.setStyle) shape.setStyle(aoiStyle);
+      if (!map.hasLayer(shape)) shape.addTo(map);
+      shape.on("pm:edit pm:dragend", write);
+      if (fit && shape.getBounds) map.fitBounds(shape.getBounds().pad(0.6), { maxZoom: 13 });
+    };
+    map.on("pm:create", (e) => { adopt(e.layer, false); write(); });
+    map.on("pm:remove", (e) => { if (e.layer === shape) { shape = null; write(); } });
+    const fromText = () => {
+      const layer = parseAoi(input.value);
+      if (layer instanceof L.GeoJSON) {
+        const inner = layer.getLayers()[0];
+        adopt(inner || null, true);
+      } else adopt(layer, true);
+      node.dataset.aoi = shape ? "yes" : "no";
+    };
+    input.addEventListener("change", fromText);
+    fromText();
+    return {
+      map,
+      refresh: fromText,
+      showFootprints(scenes) {
+        footprints.clearLayers();
+        for (const sc of scenes) {
+          if (!sc.geometry) continue;
+          L.geoJSON(sc.geometry, { style: { color: "#b9770e", weight: 1.5, fillOpacity: 0.04,
+            className: "scene-footprint" } })
+            .bindTooltip(`${(sc.datetime || "").slice(0, 10)} ${sc.id}`).addTo(footprints);
+        }
+        node.dataset.footprints = String(footprints.getLayers().length);
+        if (footprints.getLayers().length) {
+          const b = footprints.getBounds();
+          if (shape && shape.getBounds) b.extend(shape.getBounds());
+          map.fitBounds(b.pad(0.1));
+        }
+      },
+    };
+  }
+
+  function legendControl(map) {
+    const ctl = L.control({ position: "bottomright" });
+    let box;
+    ctl.onAdd = () => {
+      box = L.DomUtil.create("div", "map-legend");
+      box.id = `${map.getContainer().id}-legend`;
+      return box;
+    };
+    ctl.addTo(map);
+    ctl.show = (info, band) => {
+      const mid = info.signed ? 0 : (info.vmin + info.vmax) / 2;
+      const span = info.vmax - info.vmin;
+      const date = info.dates && info.dates.length ? info.dates[band - 1] : null;
+      box.replaceChildren(
+        el("div", { class: "legend-title", text: info.title + (date ? ` — ${date}` : "") }),
+        el("div", { class: "legend-bar", style: `background: linear-gradient(to right, ${info.colors.join(", ")})` }),
+        el("div", { class: "legend-ticks" },
+          el("span", { class: "legend-min", text: fmt(info.vmin, span) }),
+          el("span", { class: "legend-mid", text: fmt(mid, span) }),
+          el("span", { class: "legend-max", text: fmt(info.vmax, span) })),
+        el("div", { class: "legend-units", text: info.units || "(no unit)" }));
+      box.dataset.layer = info.name;
+    };
+    return ctl;
+  }
+
+  function valueControl(map) {
+    const ctl = L.control({ position: "topright" });
+    let box;
+    ctl.onAdd = () => {
+      box = L.DomUtil.create("div", "map-value");
+      box.id = `${map.getContainer().id}-value`;
+      box.textContent = "move over the map for values";
+      return box;
+    };
+    ctl.addTo(map);
+    ctl.set = (text, data) => {
+      box.textContent = text;
+      if (data) box.dataset.value = JSON.stringify(data);
+    };
+    return ctl;
+  }
+
+  // Product layers of a job on a map: overlay tiles, legend, value under the cursor.
+  async function productLayers(map, jobId, opts) {
+    const r = await api("GET", `/api/jobs/${jobId}/layers`);
+    if (!r.ok || !r.data.layers.length) return null;
+    const layers = r.data.layers;
+    const legend = legendControl(map);
+    const readout = valueControl(map);
+    const bar = opts.controls;
+    const pick = el("select", { id: `${map.getContainer().id}-layer`, "aria-label": "layer shown" },
+      ...layers.map((l, k) => el("option", { value: k, text: `${l.title} (${l.units || "-"})` })));
+    const bandPick = el("select", { id: `${map.getContainer().id}-band`, "aria-label": "date shown", hidden: true });
+    const opacity = el("input", { type: "range", min: 0, max: 100, value: 85, "aria-label": "opacity",
+      id: `${map.getContainer().id}-opacity` });
+    bar.replaceChildren(el("label", {}, "Layer ", pick), el("label", {}, "Date ", bandPick),
+      el("label", {}, "Opacity ", opacity));
+    let current = null, overlay = null, band = 1;
+    const preferred = layers.findIndex((l) => /^velocity(_geocoded)?$|^east$|^dsm$/.test(l.name));
+    const show = (k, fit) => {
+      current = layers[k];
+      band = current.band;
+      bandPick.hidden = !(current.dates && current.dates.length > 1);
+      bandPick.replaceChildren(...(current.dates || []).map((d, i) => el("option", { value: i + 1, text: d || `band ${i + 1}`, selected: i + 1 === band })));
+      draw();
+      const [w, s, e, n] = current.bounds;
+      if (fit) map.fitBounds([[s, w], [n, e]], { padding: [10, 10] });
+    };
+    const draw = () => {
+      if (overlay) map.removeLayer(overlay);
+      const [w, s, e, n] = current.bounds;
+      overlay = L.tileLayer(`${current.tiles}?band=${band}`, {
+        className: "product-overlay", opacity: Number(opacity.value) / 100, maxZoom: 22,
+        bounds: [[s, w], [n, e]], zIndex: 10,
+      });
+      const loading = `${current.name}:${band}`;
+      map.getContainer().dataset.overlay = "loading";
+      overlay.on("load", () => { map.getContainer().dataset.overlay = loading; });
+      overlay.addTo(map);
+      legend.show(current, band);
+      map.getContainer().dataset.layer = current.name;
+    };
+    pick.addEventListener("change", () => show(Number(pick.value), true));
+    bandPick.addEventListener("change", () => { band = Number(bandPick.value); draw(); });
+    opacity.addEventListener("input", () => overlay && overlay.setOpacity(Number(opacity.value) / 100));
+    pick.value = String(preferred >= 0 ? preferred : 0);
+    show(Number(pick.value), true);
+    let timer = null, seq = 0;
+    map.on("mousemove", (ev) => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const { lat, lng } = ev.latlng.wrap();
+        const my = ++seq;
+        const v = await api("GET", `${current.value}?lon=${lng.toFixed(6)}&lat=${lat.toFixed(6)}&band=${band}`.slice(ROOT.length));
+        if (my !== seq || !v.ok) return;
+        const where = `${lat.toFixed(5)}°, ${lng.toFixed(5)}°`;
+        readout.set(v.data.value === null ? `no data at ${where}` : `${fmt(v.data.value, current.vmax - current.vmin)} ${current.units} at ${where}`, v.data);
+      }, 120);
     });
+    return { layers, get current() { return current; } };
+  }
+
+  function jobMap(job) {
+    const section = document.getElementById("map-section");
+    const node = document.getElementById("job-map");
+    section.hidden = false;  // before the map is made: Leaflet needs the container's size
+    const map = baseMap(node);
+    const aoi = job.inputs && job.inputs.scenes && job.inputs.scenes.aoi;
+    const shape = aoi ? parseAoi(aoi) : null;
+    if (shape) {
+      (shape.setStyle ? shape.setStyle({ color: "#1f5fa8", weight: 2, fill: false, className: "aoi-shape" }) : shape).addTo(map);
+      if (shape.getBounds) map.fitBounds(shape.getBounds().pad(0.5));
+    }
+    const state = { map, layers: null, marker: null };
+    productLayers(map, job.id, { controls: document.getElementById("map-controls") }).then((res) => {
+      state.layers = res;
+      node.dataset.ready = res ? "yes" : "none";
+    });
+    if (job.timeseries.length) {
+      document.getElementById("ts-help").hidden = false;
+      map.on("click", async (ev) => {
+        const { lat, lng } = ev.latlng.wrap();
+        const info = document.getElementById("ts-info");
+        if (state.marker) map.removeLayer(state.marker);
+        state.marker = L.circleMarker(ev.latlng, { radius: 7, color: "#000", weight: 2, fillColor: "#fff", fillOpacity: 0.6, className: "ts-marker" }).addTo(map);
+        info.textContent = "reading...";
+        const r = await api("GET", `/api/jobs/${job.id}/pixel?lon=${lng.toFixed(7)}&lat=${lat.toFixed(7)}`);
+        if (!r.ok) { info.textContent = errorText(r); return; }
+        plot(document.getElementById("ts-plot"), r.data);
+        const d = r.data;
+        const csv = document.getElementById("ts-csv");
+        csv.href = d.csv;
+        csv.hidden = false;
+        info.replaceChildren(`${d.lat.toFixed(5)}°N, ${d.lon.toFixed(5)}°E — pixel column ${d.col}, row ${d.row} of ${d.width}×${d.height}` +
+          (d.crs ? ` (${d.crs} x=${d.x.toFixed(1)} y=${d.y.toFixed(1)})` : ""),
+          ...d.series.map((s) => el("span", { class: "ts-velocity", "data-name": s.name, text: velocityText(s) })));
+      });
+    }
+    return state;
+  }
+
+  function velocityText(s) {
+    const k = s.scale || 1, u = `${s.display_units || s.units}/yr`;
+    const f = s.fit || {};
+    let text = `${s.title || s.name}: `;
+    text += f.velocity === null || f.velocity === undefined ? "no fit"
+      : `fitted ${(f.velocity * k).toPrecision(3)}${f.sigma ? ` ± ${(f.sigma * k).toPrecision(2)}` : ""} ${u}`;
+    const p = s.product || {};
+    if (p.velocity !== undefined) {
+      text += `; product ${(p.velocity * k).toPrecision(3)}${p.velocity_std !== undefined ? ` ± ${(p.velocity_std * k).toPrecision(2)}` : ""} ${u}`;
+    }
+    return text;
   }
 
   function niceTicks(lo, hi, n) {
@@ -694,15 +950,16 @@ const GDM = (() => {
   const COLOURS = ["#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e"];
 
   function plot(box, data) {
-    const W = 640, H = 320, m = { l: 70, r: 30, t: 20, b: 50 };
-    const series = data.series;
+    const W = 640, H = 340, m = { l: 70, r: 30, t: 20, b: 50 };
+    // Values in display units (InSAR: mm), with each series' least-squares line.
+    const series = data.series.map((s) => ({ ...s, shown: s.values.map((v) => (v === null ? null : v * (s.scale || 1))) }));
     const useDates = series.every((s) => s.dates.every((d) => d));
     const xval = (s, k) => (useDates ? Date.parse(s.dates[k]) : k + 1);
     const xs = [], ys = [];
     for (const s of series) {
-      s.values.forEach((v, k) => { xs.push(xval(s, k)); if (v !== null) ys.push(v); });
+      s.shown.forEach((v, k) => { xs.push(xval(s, k)); if (v !== null) ys.push(v); });
     }
-    const units = series[0].units || "m";
+    const units = series[0].display_units || series[0].units || "m";
     let x0 = Math.min(...xs), x1 = Math.max(...xs);
     if (x0 === x1) { x0 -= 1; x1 += 1; }
     const xpad = (x1 - x0) * 0.06;
@@ -715,7 +972,7 @@ const GDM = (() => {
     const Y = (y) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "plot", role: "img",
       "aria-label": "displacement time series" });
-    root.dataset.series = JSON.stringify({ col: data.col, row: data.row, series });
+    root.dataset.series = JSON.stringify({ col: data.col, row: data.row, series: data.series });
     root.append(svg("rect", { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: "frame" }));
     const yt = niceTicks(y0, y1, 5);
     const decimals = Math.max(0, -Math.floor(Math.log10((yt[1] - yt[0]) || 1)));
@@ -734,9 +991,27 @@ const GDM = (() => {
       "text-anchor": "middle", class: "axis" }, `displacement (${units})`));
     root.append(svg("text", { x: (m.l + W - m.r) / 2, y: H - 8, "text-anchor": "middle", class: "axis" },
       useDates ? "date" : "band"));
+    const YEAR = 365.25 * 86400e3;
     series.forEach((s, i) => {
       const colour = COLOURS[i % COLOURS.length];
-      const pts = s.values.map((v, k) => (v === null ? null : [X(xval(s, k)), Y(v), v, s.dates[k]]));
+      const k = s.scale || 1;
+      const f = s.fit || {};
+      if (useDates && f.velocity !== null && f.velocity !== undefined && f.t0) {
+        const t0 = Date.parse(f.t0);
+        const at = (x) => (f.intercept + f.velocity * (x - t0) / YEAR) * k;
+        const xa = Math.min(...xs), xb = Math.max(...xs);
+        root.append(svg("line", { x1: X(xa), y1: Y(at(xa)), x2: X(xb), y2: Y(at(xb)), class: "fit",
+          stroke: colour, "data-name": s.name }));
+        if (f.sigma) {  // 1-sigma envelope of the slope, pivoting on the mean date
+          const tm = (xa + xb) / 2;
+          const hi = (x) => at(x) + f.sigma * k * Math.abs(x - tm) / YEAR;
+          const lo = (x) => at(x) - f.sigma * k * Math.abs(x - tm) / YEAR;
+          const pts = [[xa, hi(xa)], [tm, at(tm)], [xb, hi(xb)], [xb, lo(xb)], [tm, at(tm)], [xa, lo(xa)]];
+          root.append(svg("path", { d: "M" + pts.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("L") + "Z",
+            class: "fit-band", fill: colour }));
+        }
+      }
+      const pts = s.shown.map((v, kk) => (v === null ? null : [X(xval(s, kk)), Y(v), v, s.dates[kk]]));
       let d = "";
       let pen = false;
       for (const p of pts) {
@@ -757,5 +1032,6 @@ const GDM = (() => {
     box.replaceChildren(root);
   }
 
-  return { indexPage, jobPage, plot, makeWidget, authHeaders };
+  return { indexPage, jobPage, plot, makeWidget, authHeaders, maps, baseMap, aoiMap, productLayers,
+    parseAoi };
 })();
