@@ -173,6 +173,8 @@ def page_one(activation_id: str) -> str:
     act = _refreshed(activation_id)
     fragment = render_fragment(act, bulletin_dir(act.id, st.settings), store=st.store,
                                settings=st.settings)
+    map_jobs = [{"id": e["job_id"], "label": f"{e['process']} ({e['role']})"}
+                for e in act.jobs if e.get("job_id") and e.get("status") == "successful"]
     return render_template("activation/page.html", who=_who(), act=act,
-                           fragment=Markup(fragment), css=Markup(CSS),
+                           fragment=Markup(fragment), css=Markup(CSS), map_jobs=map_jobs,
                            running=act.status in ("running", "selecting"))

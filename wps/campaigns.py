@@ -5,6 +5,8 @@
   throughput and the estimated completion (the page refreshes itself from the JSON);
 * ``GET /campaigns/<id>/status``: the status document
   (:func:`flatsim.monitor.campaign_status`) as JSON;
+* ``GET /campaigns/<id>/frames.geojson``: the frames' outlines with their status (the
+  page's map);
 * ``GET /campaigns/<id>/report/<file>``: the campaign report (HTML and PNGs) once
   written.
 
@@ -119,6 +121,22 @@ def campaign_status_json(cid: str) -> Response | tuple[Response, int]:
         return jsonify(_status_doc(_campaign_state(), cid, user))
     except KeyError:
         return jsonify({"error": f"no campaign {cid!r}", "status": 404}), 404
+
+
+@bp.get("/campaigns/<cid>/frames.geojson")
+def campaign_frames(cid: str) -> Response | tuple[Response, int]:
+    """The campaign's frames as GeoJSON (outline, id, track, status, progress)."""
+    from flatsim.monitor import campaign_status
+    from flatsim.report import frame_footprints
+
+    st = _campaign_state()
+    try:
+        doc = campaign_status(st, cid)
+    except KeyError:
+        return jsonify({"error": f"no campaign {cid!r}", "status": 404}), 404
+    resp = jsonify(frame_footprints(Path(doc["out_dir"]), doc["frames"]))
+    resp.mimetype = "application/geo+json"
+    return resp
 
 
 @bp.get("/campaigns/<cid>/report/<path:name>")

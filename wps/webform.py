@@ -40,6 +40,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
+from gdmio.messages import public_message
 from gdmio.quicklook import display_limits
 from workflows.jobstore import Job, User
 from workflows.processes import PROCESSES
@@ -128,7 +129,7 @@ def job_summary(job: Job) -> dict[str, Any]:
 
     return {
         "id": job.id, "process": job.process, "status": job.status,
-        "progress": job.progress, "message": job.message, "queue": job.queue,
+        "progress": job.progress, "message": public_message(job.message), "queue": job.queue,
         "owner": job.owner, "public": job.public, "created": iso(job.created),
         "started": iso(job.started), "finished": iso(job.finished),
         "inputs": job.inputs, "files": files, "literals": literals, "quicklooks": looks,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ from matplotlib.patches import Rectangle
 from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject
+from rasterio.warp import transform as warp_transform
 
 from gdmio.atomic import atomic_path, write_bytes
+from gdmio.messages import public_message
+from gdmio.quicklook import display_limits
 from workflows.activation.models import ActivationRequest
 from workflows.activation.store import Activation
 from workflows.jobstore import JobStore
@@ -111,26 +115,148 @@ def _north_arrow(ax: Any) -> None:
                 bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
 
 
+def _to_map(crs: Any, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 positions in the map's CRS (unchanged for a geographic map or none)."""
+    if crs is None or crs.is_geographic:
+        return np.asarray(lons, float), np.asarray(lats, float)
+    xs, ys = warp_transform("EPSG:4326", crs, list(map(float, lons)), list(map(float, lats)))
+    return np.asarray(xs), np.asarray(ys)
+
+
+def _nice_step(span_deg: float) -> float:
+    """A graticule step giving 2 to 5 lines over ``span_deg`` degrees."""
+    for step in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10):
+        if span_deg / step <= 5:
+            return step
+    return 20.0
+
+
+def _deg(value: float, pos: str, neg: str, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    return f"{abs(value):.{decimals}f}°{pos if value >= 0 else neg}"
+
+
+def _graticule(ax: Any, crs: Any, extent: tuple[float, float, float, float]) -> None:
+    """Meridians and parallels over the map, labelled on the bottom and left edges."""
+    left, right, bottom, top = extent
+    if crs is None:
+        return
+    xs = np.linspace(left, right, 21)
+    ys = np.linspace(bottom, top, 21)
+    edge_x = np.concatenate([xs, np.full(21, right), xs[::-1], np.full(21, left)])
+    edge_y = np.concatenate([np.full(21, bottom), ys, np.full(21, top), ys[::-1]])
+    if crs.is_geographic:
+        lons, lats = edge_x, edge_y
+    else:
+        lons, lats = warp_transform(crs, "EPSG:4326", list(edge_x), list(edge_y))
+        lons, lats = np.asarray(lons), np.asarray(lats)
+    w, e, s, n = lons.min(), lons.max(), lats.min(), lats.max()
+    step = _nice_step(max(e - w, n - s))
+    xticks, xlabels, yticks, ylabels = [], [], [], []
+    for lon in np.arange(math.ceil(w / step) * step, e + 1e-12, step):
+        line_lat = np.linspace(s - (n - s), n + (n - s), 60)
+        mx, my = _to_map(crs, np.full(line_lat.size, lon), line_lat)
+        ax.plot(mx, my, color="black", lw=0.5, alpha=0.45, ls=(0, (4, 3)), zorder=3)
+        # where the meridian meets the bottom edge
+        k = np.argmin(np.abs(my - bottom))
+        if left <= mx[k] <= right:
+            xticks.append(float(np.interp(bottom, my, mx) if np.all(np.diff(my) > 0)
+                                else mx[k]))
+            xlabels.append(_deg(lon, "E", "W", step))
+    for lat in np.arange(math.ceil(s / step) * step, n + 1e-12, step):
+        line_lon = np.linspace(w - (e - w), e + (e - w), 60)
+        mx, my = _to_map(crs, line_lon, np.full(line_lon.size, lat))
+        ax.plot(mx, my, color="black", lw=0.5, alpha=0.45, ls=(0, (4, 3)), zorder=3)
+        k = np.argmin(np.abs(mx - left))
+        if bottom <= my[k] <= top:
+            yticks.append(float(np.interp(left, mx, my) if np.all(np.diff(mx) > 0)
+                                else my[k]))
+            ylabels.append(_deg(lat, "N", "S", step))
+    ax.set_xticks(xticks, xlabels, fontsize=7)
+    ax.set_yticks(yticks, ylabels, fontsize=7)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+
+
+def _aoi_outline(ax: Any, crs: Any, aoi: Any) -> None:
+    """The area of interest (a shapely geometry in lon/lat) drawn on the map."""
+    from shapely.geometry import Point
+
+    geoms = getattr(aoi, "geoms", [aoi])
+    for g in geoms:
+        if isinstance(g, Point):
+            mx, my = _to_map(crs, np.array([g.x]), np.array([g.y]))
+            ax.plot(mx, my, marker="*", ms=14, color="gold", mec="black", zorder=7)
+            continue
+        ring = np.asarray(g.exterior.coords) if hasattr(g, "exterior") else \
+            np.asarray(g.coords)
+        # densify so that a box stays a curve-true outline in the map projection
+        t = np.linspace(0, 1, 12)[:-1]
+        pts = np.concatenate([a + (b - a) * t[:, None] for a, b in zip(ring[:-1], ring[1:],
+                                                                       strict=True)]
+                             + [ring[-1:]])
+        mx, my = _to_map(crs, pts[:, 0], pts[:, 1])
+        ax.plot(mx, my, color="white", lw=3.2, zorder=7)
+        ax.plot(mx, my, color="#c0392b", lw=1.6, zorder=8, label="area of interest")
+
+
+def _location_inset(fig: Figure, rect: tuple[float, float, float, float],
+                    lon: float, lat: float, box: tuple[float, float, float, float]) -> Any:
+    """A small map of the region (Natural Earth countries) with the AOI marked."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from gdmio.borders import border_lines, countries
+
+    ax = fig.add_axes(rect)
+    half = 8.0
+    w, e = lon - half * 1.3, lon + half * 1.3
+    s, n = max(-89.0, lat - half), min(89.0, lat + half)
+    ax.set_facecolor("#d7e8f5")
+    polys = [r for _, rings in countries() for r in rings
+             if r[:, 0].max() >= w and r[:, 0].min() <= e and r[:, 1].max() >= s
+             and r[:, 1].min() <= n]
+    ax.add_collection(PolyCollection(polys, facecolors="#f3efe4", edgecolors="none",
+                                     zorder=1))
+    ax.add_collection(LineCollection(border_lines((w, s, e, n)), colors="#6b6b6b",
+                                     linewidths=0.5, zorder=2))
+    bw, bs, be, bn = box
+    ax.add_patch(Rectangle((bw, bs), max(be - bw, 0.05), max(bn - bs, 0.05), fill=False,
+                           edgecolor="#c0392b", linewidth=1.5, zorder=3))
+    ax.plot([lon], [lat], marker="o", ms=5, color="#c0392b", zorder=4)
+    ax.set_xlim(w, e)
+    ax.set_ylim(s, n)
+    ax.set_aspect(1 / max(math.cos(math.radians(lat)), 0.2))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("location", fontsize=7, pad=2)
+    ax.lines[-1].set_gid("aoi-location")
+    return ax
+
+
 def render_map(data: np.ndarray, transform: Affine, crs: Any, out_png: Path, *, title: str,
                subtitle: str, cmap: str, units: str, vmin: float | None = None,
-               vmax: float | None = None, arrows: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> Path:
-    """Draw one map (colour bar, scale bar, north arrow, axes in map units) as a PNG."""
+               vmax: float | None = None, arrows: tuple[np.ndarray, np.ndarray] | None = None,
+               aoi: Any = None) -> Path:
+    """Draw one map as a PNG, with everything a bulletin map needs.
+
+    Colour bar, scale bar, north arrow, lat/lon graticule, the area of interest outlined
+    (``aoi``, a shapely geometry in lon/lat) and a location inset with Natural Earth
+    country borders.
+
+    Colour limits not given come from :func:`gdmio.quicklook.display_limits` (robust,
+    never saturating the signal).
+    """
     h, w = data.shape
     left, bottom, right, top = array_bounds(h, w, transform)
-    finite = data[np.isfinite(data)]
     if vmin is None or vmax is None:
-        if finite.size:
-            lo, hi = np.percentile(finite, [2, 98])
-        else:
-            lo, hi = 0.0, 1.0
+        lo, hi = display_limits(data, symmetric=False)
         vmin = lo if vmin is None else vmin
         vmax = hi if vmax is None else vmax
     if vmax <= vmin:
         vmax = vmin + 1e-6
-    fig = Figure(figsize=(6.4, 5.6), dpi=110)
+    fig = Figure(figsize=(8.0, 5.8), dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    ax = fig.add_axes((0.09, 0.09, 0.60, 0.80))
     extent = (left, right, bottom, top)
     im = ax.imshow(np.ma.masked_invalid(data), extent=extent, cmap=cmap, vmin=vmin,
                    vmax=vmax, interpolation="nearest", origin="upper")
@@ -144,17 +270,30 @@ def render_map(data: np.ndarray, transform: Affine, crs: Any, out_png: Path, *, 
         if ok.any():
             ax.quiver(np.asarray(xs)[ok], np.asarray(ys)[ok], u[ok], v[ok], color="black",
                       angles="uv", pivot="middle", width=0.003, zorder=4)
-    cbar = fig.colorbar(im, ax=ax, shrink=0.85)
+    cax = fig.add_axes((0.71, 0.09, 0.022, 0.44))
+    finite = data[np.isfinite(data)]
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
+              (True, True): "both"}[(bool(finite.size and finite.min() < vmin),
+                                     bool(finite.size and finite.max() > vmax))]
+    cbar = fig.colorbar(im, cax=cax, extend=extend)
     cbar.set_label(units)
+    if aoi is not None:
+        _aoi_outline(ax, crs, aoi)
+    _graticule(ax, crs, extent)
     _scale_bar(ax, extent, _metres_per_unit(crs, transform, data.shape))
     _north_arrow(ax)
     ax.set_title(f"{title}\n{subtitle}", fontsize=10)
-    crs_name = crs.to_string() if crs is not None else "pixel grid"
-    ax.set_xlabel(f"x ({crs_name})", fontsize=8)
-    ax.set_ylabel("y", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.ticklabel_format(useOffset=False, style="plain")
-    fig.tight_layout()
+    if crs is not None:
+        xs, ys = (np.array([left, right, right, left]), np.array([bottom, bottom, top, top]))
+        if crs.is_geographic:
+            lons, lats = xs, ys
+        else:
+            lons, lats = (np.asarray(v) for v in warp_transform(crs, "EPSG:4326", list(xs),
+                                                                list(ys)))
+        box = (float(lons.min()), float(lats.min()), float(lons.max()), float(lats.max()))
+        _location_inset(fig, (0.77, 0.62, 0.21, 0.30), (box[0] + box[2]) / 2,
+                        (box[1] + box[3]) / 2, box)
+        fig.text(0.77, 0.57, f"map grid {crs.to_string()}", fontsize=6.5, color="#555")
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png")
     return out_png
@@ -185,7 +324,8 @@ def _fresh(png: Path, *sources: Path) -> bool:
     return png.is_file() and all(png.stat().st_mtime >= s.stat().st_mtime for s in sources)
 
 
-def _map_opt(entry: dict[str, Any], store: JobStore, settings: Settings, out: Path) -> bool:
+def _map_opt(entry: dict[str, Any], store: JobStore, settings: Settings, out: Path,
+             aoi: Any = None) -> bool:
     east = _job_path(store, settings, entry.get("job_id"), "east")
     north = _job_path(store, settings, entry.get("job_id"), "north")
     if east is None or north is None:
@@ -197,7 +337,8 @@ def _map_opt(entry: dict[str, Any], store: JobStore, settings: Settings, out: Pa
     mag = np.hypot(e, n)
     render_map(mag, transform, crs, out, title="GDM-OPT horizontal displacement",
                subtitle=_dates(entry), cmap="viridis", units="displacement (m)", vmin=0.0,
-               arrows=(e, n))
+               vmax=max(display_limits(mag, symmetric=False)[1], 1e-6), arrows=(e, n),
+               aoi=aoi)
     return True
 
 
@@ -215,7 +356,8 @@ def _interferogram(entry: dict[str, Any], settings: Settings, store: JobStore) -
     return found[0] if found else None
 
 
-def _map_sar(entry: dict[str, Any], store: JobStore, settings: Settings, out: Path) -> bool:
+def _map_sar(entry: dict[str, Any], store: JobStore, settings: Settings, out: Path,
+             aoi: Any = None) -> bool:
     wrapped = _interferogram(entry, settings, store)
     if wrapped is None:
         return False
@@ -224,7 +366,8 @@ def _map_sar(entry: dict[str, Any], store: JobStore, settings: Settings, out: Pa
     phase, transform, crs = read_decimated(wrapped)
     render_map(phase, transform, crs, out, title="GDM-SAR co-event interferogram "
                f"({wrapped.parent.name.replace('_', ' → ')})", subtitle=_dates(entry),
-               cmap="twilight", units="wrapped phase (rad)", vmin=-math.pi, vmax=math.pi)
+               cmap="twilight", units="wrapped phase (rad)", vmin=-math.pi, vmax=math.pi,
+               aoi=aoi)
     return True
 
 
@@ -259,7 +402,7 @@ def dsm_difference(pre: Path, post: Path, max_px: int = MAP_MAX_PX
 
 
 def _map_dsm(entries: list[dict[str, Any]], store: JobStore, settings: Settings,
-             out: Path) -> bool:
+             out: Path, aoi: Any = None) -> bool:
     by_role = {e["role"]: e for e in entries}
     pre = dsm_output(store, settings, by_role.get("dsm-pre", {}).get("job_id"))
     post = dsm_output(store, settings, by_role.get("dsm-post", {}).get("job_id"))
@@ -268,13 +411,12 @@ def _map_dsm(entries: list[dict[str, Any]], store: JobStore, settings: Settings,
     if _fresh(out, pre, post):
         return True
     diff, transform, crs = dsm_difference(pre, post)
-    finite = np.abs(diff[np.isfinite(diff)])
-    lim = float(np.percentile(finite, 98)) if finite.size else 1.0
+    lim = display_limits(diff, symmetric=True)[1]
     merged = {"scenes": {"pre": by_role["dsm-pre"]["scenes"].get("pre", []),
                          "post": by_role["dsm-post"]["scenes"].get("post", [])}}
     render_map(diff, transform, crs, out, title="DSM-OPT DSM difference (post − pre)",
                subtitle=_dates(merged), cmap="RdBu_r", units="elevation change (m)",
-               vmin=-max(lim, 1e-3), vmax=max(lim, 1e-3))
+               vmin=-max(lim, 1e-3), vmax=max(lim, 1e-3), aoi=aoi)
     return True
 
 
@@ -294,6 +436,12 @@ def _products(act: Activation, folder: Path, store: JobStore, settings: Settings
     for e in act.jobs:
         groups.setdefault(e["role"].split("-")[0], []).append(e)
     products, maps = [], []
+    try:
+        from gdmio.providers.aoi import parse_aoi
+
+        aoi = parse_aoi(act.aoi)
+    except Exception:  # noqa: BLE001 - an unreadable AOI only loses its outline
+        aoi = None
     for kind in ("opt", "sar", "dsm"):
         entries = groups.get(kind)
         if not entries:
@@ -303,11 +451,11 @@ def _products(act: Activation, folder: Path, store: JobStore, settings: Settings
         if render:
             try:
                 if kind == "opt":
-                    ok = _map_opt(entries[0], store, settings, png)
+                    ok = _map_opt(entries[0], store, settings, png, aoi)
                 elif kind == "sar":
-                    ok = _map_sar(entries[0], store, settings, png)
+                    ok = _map_sar(entries[0], store, settings, png, aoi)
                 else:
-                    ok = _map_dsm(entries, store, settings, png)
+                    ok = _map_dsm(entries, store, settings, png, aoi)
             except (OSError, ValueError, rasterio.errors.RasterioError) as exc:
                 for e in entries:
                     e["map_error"] = f"map not drawn: {exc}"
@@ -332,6 +480,7 @@ def _products(act: Activation, folder: Path, store: JobStore, settings: Settings
 
 _ENV = jinja2.Environment(autoescape=True,
                           trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["public"] = public_message
 
 FRAGMENT = _ENV.from_string("""\
 <article class="bulletin" id="bulletin" data-activation="{{ a.id }}" data-status="{{ a.status }}">
@@ -355,7 +504,7 @@ FRAGMENT = _ENV.from_string("""\
   <figcaption>{{ p.title }}, {{ p.dates }}; scale bar and north arrow on the map.</figcaption></figure>
   {% else %}
   <p class="pending">No map yet:
-  {% for j in p.jobs %}{{ j.process }} {{ j.role }} is <b>{{ j.status }}</b>{% if j.message %} ({{ j.message }}){% endif %}{% if j.map_error %} &mdash; {{ j.map_error }}{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}.</p>
+  {% for j in p.jobs %}{{ j.process }} {{ j.role }} is <b>{{ j.status }}</b>{% if j.message %} ({{ j.message|public }}){% endif %}{% if j.map_error %} &mdash; {{ j.map_error|public }}{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}.</p>
   {% endif %}
   <table class="scenes"><thead><tr><th>side</th><th>scene</th><th>acquired (UTC)</th><th>details</th></tr></thead><tbody>
   {% for s in p.scenes %}
@@ -365,7 +514,7 @@ FRAGMENT = _ENV.from_string("""\
   </tbody></table>
   <table class="jobs"><thead><tr><th>job</th><th>process</th><th>status</th><th>message</th></tr></thead><tbody>
   {% for j in p.jobs %}
-  <tr data-job="{{ j.job_id or '' }}"><td>{{ j.job_id or '—' }}</td><td>{{ j.process }} ({{ j.role }})</td><td class="job-status">{{ j.status }}</td><td>{{ j.message or '' }}</td></tr>
+  <tr data-job="{{ j.job_id or '' }}"><td>{{ j.job_id or '—' }}</td><td>{{ j.process }} ({{ j.role }})</td><td class="job-status">{{ j.status }}</td><td>{{ j.message|public }}</td></tr>
   {% endfor %}
   </tbody></table>
   <p class="params">Processing parameters: {% for k, v in p.parameters|dictsort %}<code>{{ k }}={{ v }}</code> {% else %}defaults{% endfor %}</p>
@@ -373,7 +522,7 @@ FRAGMENT = _ENV.from_string("""\
 {% endfor %}
 {% if unusable %}
 <section class="unusable"><h2>Sensors not used</h2><ul>
-{% for s in unusable %}<li data-sensor="{{ s.sensor }}">{{ s.reason }}</li>{% endfor %}
+{% for s in unusable %}<li data-sensor="{{ s.sensor }}">{{ s.reason|public }}</li>{% endfor %}
 </ul></section>
 {% endif %}
 {% if rejected %}
@@ -383,7 +532,7 @@ FRAGMENT = _ENV.from_string("""\
 {% endif %}
 <section class="log"><h2>Activation log</h2>
 <table id="activation-log"><thead><tr><th>when (UTC)</th><th>who</th><th>what</th><th>detail</th></tr></thead><tbody>
-{% for e in a.log %}<tr><td>{{ e.at }}</td><td>{{ e.who }}</td><td>{{ e.action }}</td><td>{{ e.detail }}</td></tr>
+{% for e in a.log %}<tr><td>{{ e.at }}</td><td>{{ e.who }}</td><td>{{ e.action }}</td><td>{{ e.detail|public }}</td></tr>
 {% endfor %}
 </tbody></table></section>
 </article>
@@ -453,68 +602,112 @@ def write_bulletin(act: Activation, folder: Path, *, store: JobStore, settings: 
 
 
 def _write_pdf(path: Path, ctx: dict[str, Any], folder: Path) -> None:
-    fig = pdf_page(ctx, folder)
+    figs = pdf_pages(ctx, folder)
     with atomic_path(path) as tmp, PdfPages(tmp, metadata={"Title": ctx["a"].title,
                                                            "Subject": "CIEST2 bulletin"}) as pdf:
-        pdf.savefig(fig)
+        for fig in figs:
+            pdf.savefig(fig)
 
 
-def pdf_page(ctx: dict[str, Any], folder: Path) -> Figure:
-    """The bulletin's A4 page as a matplotlib figure (maps, dates, scenes, log)."""
+class _PdfText:
+    """Lines of text laid down A4 pages, wrapped to the page width, pages added as needed."""
+
+    LEFT, BOTTOM, TOP = 0.05, 0.04, 0.96
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.pages: list[Figure] = []
+        self.y = 0.0
+        self.new_page()
+
+    def new_page(self) -> None:
+        fig = Figure(figsize=(8.27, 11.69))  # A4 portrait
+        FigureCanvasAgg(fig)
+        if self.pages:
+            fig.text(self.LEFT, 0.985, f"{self.title} (continued)", fontsize=7, va="top",
+                     color="#555")
+        fig.text(0.95, 0.015, f"page {len(self.pages) + 1}", fontsize=6.5, ha="right",
+                 color="#555")
+        self.pages.append(fig)
+        self.y = self.TOP
+
+    @property
+    def fig(self) -> Figure:
+        return self.pages[-1]
+
+    def line(self, text: str, size: float = 7.0, indent: float = 0.0, bold: bool = False,
+             gap: float = 0.0) -> None:
+        """Wrapped text: as many lines as it needs, on as many pages as it needs."""
+        # characters per line from the font size (at most 0.6 em a character)
+        width_pt = (0.90 - indent) * 8.27 * 72
+        chars = max(20, int(width_pt / (0.6 * size)))
+        step = size * 1.35 / (11.69 * 72)
+        for k, part in enumerate(textwrap.wrap(text, chars, break_long_words=True,
+                                               break_on_hyphens=False) or [""]):
+            if self.y - step < self.BOTTOM:
+                self.new_page()
+            self.fig.text(self.LEFT + indent + (0.02 if k else 0.0), self.y, part,
+                          fontsize=size, va="top", fontweight="bold" if bold else "normal")
+            self.y -= step
+        self.y -= gap
+
+    def room(self, height: float) -> float:
+        """The top of a block ``height`` high (a new page when it does not fit)."""
+        if self.y - height < self.BOTTOM:
+            self.new_page()
+        top = self.y
+        self.y -= height
+        return top
+
+
+def pdf_pages(ctx: dict[str, Any], folder: Path) -> list[Figure]:
+    """The bulletin as A4 pages: head, maps, products, unused sensors, the whole log.
+
+    Every line is wrapped to the page width; nothing is cut or dropped: the text goes on
+    to further pages (the log is complete, oldest entry first).
+    """
     import matplotlib.image as mpimg
 
     act = ctx["a"]
     eff = ctx["eff"]
-    fig = Figure(figsize=(8.27, 11.69))  # A4 portrait
-    FigureCanvasAgg(fig)
-    y = 0.97
-    fig.text(0.05, y, act.title, fontsize=15, fontweight="bold", va="top")
-    y -= 0.03
-    head = [f"{act.hazard.capitalize()} — event {act.event_date} — status {act.status}",
-            f"Activation {act.id} by {act.created_by}, {ctx['created']} UTC; "
-            f"updated {ctx['updated']} UTC",
-            f"AOI {act.aoi[:110]}",
-            f"Sensors {', '.join(eff['sensors'])}; window -{eff['pre_days']} / "
-            f"+{eff['post_days']} days; S2 cloud ≤ {eff['max_cloud']:g}%"]
-    for line in head:
-        fig.text(0.05, y, line, fontsize=8, va="top")
-        y -= 0.017
+    doc = _PdfText(act.title)
+    doc.line(act.title, size=15, bold=True, gap=0.008)
+    for text in (f"{act.hazard.capitalize()} — event {act.event_date} — status {act.status}",
+                 f"Activation {act.id} by {act.created_by}, {ctx['created']} UTC; "
+                 f"updated {ctx['updated']} UTC",
+                 f"AOI {act.aoi}",
+                 f"Sensors {', '.join(eff['sensors'])}; window -{eff['pre_days']} / "
+                 f"+{eff['post_days']} days; S2 cloud ≤ {eff['max_cloud']:g}%"):
+        doc.line(text, size=8)
+    doc.y -= 0.01
     products = ctx["products"]
-    with_maps = [p for p in products if p["map_file"]]
-    if with_maps:
-        n = len(with_maps)
-        width = 0.9 / n
-        for i, p in enumerate(with_maps):
-            ax = fig.add_axes((0.05 + i * width, y - 0.36, width - 0.01, 0.35))
-            ax.imshow(mpimg.imread(folder / p["map_file"]))
-            ax.set_axis_off()
-        y -= 0.38
+    for p in [p for p in products if p["map_file"]]:
+        img = mpimg.imread(folder / p["map_file"])
+        height = 0.9 * 8.27 / 11.69 * img.shape[0] / img.shape[1]
+        top = doc.room(height + 0.01)
+        ax = doc.fig.add_axes((0.05, top - height, 0.9, height))
+        ax.imshow(img)
+        ax.set_axis_off()
     for p in products:
-        fig.text(0.05, y, f"{p['title']} — {p['dates']}", fontsize=9, fontweight="bold",
-                 va="top")
-        y -= 0.016
+        doc.line(f"{p['title']} — {p['dates']}", size=9, bold=True)
         for j in p["jobs"]:
-            fig.text(0.07, y, f"{j['process']} ({j['role']}) job {j.get('job_id') or '-'}: "
-                     f"{j['status']} {str(j.get('message') or '')[:70]}", fontsize=7,
-                     va="top")
-            y -= 0.013
-        for s in p["scenes"]:
-            fig.text(0.07, y, f"{s['side']}: {s['id']} ({s['datetime']})", fontsize=7,
-                     va="top")
-            y -= 0.013
+            msg = public_message(j.get("message"))
+            doc.line(f"{j['process']} ({j['role']}) job {j.get('job_id') or '-'}: "
+                     f"{j['status']}{f' — {msg}' if msg else ''}", indent=0.02)
+        for sc in p["scenes"]:
+            doc.line(f"{sc['side']}: {sc['id']} ({sc['datetime']})", indent=0.02)
         params = ", ".join(f"{k}={v}" for k, v in sorted(p["parameters"].items()))
-        fig.text(0.07, y, f"parameters: {params or 'defaults'}"[:140], fontsize=7, va="top")
-        y -= 0.02
-    for s in ctx["unusable"]:
-        fig.text(0.05, y, f"Not used: {s['reason']}"[:160], fontsize=7, va="top")
-        y -= 0.014
-    y -= 0.01
-    fig.text(0.05, y, "Activation log", fontsize=9, fontweight="bold", va="top")
-    y -= 0.016
-    for e in act.log[-max(1, int((y - 0.02) / 0.012)):]:
-        fig.text(0.05, y, f"{e['at'][:19]}  {e['who']}  {e['action']}: {e['detail']}"[:150],
-                 fontsize=6.5, va="top")
-        y -= 0.012
-        if y < 0.02:
-            break
-    return fig
+        doc.line(f"parameters: {params or 'defaults'}", indent=0.02, gap=0.006)
+    for sc in ctx["unusable"]:
+        doc.line(f"Not used: {public_message(sc['reason'])}")
+    doc.y -= 0.01
+    doc.line("Activation log", size=9, bold=True)
+    for e in act.log:
+        doc.line(f"{e['at'][:19]}  {e['who']}  {e['action']}: "
+                 f"{public_message(str(e['detail']))}", size=6.5)
+    return doc.pages
+
+
+def pdf_page(ctx: dict[str, Any], folder: Path) -> Figure:
+    """The bulletin's first A4 page (see :func:`pdf_pages`)."""
+    return pdf_pages(ctx, folder)[0]

@@ -924,6 +924,57 @@ const GDM = (() => {
     return state;
   }
 
+  // Campaign page: the frames' outlines coloured by status.
+  async function campaignMap(node) {
+    const map = baseMap(node);
+    const r = await fetch(node.dataset.frames, { credentials: "same-origin" });
+    if (!r.ok) { node.dataset.frames = "error"; return map; }
+    const fc = await r.json();
+    const colours = { done: "#1e8449", failed: "#b03a2e", running: "#b9770e" };
+    const layer = L.geoJSON(fc, {
+      style: (f) => ({ color: colours[f.properties.status] || "#1d2430", weight: 2, fillOpacity: 0.12,
+        className: `campaign-frame frame-${f.properties.status}` }),
+      onEachFeature: (f, lyr) => lyr.bindTooltip(`${f.properties.id} (track ${f.properties.track}): ${f.properties.status}`,
+        { permanent: true, direction: "center", className: "frame-label" }),
+    }).addTo(map);
+    node.dataset.ready = String(fc.features.length);
+    if (fc.features.length) map.fitBounds(layer.getBounds().pad(0.3));
+    return map;
+  }
+
+  // Activation page: the AOI and the layers of a successful job of the activation.
+  function activationMap(node, aoiText, jobIds) {
+    const map = baseMap(node);
+    const shape = parseAoi(aoiText);
+    if (shape) {
+      if (shape.setStyle) shape.setStyle({ color: "#c0392b", weight: 2, fill: false, className: "aoi-shape" });
+      shape.addTo(map);
+      if (shape.getBounds) map.fitBounds(shape.getBounds().pad(0.5));
+    }
+    const pick = document.getElementById(`${node.id}-job`);
+    const controls = document.getElementById(`${node.id}-controls`);
+    let shown = null;
+    const show = async (jobId) => {
+      if (shown) { shown.remove(); }
+      const res = await productLayers(map, jobId, { controls });
+      node.dataset.ready = res ? "yes" : "none";
+    };
+    if (jobIds.length) {
+      if (pick) {
+        pick.replaceChildren(...jobIds.map((j) => el("option", { value: j.id, text: j.label })));
+        pick.addEventListener("change", () => { location.hash = pick.value; location.reload(); });
+        const wanted = location.hash.slice(1);
+        if (jobIds.some((j) => j.id === wanted)) pick.value = wanted;
+      }
+      show(pick ? pick.value : jobIds[0].id);
+    } else node.dataset.ready = "none";
+    return map;
+  }
+
+  function activationForm(node, input) {
+    return aoiMap(node, input);
+  }
+
   function velocityText(s) {
     const k = s.scale || 1, u = `${s.display_units || s.units}/yr`;
     const f = s.fit || {};
@@ -1033,5 +1084,5 @@ const GDM = (() => {
   }
 
   return { indexPage, jobPage, plot, makeWidget, authHeaders, maps, baseMap, aoiMap, productLayers,
-    parseAoi };
+    parseAoi, campaignMap, activationMap, activationForm };
 })();
