@@ -153,8 +153,9 @@ def test_map_routes_follow_job_access(env):
     private, _, _ = _sar_job(store, settings, owner="ann")
     public, _, _ = _sar_job(store, settings, owner="ann", public=True)
     c = app.test_client()
-    for token, job, status in ((ann, private, 200), (bob, private, 404), (None, private, 404),
-                               (bob, public, 200)):
+    # another user's private job is missing (404); without a token nothing is read (401)
+    for token, job, status in ((ann, private, 200), (bob, private, 404), (None, private, 401),
+                               (None, public, 401), (bob, public, 200)):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         for url in ("/layers", "/tiles/velocity/10/520/370.png",
                     "/value/velocity?lon=4.3&lat=44.2", "/pixel?lon=4.3&lat=44.2"):

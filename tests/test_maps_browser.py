@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def server(tmp_path_factory, tiles, stac):  # noqa: F811 - fixture
     with running_server({"GDM_HOME": str(home), "GDM_STAC_URL": stac.url,
                          "GDM_BASEMAP_URL": tiles.template,
                          "GDM_BASEMAP_ATTRIBUTION": "test tiles"}) as base:
-        yield base.rstrip("/")
+        yield base  # a str with .home and .env
 
 
 @pytest.fixture(scope="module")
@@ -238,4 +239,47 @@ def test_form_aoi_map_footprints_preset_and_no_echo(chromium, server, tiles, tmp
                            f"path.scene-footprint').length === {n_rows}", timeout=10_000)
     assert n_rows == 3
     page.screenshot(path=str(tmp_path / "form-map.png"), full_page=True)
+    assert errors == []
+
+
+def test_campaign_and_activation_pages_have_maps(chromium, server, tiles, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "map", "start": "2023-01-01", "end": "2023-12-31",
+        "frames": [{"id": "F1", "track": 5}, {"id": "F2", "track": 6}],
+        "simulation": {"dates": 6, "size": 48, "seed": 1},
+        "network": {"mode": "nearest", "neighbours": 2}, "memory_limit": "1GB"}))
+    res = subprocess.run([sys.executable, "-m", "gdm.cli", "campaign", "start", str(spec),
+                          "--local"], env=server.env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    cid = re.search(r"campaign (\S+?):", res.stdout).group(1)
+    seen: list[tuple[str, int | None]] = []
+    page, errors = _new_page(chromium, seen)
+    page.goto(f"{server}/campaigns/{cid}")
+    page.wait_for_selector("#campaign-map[data-ready='2']", timeout=30_000)
+    assert page.locator("#campaign-map path.campaign-frame").count() == 2
+    assert page.locator("#campaign-map path.frame-done").count() == 2
+    assert page.locator("#c-eta").count() == 0  # finished: no ETA
+    assert "ETA" not in page.inner_text("#summary")
+    page.screenshot(path=str(tmp_path / "campaign-map.png"), full_page=True)
+    # the activation form: the AOI drawn on its map fills the area field
+    page.goto(f"{server}/activations")
+    page.wait_for_selector("#activation-aoi-map .basemap img.leaflet-tile-loaded",
+                           timeout=30_000)
+    page.click("#activation-aoi-map .leaflet-pm-icon-rectangle")
+    box = page.query_selector("#activation-aoi-map").bounding_box()
+    page.mouse.click(box["x"] + 0.35 * box["width"], box["y"] + 0.35 * box["height"])
+    page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"])
+    page.mouse.click(box["x"] + 0.65 * box["width"], box["y"] + 0.7 * box["height"])
+    page.wait_for_function("() => document.getElementById('aoi').value.split(',').length "
+                           "=== 4", timeout=10_000)
+    w, s, e, n = (float(v) for v in page.input_value("#aoi").split(","))
+    assert w < e and s < n
+    page.screenshot(path=str(tmp_path / "activation-form-map.png"), full_page=True)
     assert errors == []

@@ -185,10 +185,20 @@ def _before() -> Response | None:
     return refused
 
 
+def _csp() -> str:
+    """:data:`CSP`, with the web maps' base-layer tile server (GDM_BASEMAP_URL) for images."""
+    from wps.context import state
+
+    url = urllib.parse.urlsplit(state().settings.basemap_url)
+    if url.scheme not in ("http", "https") or not url.netloc or "{" in url.netloc:
+        return CSP
+    return CSP.replace("img-src 'self' data:", f"img-src 'self' data: {url.scheme}://{url.netloc}")
+
+
 def _after(resp: Response) -> Response:
     h = resp.headers
     h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("Content-Security-Policy", _csp())
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Referrer-Policy", "no-referrer")
     if request.endpoint != "webform.static" and "Cache-Control" not in h:

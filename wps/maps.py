@@ -38,8 +38,8 @@ from gdmio.quicklook import display_limits
 from gdmio.writer import LayerMeta
 from workflows.jobstore import Job
 from workflows.products import layer_for
-from workflows.submit import SubmitError, job_file, visible_job
-from wps.context import current_user, state
+from workflows.submit import SubmitError, job_file
+from wps.context import state
 
 __all__ = ["bp", "job_layers", "layer_info", "render_tile", "point_value"]
 
@@ -188,7 +188,10 @@ def point_value(path: Path, lon: float, lat: float, band: int) -> float | None:
 
 
 def _job(job_id: str) -> Job:
-    return visible_job(job_id, current_user(), store=state().store)
+    """The job, read under the web form's rules (a token once accounts exist)."""
+    from wps.webform import _job_or_error
+
+    return _job_or_error(job_id)
 
 
 # ----------------------------------------------------------------------------- routes
