@@ -228,6 +228,11 @@ def test_activation_first_job_within_5s_runs_and_bulletin_renders(tmp_path, monk
                     size = page.evaluate(
                         "() => { const i = document.querySelector('img.map');"
                         " return [i.naturalWidth, i.naturalHeight]; }")
+                    # the map: the AOI and the layers of the finished job, with a legend
+                    page.wait_for_selector("#activation-map[data-ready=yes]",
+                                           timeout=30_000)
+                    map_aoi = page.locator("#activation-map path.aoi-shape").count()
+                    map_legend = page.inner_text("#activation-map-legend .legend-units")
                     text = page.inner_text("#bulletin")
                     status = page.inner_text("#activation-status")
                     shot = tmp_path / "activation_page.png"
@@ -265,6 +270,7 @@ def test_activation_first_job_within_5s_runs_and_bulletin_renders(tmp_path, monk
                 in refused
             assert form_title == "From the form" and "/activations/" in form_url
             assert size[0] >= 500 and maps == 2 and status == "complete"
+            assert map_aoi == 1 and map_legend in ("m", "mm", "mm/yr", "rad"), map_legend
             for needle in (S2_PRE, S2_POST, "2023-02-15", "2023-03-07", "Activation log",
                            "2023-02-25", "2023-03-03", "Co-event interferogram",
                            "preset=etq", "dem_error=False"):

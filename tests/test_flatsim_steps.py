@@ -286,6 +286,13 @@ def test_cli_start_stop_resume_status_report(gdm_home, tmp_path):
     assert res.exit_code == 0
     index = Path(res.output.strip())
     assert index.is_file() and (index.parent / "velocity_overview.png").stat().st_size > 5000
+    # styled like the site, frames on a map, one unit system, no ETA once finished
+    html = index.read_text()
+    assert "<header class='top'>" in html and "frames_map.png" in html
+    assert (index.parent / "frames_map.png").stat().st_size > 5000
+    assert "mm/yr" in html and "metres (per year)" not in html
+    assert "Estimated completion" not in html
+    assert (index.parent / "F1_interferograms.png").is_file()
     # the same spec started again is the same campaign: nothing is recomputed
     res = runner.invoke(main, ["campaign", "start", str(path), "--local"])
     assert res.exit_code == 0 and cid in res.output
@@ -298,6 +305,10 @@ def test_cli_start_stop_resume_status_report(gdm_home, tmp_path):
     assert cid.encode() in client.get("/campaigns").data
     page = client.get(f"/campaigns/{cid}")
     assert page.status_code == 200 and b"F2" in page.data and b"report" in page.data
+    assert b"ETA" not in page.data and b'id="campaign-map"' in page.data
+    frames = client.get(f"/campaigns/{cid}/frames.geojson").get_json()
+    assert sorted(f["properties"]["id"] for f in frames["features"]) == ["F1", "F2"]
+    assert all(f["properties"]["status"] == "done" for f in frames["features"])
     js = client.get(f"/campaigns/{cid}/status").get_json()
     assert js["totals"]["frames_done"] == 2 and js["progress"] == pytest.approx(1.0)
     assert client.get("/campaigns/nope/status").status_code == 404

@@ -146,3 +146,26 @@ def test_interferogram_overview_grid(tmp_path: Path) -> None:
     assert imread(small).shape[0] < img.shape[0]
     with pytest.raises(InputError):
         interferogram_grid([], tmp_path / "none.png", "x")
+
+
+def test_network_edges_coloured_by_coherence(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from matplotlib import colormaps
+
+    from gdmio.quicklook import network_plot
+
+    dates = [dt.date(2023, 1, 1) + dt.timedelta(days=12 * k) for k in range(4)]
+    pairs = [(0, 1), (1, 2), (2, 3), (0, 2)]
+    coherence = [0.1, 0.5, 0.9, None]
+    png = network_plot(dates, [0.0, 40.0, -30.0, 10.0], pairs, tmp_path / "net.png",
+                       "network", coherence=coherence, failed=[False, False, False, True])
+    img = imread(png)[..., :3]
+    w = img.shape[1]
+    img = img[:, int(0.1 * w):int(0.84 * w)]  # the plot, not its colour bar
+    for c in coherence[:3]:
+        want = np.array(colormaps["viridis"](c)[:3])
+        close = np.all(np.abs(img - want) < 0.03, axis=-1).sum()
+        assert close > 40, (c, close)  # the edge of that pair, in its colour
+    red = np.all(np.abs(img - np.array([0.839, 0.153, 0.157])) < 0.03, axis=-1).sum()
+    assert red > 20  # the failed pair, dashed red

@@ -138,6 +138,10 @@ def test_every_product_matches_the_table(service, tmp_path):
     assert len(rasters) >= 5, rasters
     seen = {check_raster(process, root, p).name for p in rasters}
     print(f"{service}: {len(rasters)} rasters, {len(seen)} layers: {sorted(seen)}")
+    if service in ("gdm-sar", "flatsim-campaign"):  # the InSAR quicklooks
+        for png in ("velocity", "displacement", "mean_coherence", "dem_error",
+                    "interferograms", "network", "temporal_coherence"):
+            assert list(root.rglob(f"{png}.png")), png
     netcdfs = sorted(root.rglob("*.nc"))
     for nc_path in netcdfs:
         import netCDF4
