@@ -53,7 +53,7 @@ from rasterio.windows import Window
 from flatsim.plan import Step, frame_head, plan_frame
 from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
 from gdmcore import InputError
-from gdmio.atomic import write_text
+from gdmio.atomic import publish_dir, write_text
 from insar.inversion import StackFacts, invert_stack
 from insar.network import lonely_dates, select_network
 from insar.pairs import process_pair
@@ -106,17 +106,6 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _publish_dir(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary folder onto its final name (first writer wins)."""
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if final.is_dir():  # another attempt published the same result first
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            raise
 
 
 def _tmp_dir(parent: Path, name: str) -> Path:
@@ -261,7 +250,7 @@ def archive_stack(job: FrameJob, heartbeat: Callable[[], None] | None = None) ->
         old = job.dir / f".old-safe-{secrets.token_hex(4)}"
         os.rename(safe_dir, old)  # the archive now holds other products
         shutil.rmtree(old, ignore_errors=True)
-    _publish_dir(tmp, safe_dir)
+    publish_dir(tmp, safe_dir)
     orbit_dir = _tmp_dir(job.dir, "orbits")
     client = OrbitClient()
     missing = []
@@ -303,7 +292,7 @@ def archive_stack(job: FrameJob, heartbeat: Callable[[], None] | None = None) ->
             shutil.rmtree(old, ignore_errors=True)
         # first writer wins: a duplicate attempt (a redelivered message, the watchdog)
         # that finishes second drops its identical copy
-        _publish_dir(out, final)
+        publish_dir(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return final
@@ -328,7 +317,7 @@ def _source_files(job: FrameJob, heartbeat: Callable[[], None] | None = None) ->
                 atmosphere_m=sim.atmosphere_m))
             # sim/ only ever appears complete (one rename); a concurrent attempt that
             # published first wins and this identical copy is dropped
-            _publish_dir(tmp, sim_dir)
+            publish_dir(tmp, sim_dir)
         return sorted(p for p in done.iterdir() if p.suffix == ".tif")
     folder = Path(job.frame.path)  # type: ignore[arg-type]
     if not folder.is_dir():
@@ -432,7 +421,7 @@ def ingest(job: FrameJob, heartbeat: Callable[[], None] | None = None) -> dict:
         old = job.dir / f".old-stack-{secrets.token_hex(4)}"
         os.rename(final, old)
         shutil.rmtree(old, ignore_errors=True)
-    _publish_dir(tmp, final)
+    publish_dir(tmp, final)
     f0 = kept[0][2]
     doc = {
         "frame": job.frame.id, "track": job.frame.track,
@@ -513,7 +502,7 @@ def run_pair(job: FrameJob, info: dict, name: str) -> dict:
                                (info["dates"][i], info["dates"][j]), job.spec.processing,
                                crs, transform, job.budget // 4,
                                wavelength=info["wavelength_m"])
-        _publish_dir(tmp, job.dir / "interferograms" / name)
+        publish_dir(tmp, job.dir / "interferograms" / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -586,7 +575,7 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
         final = job.dir / "ts"
         if final.exists() and verify_inversion(job) is None:
             shutil.rmtree(final)  # an incomplete earlier result (should not happen)
-        _publish_dir(ts_tmp, final)
+        publish_dir(ts_tmp, final)
     except BaseException:
         shutil.rmtree(ts_tmp, ignore_errors=True)
         raise

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from gdm_sar.config import SarConfig
 from gdmcore import InputError
+from gdmio.atomic import replace
 from gdmio.process import (
     COG,
     FilesOrScenes,
@@ -190,7 +191,7 @@ def _unpack(src: Path, dest: Path) -> Path:
                 tmp = dest / f".{src.stem}.part"
                 shutil.rmtree(tmp, ignore_errors=True)
                 zf.extractall(tmp, members)
-                tmp.replace(folder)
+                replace(tmp, folder)
             return folder
     except zipfile.BadZipFile:
         raise InputError(f"{src.name} is not a readable zip") from None

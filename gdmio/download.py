@@ -25,6 +25,7 @@ from pathlib import Path
 
 import requests
 
+from gdmio.atomic import replace
 from gdmio.outbound import (
     OutboundError,
     OutboundPolicy,
@@ -204,7 +205,7 @@ def download(
                         expected = int(resp.headers["Content-Length"])
                     problem = _verify(part, expected, checksum)
                     if problem is None:
-                        os.replace(part, dest)
+                        replace(part, dest)
                         return DownloadResult(dest, dest.stat().st_size, attempt + 1,
                                               resumed, transferred)
                     last_cause = f"corrupt download: {problem}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gdmcore import InputError
+from gdmio.atomic import replace
 
 __all__ = ["ProductDir", "STAGING_PREFIX"]
 
@@ -83,7 +84,7 @@ class ProductDir:
         for src in self._files(self.staging):
             dest = self.out_dir / src.relative_to(self.staging)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+            replace(src, dest)
             self.moved.append(dest)
 
     def _cleanup(self, failed: bool) -> None:

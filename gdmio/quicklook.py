@@ -354,6 +354,7 @@ def interferogram_grid(
     fig.subplots_adjust(left=0.02, right=0.9, bottom=0.02, top=1 - 0.55 / fig.get_figheight(),
                         wspace=0.06, hspace=0.3)
     cax = fig.add_axes((0.92, 0.15, 0.018, 0.7))
+    assert image is not None  # at least one tile was drawn
     bar = fig.colorbar(image, cax=cax)
     bar.set_label("wrapped phase (rad)")
     bar.set_ticks([-math.pi, 0, math.pi], labels=["-π", "0", "π"])

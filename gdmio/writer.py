@@ -46,7 +46,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from gdmio._util import remove_quietly
-from gdmio.atomic import temp_sibling
+from gdmio.atomic import replace, temp_sibling
 from gdmio.cog import CogWriter
 
 __all__ = ["Layer", "LayerMeta", "ProductWriter", "write_layers"]
@@ -238,7 +238,7 @@ class ProductWriter:
                 self._nc.close()
                 self._nc = None
                 assert self._nc_tmp is not None and self.netcdf_path is not None
-                os.replace(self._nc_tmp, self.netcdf_path)
+                replace(self._nc_tmp, self.netcdf_path)
         except BaseException:
             self._abort()
             raise
