@@ -16,9 +16,10 @@ generated from these models.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["NetworkOptions", "InterferogramOptions", "UnwrapOptions", "InversionOptions",
            "ProcessingOptions", "SarOptions", "NETWORK_MODES"]
@@ -100,6 +101,14 @@ class UnwrapOptions(BaseModel):
     min_coherence: float = Field(0.3, ge=0.0, lt=1.0, description="Pixels of a pair below "
                                  "this (debiased) coherence are left out of unwrapping "
                                  "components and of the inversion.")
+
+    @field_validator("unwrapper")
+    @classmethod
+    def _unwrapper_installed(cls, value: str) -> str:
+        if value == "snaphu" and importlib.util.find_spec("snaphu") is None:
+            raise ValueError("unwrapper 'snaphu' needs the snaphu package, which is not "
+                             "installed (pip install snaphu)")
+        return value
 
 
 class InversionOptions(BaseModel):

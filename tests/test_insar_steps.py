@@ -74,3 +74,19 @@ def test_pair_corrections_are_applied_recorded_and_seen_by_the_inversion(tmp_pat
         json.dumps(inv)  # the record is plain JSON
     finally:
         REGISTRY.pop("plus_one_radian", None)
+
+
+def test_snaphu_unwrapper_without_the_package_is_bad_input(monkeypatch):
+    import importlib.util
+
+    import pydantic
+    import pytest
+
+    from insar.options import SarOptions
+
+    assert SarOptions(unwrapper="snaphu").unwrapper == "snaphu"  # installed in the test env
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "snaphu" else real(name, *a))
+    with pytest.raises(pydantic.ValidationError, match="snaphu package, which is not installed"):
+        SarOptions(unwrapper="snaphu")
