@@ -1,17 +1,26 @@
-"""Frequency-domain sub-pixel correlation of image windows.
+"""Frequency-domain correlation of image windows, refined in the image domain.
 
 For each window centre the reference and secondary windows are apodized, transformed
 with batched real FFTs (pyFFTW plans reused across chunks of windows), multiplied into a
 normalized cross-power spectrum, and transformed back to a correlation surface whose
-integer peak is searched within ``±search`` pixels of the prior. The sub-pixel peak is
-then found on the *continuous* correlation surface, i.e. the trigonometric interpolant
-defined by the cross-power spectrum itself: a few Newton steps with the analytic
-gradient and Hessian of
+integer peak is searched within ``±search`` pixels of the prior; a parabola through the
+peak gives a first sub-pixel estimate (to about 0.1 px).
 
-    c(y, x) = Re sum_k Q(k) exp(2 i pi (k_y y + k_x x) / w),
+The sub-pixel stage (``refine``):
 
-which is what an upsampled DFT converges to as its upsampling factor grows, at the
-cost of a handful of length-``w`` sums instead of a large matrix product.
+- ``"image"`` (default): image-domain Gauss-Newton matching with quintic-spline
+  interpolation of the secondary image and a gain and offset
+  (:mod:`kernels.subpixel`), free of pixel locking;
+- ``"spectrum"``: the previous estimator, kept for comparison: the secondary window is
+  re-centred on the rounded estimate and the peak is refined by Newton steps on the
+  continuous correlation surface defined by the cross-power spectrum,
+
+      c(y, x) = Re sum_k Q(k) exp(2 i pi (k_y y + k_x x) / w),
+
+  (the limit of an upsampled DFT). It is faster but locks towards whole pixels by a few
+  hundredths of a pixel on aliased texture: both windows are cut (and apodized) on
+  the pixel grid, so the overlap of their content is largest at whole-pixel offsets;
+- ``"none"``: the parabolic estimate (coarse pyramid levels).
 
 Sign convention: the feature at ``(r, c)`` of ``ref`` is at ``(r + drow, c + dcol)`` of
 ``sec``. Windows are square, ``window`` pixels, centred on ``(r, c)`` with the centre at
@@ -22,17 +31,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
 
 import numba
 import numpy as np
 import pyfftw
 
+from kernels import subpixel
 from kernels.types import Correlation
 
 __all__ = ["freq_correlate", "apodization", "DEFAULT_CHUNK"]
 
-DEFAULT_CHUNK = 2048
-"""Number of windows transformed together (bounds memory to a few tens of MB)."""
+DEFAULT_CHUNK = 512
+"""Number of windows transformed together (their buffers stay in the L2 cache)."""
 
 _PLAN_LOCK = threading.Lock()
 _PLANS: dict[tuple[int, int, int], tuple] = {}
@@ -68,14 +81,16 @@ def apodization(window: int, taper: float) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
-def _plans(batch: int, window: int, threads: int) -> tuple:
-    """Cached pyFFTW plans and aligned buffers for ``batch`` window pairs.
+def _plans(batch: int, window: int, slot: int) -> tuple:
+    """Cached single-threaded pyFFTW plans and aligned buffers for ``batch`` window pairs.
 
     ``real_in`` holds the reference windows in ``[:batch]`` and the secondary windows in
     ``[batch:]``; ``fwd`` transforms both, ``fwd_sec`` only the secondary half, ``inv``
-    turns ``cross`` into correlation surfaces ``surf``.
+    turns ``cross`` into correlation surfaces ``surf``. Each worker thread (``slot``)
+    has its own.
     """
-    key = (batch, window, threads)
+    threads = 1
+    key = (batch, window, slot)
     with _PLAN_LOCK:
         plan = _PLANS.get(key)
         if plan is None:
@@ -97,9 +112,10 @@ def _plans(batch: int, window: int, threads: int) -> tuple:
     return plan
 
 
-def _subset_plan(size: int, window: int, threads: int) -> tuple:
+def _subset_plan(size: int, window: int, slot: int) -> tuple:
     """Cached forward plan for ``size`` secondary windows (re-centring pass)."""
-    key = (-size, window, threads)
+    threads = 1
+    key = (-size, window, slot)
     with _PLAN_LOCK:
         plan = _PLANS.get(key)
         if plan is None:
@@ -112,7 +128,7 @@ def _subset_plan(size: int, window: int, threads: int) -> tuple:
     return plan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _copy_window(img, r0, c0, window, apod, out, j):
     """Apodized, mean-removed copy of img[r0:r0+w, c0:c0+w] into out[j]; False if unusable."""
     h, w = img.shape
@@ -131,7 +147,7 @@ def _copy_window(img, r0, c0, window, apod, out, j):
     return True
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, combine):
     """Fill out[:count] with windows of img centred at (rows + prow, cols + pcol).
 
@@ -139,7 +155,7 @@ def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, c
     windows are zero-filled so the FFT stays finite.
     """
     off = window // 2
-    for j in numba.prange(count):
+    for j in range(count):
         i = start + j
         good = _copy_window(img, rows[i] - off + prow[i], cols[i] - off + pcol[i], window, apod,
                             out, j)
@@ -150,7 +166,7 @@ def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, c
         ok[j] = (ok[j] and good) if combine else good
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cross_one(ref_j, sec_k, power, weight, out1, out2):
     """Q = W * S2 conj(S1) / |S2 conj(S1)|^power for one window; returns sum of |Q|.
 
@@ -195,26 +211,76 @@ def _cross_one(ref_j, sec_k, power, weight, out1, out2):
     return total
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _cross_one_f32(r, s, weight, power, out):
+    """Like :func:`_cross_one` (one output), on float32 views of the complex spectra.
+
+    ``r``, ``s`` and ``out`` are (window, 2 * (window // 2 + 1)) float32 arrays holding
+    interleaved real and imaginary parts. Runs in float32, which vectorizes.
+    """
+    ny, nx = weight.shape
+    total = 0.0
+    one = np.float32(1.0)
+    tiny = np.float32(1e-30)
+    p = np.float32(-0.5 * power)
+    for a in range(ny):
+        rr = r[a]
+        ss = s[a]
+        o = out[a]
+        wr = weight[a]
+        row_total = np.float32(0.0)
+        for b in range(nx):
+            ur = ss[2 * b]
+            ui = ss[2 * b + 1]
+            vr = rr[2 * b]
+            vi = rr[2 * b + 1]
+            re = ur * vr + ui * vi
+            im = ui * vr - ur * vi
+            m2 = re * re + im * im + tiny
+            if power == 0.5:
+                inv = one / np.sqrt(np.sqrt(m2))
+            elif power == 1.0:
+                inv = one / np.sqrt(m2)
+            elif power == 0.0:
+                inv = one
+            else:
+                inv = m2**p
+            f = wr[b] * inv
+            o[2 * b] = re * f
+            o[2 * b + 1] = im * f
+            m = np.sqrt(m2) * f
+            row_total += m if (b == 0 or b == nx - 1) else np.float32(2.0) * m
+        total += row_total
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _cross_power_f32(spec_ref, spec_sec, count, power, weight, cross, wsum):
+    """Cross-power spectra of windows 0..count-1 into ``cross`` (float32 views)."""
+    for j in range(count):
+        wsum[j] = _cross_one_f32(spec_ref[j], spec_sec[j], weight, power, cross[j])
+
+
+@numba.njit(cache=True, nogil=True)
 def _cross_power(spec_ref, spec_sec, count, power, weight, cross, keep, wsum):
     """Cross-power spectra of windows 0..count-1 into ``cross`` and ``keep``."""
-    for j in numba.prange(count):
+    for j in range(count):
         wsum[j] = _cross_one(spec_ref[j], spec_sec[j], power, weight, cross[j], keep[j])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _cross_power_subset(spec_ref, spec_sub, local, power, weight, keep, wsum):
     """Cross-power of re-centred windows: ``spec_sub[k]`` pairs with ``spec_ref[local[k]]``."""
-    for k in numba.prange(local.shape[0]):
+    for k in range(local.shape[0]):
         j = local[k]
         wsum[j] = _cross_one(spec_ref[j], spec_sub[k], power, weight, keep[j], keep[j])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _extract_subset(img, rows, cols, prow, pcol, idx, window, apod, out, good):
     """Windows of img centred at (rows + prow, cols + pcol)[idx[k]] into out[k]."""
     off = window // 2
-    for k in numba.prange(idx.shape[0]):
+    for k in range(idx.shape[0]):
         i = idx[k]
         g = _copy_window(img, rows[i] - off + prow[i], cols[i] - off + pcol[i], window, apod,
                          out, k)
@@ -225,7 +291,7 @@ def _extract_subset(img, rows, cols, prow, pcol, idx, window, apod, out, good):
         good[k] = g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _surface_derivatives(q, y, x, window, ey, ex):
     """Value, gradient and Hessian of the continuous correlation surface at (y, x).
 
@@ -270,11 +336,12 @@ def _surface_derivatives(q, y, x, window, ey, ex):
     return s0.real, sx.real, sy.real, sxx.real, syy.real, sxy.real
 
 
-@numba.njit(cache=True, parallel=True)
-def _integer_peaks(surf, ok, count, search, window, peak_r, peak_c, frac_r, frac_c, ratio):
+@numba.njit(cache=True, nogil=True)
+def _integer_peaks(surf, ok, count, search, window, peak_r, peak_c, frac_r, frac_c, ratio,
+                   peak_v):
     """Integer peak inside the search box, a parabolic sub-pixel guess, and peak/mean."""
     n_cells = window * window
-    for j in numba.prange(count):
+    for j in range(count):
         if not ok[j]:
             continue
         best = -np.inf
@@ -306,15 +373,16 @@ def _integer_peaks(surf, ok, count, search, window, peak_r, peak_c, frac_r, frac
         fc = 0.5 * (left - right) / den_c if den_c < 0 else 0.0
         peak_r[j] = br
         peak_c[j] = bc
+        peak_v[j] = best
         frac_r[j] = min(max(fr, -0.5), 0.5)
         frac_c[j] = min(max(fc, -0.5), 0.5)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _refine(keep, wsum, ok, count, window, start, y0, x0, base_r, base_c, drow, dcol, score):
     """Newton ascent of the continuous surface from (y0, x0); writes total displacements."""
     nx = keep.shape[2]
-    for j in numba.prange(count):
+    for j in range(count):
         i = start + j
         if not ok[j] or wsum[j] <= 0.0:
             continue
@@ -376,6 +444,129 @@ def _as_index(values: np.ndarray | Sequence[int] | None, n: int, name: str) -> n
     return arr.astype(np.int64, copy=False)
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``size`` worker threads."""
+    with _POOL_LOCK:
+        pool = _POOL.get(size)
+        if pool is None:
+            pool = _POOL[size] = ThreadPoolExecutor(max_workers=size,
+                                                    thread_name_prefix="freq-correlate")
+        return pool
+
+
+@dataclass
+class _Job:
+    """Inputs and outputs of one :func:`freq_correlate` call, shared by its workers."""
+
+    ref: np.ndarray
+    sec: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    prow: np.ndarray
+    pcol: np.ndarray
+    window: int
+    search: int
+    power: float
+    apod: np.ndarray
+    weight: np.ndarray
+    refine: str
+    drow: np.ndarray
+    dcol: np.ndarray
+    score: np.ndarray
+    snr: np.ndarray
+
+
+def _run_windows(job: _Job, lo: int, hi: int, chunk: int, slot: int) -> None:
+    """Pass 1 (and pass 2 of ``refine="spectrum"``) for windows lo..hi-1, in chunks."""
+    n = job.rows.shape[0]
+    window = job.window
+    batch = min(chunk, max(hi - lo, 1))
+    fwd, fwd_sec, inv, real_in, spec, cross, surf = _plans(batch, window, slot)
+    spec_ref = spec[:batch]
+    spec_sec = spec[batch:]
+    half = window // 2 + 1
+    spectrum = job.refine == "spectrum"
+    keep = np.empty((batch, window, half), dtype=np.complex64) if spectrum else cross
+    wsum = np.zeros(batch, dtype=np.float64)
+    ok = np.zeros(batch, dtype=np.bool_)
+    pr = np.zeros(batch, dtype=np.int64)
+    pc = np.zeros(batch, dtype=np.int64)
+    fr = np.zeros(batch, dtype=np.float64)
+    fc = np.zeros(batch, dtype=np.float64)
+    ratio = np.full(batch, np.nan, dtype=np.float64)
+    peak_v = np.zeros(batch, dtype=np.float64)
+    spec_ref_f = spec_ref.view(np.float32)
+    spec_sec_f = spec_sec.view(np.float32)
+    cross_f = cross.view(np.float32)
+    zero = np.zeros(n, dtype=np.int64)
+    prow, pcol = job.prow, job.pcol
+    drow, dcol, score, snr = job.drow, job.dcol, job.score, job.snr
+    for start in range(lo, hi, batch):
+        count = min(batch, hi - start)
+        sl = slice(start, start + count)
+        # Pass 1: integer peak around the prior, parabolic guess.
+        _extract(job.ref, job.rows, job.cols, zero, zero, start, count, window, job.apod,
+                 real_in[:batch], ok, False)
+        _extract(job.sec, job.rows, job.cols, prow, pcol, start, count, window, job.apod,
+                 real_in[batch:], ok, True)
+        fwd()
+        if spectrum:
+            _cross_power(spec_ref, spec_sec, count, job.power, job.weight, cross, keep, wsum)
+        else:
+            _cross_power_f32(spec_ref_f, spec_sec_f, count, job.power, job.weight, cross_f,
+                             wsum)
+        inv(normalise_idft=False)
+        ratio[:] = np.nan
+        _integer_peaks(surf, ok, count, job.search, window, pr, pc, fr, fc, ratio, peak_v)
+        est_r = pr[:count] + fr[:count]
+        est_c = pc[:count] + fc[:count]
+        good = ok[:count].copy()
+        if not spectrum:
+            drow[sl] = np.where(good, prow[sl] + est_r, np.nan)
+            dcol[sl] = np.where(good, pcol[sl] + est_c, np.nan)
+            snr[sl] = np.where(good, ratio[:count], np.nan)
+            # Pass-1 score: peak height relative to a perfect match.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.where(good & (wsum[:count] > 0), peak_v[:count] / wsum[:count], 0.0)
+            score[sl] = np.clip(rel, 0.0, 1.0)
+            continue
+        # Pass 2: re-centre the secondary window on the rounded estimate (the residual is
+        # then below half a pixel, which removes most of the apodization bias), and refine
+        # on the continuous surface of the new cross-power spectrum.
+        shift_r = np.rint(est_r).astype(np.int64)
+        shift_c = np.rint(est_c).astype(np.int64)
+        moved = np.flatnonzero(ok[:count] & ((shift_r != 0) | (shift_c != 0)))
+        base_r = prow[sl] + np.where(ok[:count], shift_r, 0)
+        base_c = pcol[sl] + np.where(ok[:count], shift_c, 0)
+        y0 = est_r - (base_r - prow[sl])
+        x0 = est_c - (base_c - pcol[sl])
+        if moved.size:
+            size = 64
+            while size < moved.size:
+                size *= 2
+            fwd_sub, real_sub, spec_sub = _subset_plan(min(size, batch), window, slot)
+            for k0 in range(0, moved.size, real_sub.shape[0]):
+                local = moved[k0:k0 + real_sub.shape[0]]
+                new_r = np.zeros(n, dtype=np.int64)
+                new_c = np.zeros(n, dtype=np.int64)
+                new_r[sl] = base_r
+                new_c[sl] = base_c
+                got = np.zeros(local.size, dtype=np.bool_)
+                _extract_subset(job.sec, job.rows, job.cols, new_r, new_c, local + start,
+                                window, job.apod, real_sub, got)
+                ok[local[~got]] = False
+                fwd_sub()
+                _cross_power_subset(spec_ref, spec_sub, local, job.power, job.weight, keep,
+                                    wsum)
+        _refine(keep, wsum, ok, count, window, start, y0.astype(np.float64),
+                x0.astype(np.float64), base_r, base_c, drow, dcol, score)
+        snr[sl] = np.where(np.isfinite(drow[sl]), ratio[:count], np.nan)
+
+
 def freq_correlate(
     ref: np.ndarray,
     sec: np.ndarray,
@@ -391,6 +582,10 @@ def freq_correlate(
     lowpass: float | None = None,
     threads: int | None = None,
     chunk: int = DEFAULT_CHUNK,
+    refine: Literal["image", "spectrum", "none"] = "image",
+    presmooth: float = subpixel.DEFAULT_PRESMOOTH,
+    model: subpixel.Model = "translation",
+    prepared: subpixel.SplineImage | None = None,
 ) -> Correlation:
     """Sub-pixel displacement of windows by frequency-domain correlation.
 
@@ -418,15 +613,28 @@ def freq_correlate(
         Optional Gaussian frequency weighting, 1/e width relative to Nyquist; ``None``
         keeps every frequency.
     threads
-        FFT threads (default: Numba's thread count).
+        Worker threads (default: Numba's thread count).
     chunk
         Windows transformed per batch.
+    refine
+        Sub-pixel stage: ``"image"`` (image-domain matching, see the module docstring),
+        ``"spectrum"`` (continuous correlation surface) or ``"none"`` (parabola).
+    presmooth, model
+        Gaussian pre-smoothing (pixels) and window model (``"translation"`` or
+        ``"affine"``) of the ``"image"`` refinement (:func:`kernels.subpixel.refine`).
+    prepared
+        The pair already prepared by :func:`kernels.subpixel.prepare` with
+        ``presmooth`` (saves the work when the same pair is correlated again).
 
     Returns
     -------
     Correlation
-        drow, dcol (pixels), score in [0, 1] (height of the correlation peak relative to
-        a perfect match), snr (peak over mean absolute surface).
+        drow, dcol (pixels); score in [0, 1]: the ZNCC of the matched windows (after
+        pre-smoothing) for ``"image"``, else the height of the correlation peak relative
+        to a perfect match; snr (peak over mean absolute surface). A window fails
+        (NaN) when it leaves the image or holds no data, when its peak sits on the
+        border of the search box, or when the image refinement does not converge within
+        one pixel of the integer peak.
 
     """
     ref = _check_image(ref, "ref")
@@ -439,6 +647,8 @@ def freq_correlate(
         raise ValueError(f"search must be within 1..{window // 2 - 1}, got {search}")
     if not 0.0 <= power <= 1.0:
         raise ValueError(f"power must be in [0, 1], got {power}")
+    if refine not in ("image", "spectrum", "none"):
+        raise ValueError(f"refine must be 'image', 'spectrum' or 'none', got {refine!r}")
     rows_a = np.asarray(rows)
     n = rows_a.shape[0] if rows_a.ndim == 1 else -1
     if n < 0:
@@ -448,7 +658,6 @@ def freq_correlate(
     prow = _as_index(prior_rows, n, "prior_rows")
     pcol = _as_index(prior_cols, n, "prior_cols")
     threads = threads or numba.get_num_threads()
-    zero = np.zeros(n, dtype=np.int64)
 
     drow = np.full(n, np.nan, dtype=np.float32)
     dcol = np.full(n, np.nan, dtype=np.float32)
@@ -459,64 +668,33 @@ def freq_correlate(
 
     apod = apodization(window, taper)
     weight = _frequency_weight(window, lowpass)
-    batch = min(chunk, max(n, 1))
-    fwd, fwd_sec, inv, real_in, spec, cross, surf = _plans(batch, window, threads)
-    spec_ref = spec[:batch]
-    spec_sec = spec[batch:]
-    half = window // 2 + 1
-    keep = np.empty((batch, window, half), dtype=np.complex64)
-    wsum = np.zeros(batch, dtype=np.float64)
-    ok = np.zeros(batch, dtype=np.bool_)
-    pr = np.zeros(batch, dtype=np.int64)
-    pc = np.zeros(batch, dtype=np.int64)
-    fr = np.zeros(batch, dtype=np.float64)
-    fc = np.zeros(batch, dtype=np.float64)
-    ratio = np.full(batch, np.nan, dtype=np.float64)
-    for start in range(0, n, batch):
-        count = min(batch, n - start)
-        sl = slice(start, start + count)
-        # Pass 1: integer peak around the prior, parabolic guess.
-        _extract(ref, rows_i, cols_i, zero, zero, start, count, window, apod, real_in[:batch],
-                 ok, False)
-        _extract(sec, rows_i, cols_i, prow, pcol, start, count, window, apod, real_in[batch:],
-                 ok, True)
-        fwd()
-        _cross_power(spec_ref, spec_sec, count, float(power), weight, cross, keep, wsum)
-        inv(normalise_idft=False)
-        ratio[:] = np.nan
-        _integer_peaks(surf, ok, count, search, window, pr, pc, fr, fc, ratio)
-        # Pass 2: re-centre the secondary window on the rounded estimate (the residual is
-        # then below half a pixel, which removes most of the apodization bias), and refine
-        # on the continuous surface of the new cross-power spectrum.
-        est_r = pr[:count] + fr[:count]
-        est_c = pc[:count] + fc[:count]
-        shift_r = np.rint(est_r).astype(np.int64)
-        shift_c = np.rint(est_c).astype(np.int64)
-        moved = np.flatnonzero(ok[:count] & ((shift_r != 0) | (shift_c != 0)))
-        base_r = prow[sl] + np.where(ok[:count], shift_r, 0)
-        base_c = pcol[sl] + np.where(ok[:count], shift_c, 0)
-        y0 = est_r - (base_r - prow[sl])
-        x0 = est_c - (base_c - pcol[sl])
-        if moved.size:
-            size = 64
-            while size < moved.size:
-                size *= 2
-            fwd_sub, real_sub, spec_sub = _subset_plan(min(size, batch), window, threads)
-            for k0 in range(0, moved.size, real_sub.shape[0]):
-                local = moved[k0:k0 + real_sub.shape[0]]
-                new_r = np.zeros(n, dtype=np.int64)
-                new_c = np.zeros(n, dtype=np.int64)
-                new_r[sl] = base_r
-                new_c[sl] = base_c
-                good = np.zeros(local.size, dtype=np.bool_)
-                _extract_subset(sec, rows_i, cols_i, new_r, new_c, local + start, window, apod,
-                                real_sub, good)
-                ok[local[~good]] = False
-                fwd_sub()
-                _cross_power_subset(spec_ref, spec_sub, local, float(power), weight, keep, wsum)
-        _refine(keep, wsum, ok, count, window, start, y0.astype(np.float64),
-                x0.astype(np.float64), base_r, base_c, drow, dcol, score)
-        snr[sl] = np.where(np.isfinite(drow[sl]), ratio[:count], np.nan)
+    job = _Job(ref, sec, rows_i, cols_i, prow, pcol, window, search, float(power), apod,
+               weight, refine, drow, dcol, score, snr)
+    # Coarse-grained parallelism: each worker thread runs whole chunks of windows with its
+    # own FFT plans and single-threaded, GIL-free kernels, so there is one rendezvous per
+    # call (robust on a shared, busy machine) instead of several per chunk.
+    parts = max(1, min(threads, n // 256))
+    bounds = [n * k // parts for k in range(parts + 1)]
+    if parts == 1:
+        _run_windows(job, 0, n, chunk, 0)
+    else:
+        pool = _pool(parts)
+        futures = [pool.submit(_run_windows, job, bounds[k], bounds[k + 1], chunk, k)
+                   for k in range(parts)]
+        for f in futures:
+            f.result()
+    if refine == "image":
+        todo = np.isfinite(drow)
+        if todo.any():
+            images = prepared if prepared is not None else subpixel.prepare(ref, sec, presmooth)
+            fine_r, fine_c, zncc = subpixel.refine(images, rows_i, cols_i, window,
+                                                   drow.astype(np.float64),
+                                                   dcol.astype(np.float64), todo,
+                                                   model=model)
+            drow = fine_r.astype(np.float32)
+            dcol = fine_c.astype(np.float32)
+            score = np.clip(zncc, 0.0, 1.0).astype(np.float32)
+            snr = np.where(np.isfinite(drow), snr, np.nan).astype(np.float32)
     return Correlation(drow, dcol, score, snr)
 
 

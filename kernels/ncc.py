@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from kernels import subpixel
 from kernels.types import Correlation
 
 __all__ = ["ncc_correlate", "ncc_surface"]
@@ -179,140 +180,6 @@ def _subpixel_peak(surf: np.ndarray, i: int, j: int) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _cubic_weights(t: float, wts: np.ndarray) -> None:
-    """Keys cubic convolution weights (a = -0.5) for taps -1, 0, 1, 2 at fraction t."""
-    a = -0.5
-    for k in range(4):
-        x = abs(t - (k - 1))
-        if x <= 1.0:
-            wts[k] = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        elif x < 2.0:
-            wts[k] = ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
-        else:
-            wts[k] = 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _refine_icgn(
-    ref: np.ndarray,
-    sec: np.ndarray,
-    r0: int,
-    c0: int,
-    window: int,
-    p_row: float,
-    p_col: float,
-    max_iter: int,
-    tol: float,
-) -> tuple[bool, float, float, float]:
-    """Refine a translation by inverse-compositional Gauss-Newton on the ZNSSD.
-
-    The reference window ``ref[r0:r0+window, c0:c0+window]`` is compared with ``sec``
-    sampled by Keys bicubic interpolation at the window's pixel positions plus
-    ``(p_row, p_col)``. Reference gradients are central differences (one-pixel margin
-    from ``ref``). Returns ``(ok, p_row, p_col, zncc)``; ``ok`` is False when a needed
-    pixel is outside the image or non-finite, the Hessian is singular, the secondary
-    window is flat, or the iteration does not converge within ``max_iter`` steps.
-    """
-    ny, nx = ref.shape
-    fail = (False, p_row, p_col, 0.0)
-    if r0 < 1 or c0 < 1 or r0 + window + 1 > ny or c0 + window + 1 > nx:
-        return fail
-    npx = window * window
-    fz = np.empty(npx, np.float64)
-    gy = np.empty(npx, np.float64)
-    gx = np.empty(npx, np.float64)
-    g = np.empty(npx, np.float64)
-    fmean = 0.0
-    for a in range(window):
-        for b in range(window):
-            fmean += np.float64(ref[r0 + a, c0 + b])
-    fmean /= npx
-    fss = 0.0
-    h00 = 0.0
-    h01 = 0.0
-    h11 = 0.0
-    for a in range(window):
-        for b in range(window):
-            y = r0 + a
-            x = c0 + b
-            k = a * window + b
-            d = np.float64(ref[y, x]) - fmean
-            fz[k] = d
-            fss += d * d
-            dy = 0.5 * (np.float64(ref[y + 1, x]) - np.float64(ref[y - 1, x]))
-            dx = 0.5 * (np.float64(ref[y, x + 1]) - np.float64(ref[y, x - 1]))
-            if not (np.isfinite(dy) and np.isfinite(dx)):
-                return fail
-            gy[k] = dy
-            gx[k] = dx
-            h00 += dy * dy
-            h01 += dy * dx
-            h11 += dx * dx
-    det = h00 * h11 - h01 * h01
-    if fss <= 0.0 or det <= 1e-12 * (h00 * h11) or det <= 0.0:
-        return fail
-    fnorm = np.sqrt(fss)
-    wy = np.empty(4, np.float64)
-    wx = np.empty(4, np.float64)
-    zncc = 0.0
-    for _ in range(max_iter):
-        iy = np.floor(p_row)
-        ix = np.floor(p_col)
-        _cubic_weights(p_row - iy, wy)
-        _cubic_weights(p_col - ix, wx)
-        oy = int(iy)
-        ox = int(ix)
-        if (
-            r0 + oy - 1 < 0
-            or c0 + ox - 1 < 0
-            or r0 + oy + window + 2 > ny
-            or c0 + ox + window + 2 > nx
-        ):
-            return fail
-        gmean = 0.0
-        for a in range(window):
-            for b in range(window):
-                y = r0 + a + oy
-                x = c0 + b + ox
-                v = 0.0
-                for u in range(4):
-                    row = 0.0
-                    for t in range(4):
-                        row += wx[t] * np.float64(sec[y + u - 1, x + t - 1])
-                    v += wy[u] * row
-                if not np.isfinite(v):
-                    return fail
-                g[a * window + b] = v
-                gmean += v
-        gmean /= npx
-        gss = 0.0
-        cross = 0.0
-        for k in range(npx):
-            d = g[k] - gmean
-            g[k] = d
-            gss += d * d
-            cross += fz[k] * d
-        if gss <= (_FLAT_REF_REL * _FLAT_REF_REL) * fss:
-            return fail
-        zncc = cross / (fnorm * np.sqrt(gss))
-        ratio = fnorm / np.sqrt(gss)
-        b0 = 0.0
-        b1 = 0.0
-        for k in range(npx):
-            e = fz[k] - ratio * g[k]
-            b0 += gy[k] * e
-            b1 += gx[k] * e
-        # dp = -H^-1 J^T e ; inverse composition for a translation: p <- p - dp
-        dp_row = -(h11 * b0 - h01 * b1) / det
-        dp_col = -(h00 * b1 - h01 * b0) / det
-        p_row -= dp_row
-        p_col -= dp_col
-        if dp_row * dp_row + dp_col * dp_col < tol * tol:
-            return (True, p_row, p_col, zncc)
-    return fail
-
-
-@numba.njit(cache=True, nogil=True)
 def _all_finite(a: np.ndarray) -> bool:
     h, w = a.shape
     for y in range(h):
@@ -332,7 +199,6 @@ def _ncc_loop(
     pcol: np.ndarray,
     window: int,
     search: int,
-    refine: bool,
     drow: np.ndarray,
     dcol: np.ndarray,
     score: np.ndarray,
@@ -380,20 +246,9 @@ def _ncc_loop(
         if best <= 0.0 or bi == 0 or bj == 0 or bi == k - 1 or bj == k - 1:
             continue
         oy, ox = _subpixel_peak(surf, bi, bj)
-        irow = prow[n] + (bi - search)
-        icol = pcol[n] + (bj - search)
-        vrow = irow + oy
-        vcol = icol + ox
-        peak = best
-        if refine:
-            ok, frow, fcol, fz = _refine_icgn(ref, sec, r0, c0, window, vrow, vcol, 20, 1e-4)
-            if ok and abs(frow - irow) <= 1.0 and abs(fcol - icol) <= 1.0 and fz >= best - 1e-6:
-                vrow = frow
-                vcol = fcol
-                peak = max(fz, best)
-        drow[n] = vrow
-        dcol[n] = vcol
-        score[n] = min(peak, 1.0)
+        drow[n] = prow[n] + (bi - search) + oy
+        dcol[n] = pcol[n] + (bj - search) + ox
+        score[n] = min(best, 1.0)
         snr[n] = max(1.0, best / (abs_sum / (k * k)))
 
 
@@ -432,6 +287,9 @@ def ncc_correlate(
     prior_cols: np.ndarray | None = None,
     *,
     refine: bool = True,
+    presmooth: float = subpixel.DEFAULT_PRESMOOTH,
+    model: subpixel.Model = "translation",
+    prepared: subpixel.SplineImage | None = None,
 ) -> Correlation:
     """Correlate windows of ``ref`` against ``sec`` by spatial ZNCC.
 
@@ -440,14 +298,12 @@ def ncc_correlate(
     computed (float64; secondary window statistics from integral images). The integer
     peak is the arg-max; its sub-pixel position is first estimated by a least-squares
     2-D quadratic on its 3x3 neighbourhood (separable parabolas when that fit is not
-    concave). With ``refine`` (default) that estimate then seeds an inverse-compositional
-    Gauss-Newton refinement of the translation on the ZNSSD criterion with bicubic
-    (Keys) interpolation of ``sec``, which removes the peak-fit bias (integer shifts are
-    recovered exactly). The refinement is kept only if it converges, stays within one
-    pixel of the integer peak and does not lower the ZNCC; otherwise the quadratic
-    estimate is returned (a ZNCC lower by at most 1e-6, i.e. rounding, is accepted). It
-    needs a one-pixel finite margin around the reference window and finite ``sec``
-    pixels up to two pixels beyond the sampled window.
+    concave). With ``refine`` (default) that estimate then seeds the image-domain
+    refinement of :func:`kernels.subpixel.refine` (Gauss-Newton on the ZNSSD with
+    quintic-spline interpolation of ``sec`` after a light Gaussian pre-smoothing of
+    both images), which removes the peak-fit bias; a window whose refinement fails
+    (it does not converge, moves more than a pixel, or its interpolation support
+    touches no-data) fails.
 
     Parameters
     ----------
@@ -463,17 +319,21 @@ def ncc_correlate(
         Optional integer arrays (length n) of prior offsets: the search is centred on
         ``(r + prior_row, c + prior_col)`` in ``sec``. Default zeros.
     refine
-        Refine the sub-pixel peak by Gauss-Newton (see above). False keeps the
+        Refine the sub-pixel peak in the image domain (see above). False keeps the
         quadratic peak fit alone (faster, biased by up to a few hundredths of a pixel).
+    presmooth, model
+        Pre-smoothing (pixels) and window model of the refinement.
+    prepared
+        The pair already prepared by :func:`kernels.subpixel.prepare` with
+        ``presmooth``.
 
     Returns
     -------
     Correlation
-        Total displacement (prior included) ``drow``, ``dcol``; ``score`` = peak ZNCC
-        (the larger of the integer peak and the refined ZNCC when the refinement is kept)
-        clipped to
-        [0, 1]; ``snr`` = integer peak / mean(|ZNCC surface|), floored at 1. Failed
-        windows (see module docstring) have NaN displacement and snr and score 0.
+        Total displacement (prior included) ``drow``, ``dcol``; ``score`` = ZNCC at the
+        refined position (with ``refine``) or integer peak ZNCC, clipped to [0, 1];
+        ``snr`` = integer peak / mean(|ZNCC surface|), floored at 1. Failed windows
+        (see module docstring) have NaN displacement and snr and score 0.
 
     Raises
     ------
@@ -520,12 +380,22 @@ def ncc_correlate(
             np.ascontiguousarray(pcol),
             window,
             search,
-            bool(refine),
             drow,
             dcol,
             score,
             snr,
         )
+        todo = np.isfinite(drow)
+        if refine and todo.any():
+            images = prepared if prepared is not None else subpixel.prepare(ref, sec, presmooth)
+            fine_r, fine_c, zncc = subpixel.refine(images, rows_a, cols_a, window,
+                                                   drow.astype(np.float64),
+                                                   dcol.astype(np.float64), todo,
+                                                   model=model)
+            drow = fine_r.astype(np.float32)
+            dcol = fine_c.astype(np.float32)
+            score = np.clip(zncc, 0.0, 1.0).astype(np.float32)
+            snr = np.where(np.isfinite(drow), snr, np.nan).astype(np.float32)
     return Correlation(drow=drow, dcol=dcol, score=score, snr=snr)
 
 

@@ -206,7 +206,10 @@ def correlate_grid(
         else:
             prow, pcol = _prior_from(coarse, lr, lc, prior_min_score)
             lsearch = min(half, refine_search)
-        res = _run(method, r_img, s_img, lr, lc, window, lsearch, prow, pcol, kwargs)
+        kw = dict(kwargs)
+        if level > 0:  # coarse levels only feed integer priors: no sub-pixel refinement
+            kw["refine"] = "none" if method == "freq" else False
+        res = _run(method, r_img, s_img, lr, lc, window, lsearch, prow, pcol, kw)
         shape = (g.ny, g.nx)
         coarse = GridCorrelation(g, res.drow.reshape(shape), res.dcol.reshape(shape),
                                  res.score.reshape(shape), res.snr.reshape(shape))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.naive_subpixel import naive_prepare, naive_refine
+
 # ======================================================================================
 # kernels.ncc
 # ======================================================================================
@@ -54,64 +56,6 @@ def naive_subpixel(s3: np.ndarray) -> tuple[float, float]:
     return _parabola(s3[0, 1], s3[1, 1], s3[2, 1]), _parabola(s3[1, 0], s3[1, 1], s3[1, 2])
 
 
-def _keys(t: float) -> np.ndarray:
-    """Keys (a = -0.5) cubic weights for taps -1, 0, 1, 2 at fraction t."""
-    out = np.zeros(4)
-    for k in range(4):
-        x = abs(t - (k - 1))
-        if x <= 1:
-            out[k] = 1.5 * x**3 - 2.5 * x**2 + 1
-        elif x < 2:
-            out[k] = -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2
-    return out
-
-
-def naive_bicubic_window(img: np.ndarray, r0: int, c0: int, n: int, pr: float, pc: float):
-    """``img`` sampled at rows r0+a+pr, cols c0+b+pc (a, b < n); None if out of bounds."""
-    iy, ix = int(np.floor(pr)), int(np.floor(pc))
-    y0, x0 = r0 + iy - 1, c0 + ix - 1
-    if y0 < 0 or x0 < 0 or y0 + n + 3 > img.shape[0] or x0 + n + 3 > img.shape[1]:
-        return None
-    wy, wx = _keys(pr - iy), _keys(pc - ix)
-    out = np.zeros((n, n))
-    for a in range(n):
-        for b in range(n):
-            patch = img[r0 + a + iy - 1 : r0 + a + iy + 3, c0 + b + ix - 1 : c0 + b + ix + 3]
-            out[a, b] = wy @ patch.astype(np.float64) @ wx
-    return out
-
-
-def naive_refine(ref, sec, r0, c0, n, pr, pc, max_iter=20, tol=1e-4):
-    """Gauss-Newton (inverse compositional) translation refinement on the ZNSSD."""
-    if r0 < 1 or c0 < 1 or r0 + n + 1 > ref.shape[0] or c0 + n + 1 > ref.shape[1]:
-        return None
-    big = ref[r0 - 1 : r0 + n + 1, c0 - 1 : c0 + n + 1].astype(np.float64)
-    f = big[1:-1, 1:-1]
-    gy = 0.5 * (big[2:, 1:-1] - big[:-2, 1:-1])
-    gx = 0.5 * (big[1:-1, 2:] - big[1:-1, :-2])
-    if not (np.all(np.isfinite(gy)) and np.all(np.isfinite(gx))):
-        return None
-    fz = f - f.mean()
-    jac = np.stack([gy.ravel(), gx.ravel()], axis=1)
-    hess = jac.T @ jac
-    if np.linalg.det(hess) <= 1e-12 * hess[0, 0] * hess[1, 1]:
-        return None
-    for _ in range(max_iter):
-        g = naive_bicubic_window(sec, r0, c0, n, pr, pc)
-        if g is None or not np.all(np.isfinite(g)):
-            return None
-        gz = g - g.mean()
-        if np.sum(gz * gz) <= 1e-14 * np.sum(fz * fz):
-            return None
-        zncc = np.sum(fz * gz) / np.sqrt(np.sum(fz * fz) * np.sum(gz * gz))
-        e = fz - np.sqrt(np.sum(fz * fz) / np.sum(gz * gz)) * gz
-        dp = -np.linalg.solve(hess, jac.T @ e.ravel())
-        pr, pc = pr - dp[0], pc - dp[1]
-        if np.hypot(dp[0], dp[1]) < tol:
-            return pr, pc, zncc
-    return None
-
-
 def naive_ncc_correlate(
     ref, sec, rows, cols, window, search, prior_rows=None, prior_cols=None, refine=True
 ):
@@ -122,6 +66,7 @@ def naive_ncc_correlate(
     out = np.full((4, n), np.nan)
     out[2] = 0.0
     half = window // 2
+    prepared = naive_prepare(ref, sec, 0.6) if refine else None
     for k in range(n):
         r0, c0 = rows[k] - half, cols[k] - half
         sr0, sc0 = r0 + prior_rows[k] - search, c0 + prior_cols[k] - search
@@ -148,10 +93,10 @@ def naive_ncc_correlate(
         irow, icol = prior_rows[k] + i - search, prior_cols[k] + j - search
         vr, vc, peak = irow + oy, icol + ox, best
         if refine:
-            res = naive_refine(ref, sec, r0, c0, window, vr, vc)
-            if res is not None and abs(res[0] - irow) <= 1 and abs(res[1] - icol) <= 1:
-                if res[2] >= best - 1e-6:
-                    vr, vc, peak = res[0], res[1], max(res[2], best)
+            res = naive_refine(prepared, r0, c0, window, (vr, vc), max_iter=12, tol=1e-4)
+            if res is None:
+                continue
+            vr, vc, peak = res[0], res[1], max(res[2], 0.0)
         out[:, k] = vr, vc, min(peak, 1.0), max(1.0, best / np.mean(np.abs(surf)))
     return out
 

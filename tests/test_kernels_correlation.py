@@ -42,7 +42,8 @@ def test_zero_shift_with_noise_is_unbiased(spec):
     assert np.sqrt(np.nanmean(res.drow**2 + res.dcol**2)) < 0.1
 
 
-def test_matches_bruteforce_reference(spec):
+def test_spectrum_refinement_matches_bruteforce_reference(spec):
+    """The continuous-surface refinement (refine="spectrum") against its brute force."""
     ref = shifted(spec, 0, 0)
     sec = shifted(spec, 1.23, -0.64)
     rng = np.random.default_rng(1)
@@ -51,7 +52,7 @@ def test_matches_bruteforce_reference(spec):
     cols = np.array([80, 120, 170])
     # Without re-centring (the shift rounds to (1, -1)), compare on the re-centred window.
     res = freq_correlate(ref, sec, rows, cols, 32, 6, prior_rows=np.array([1, 1, 1]),
-                         prior_cols=np.array([-1, -1, -1]))
+                         prior_cols=np.array([-1, -1, -1]), refine="spectrum")
     for k, (r, c) in enumerate(zip(rows, cols, strict=True)):
         a = ref[r - 16:r + 16, c - 16:c + 16].astype(np.float64)
         b = sec[r - 15:r + 17, c - 17:c + 15].astype(np.float64)

@@ -92,18 +92,21 @@ def test_correlate_matches_naive(refine: bool) -> None:
     rows[:2], cols[:2] = 41, 41  # centred on the flat patch
     prow = rng.integers(-1, 2, n).astype(np.int32)
     pcol = rng.integers(-1, 2, n).astype(np.int32)
-    # NaN in the one-pixel margin of the reference window: the refinement is skipped
+    # NaN next to the reference window: the refinement (and so the window) fails
     rows[2:4], cols[2:4], prow[2:4], pcol[2:4] = (36, 26), 11, 0, -1
     got = ncc_correlate(ref, sec, rows, cols, 7, 3, prow, pcol, refine=refine)
     exp = naive_ncc_correlate(ref, sec, rows, cols, 7, 3, prow, pcol, refine=refine)
     assert isinstance(got, Correlation)
+    # The kernel stops at a 1e-4 px update (the oracle at 1e-7) and sums in float32.
+    tol = 2e-4 if refine else 1e-5
     for name, arr in zip(("drow", "dcol", "score", "snr"), exp, strict=True):
         val = getattr(got, name)
         assert val.dtype == np.float32 and val.shape == (n,)
-        np.testing.assert_allclose(val, arr, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(val, arr, atol=tol, err_msg=name)
     ok = np.isfinite(got.drow)
-    assert 20 < ok.sum() < n  # a mix of successes and failures
-    assert not ok[:2].any() and ok[2:4].all()
+    assert 15 < ok.sum() < n  # a mix of successes and failures
+    assert not ok[:2].any()
+    assert ok[2:4].all() != refine
     assert np.all(got.score[~ok] == 0) and np.all(np.isnan(got.snr[~ok]))
     assert np.all((got.score[ok] > 0) & (got.score[ok] <= 1)) and np.all(got.snr[ok] >= 1)
 
@@ -184,9 +187,12 @@ def test_snr_higher_for_texture_than_noise(texture: np.ndarray) -> None:
     rows, cols = grid(24, 104, 20)
     good = ncc_correlate(ref, sec, rows, cols, 25, 4)
     noise = rng.standard_normal(ref.shape).astype(np.float32)
-    bad = ncc_correlate(ref, noise, rows, cols, 25, 4)
+    bad = ncc_correlate(ref, noise, rows, cols, 25, 4, refine=False)
     assert np.median(good.snr) > 2 * np.nanmedian(bad.snr)
     assert np.median(good.score) > 0.95 > np.max(bad.score)
+    # Refined against noise, windows fail or keep a low score.
+    refined = ncc_correlate(ref, noise, rows, cols, 25, 4)
+    assert np.all(refined.score < 0.8)
 
 
 # ---------------------------------------------------------------------- validation
