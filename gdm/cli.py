@@ -53,6 +53,10 @@ def opt() -> None:
 @config_option(OptConfig, "method")
 @config_option(OptConfig, "min_score")
 @config_option(OptConfig, "stable")
+@config_option(OptConfig, "subpixel")
+@config_option(OptConfig, "presmooth")
+@config_option(OptConfig, "match_taper")
+@config_option(OptConfig, "deform", "--deform/--no-deform", default=None)
 @config_option(OptConfig, "pairs")
 @config_option(OptConfig, "max_span_days")
 @config_option(OptConfig, "band")
@@ -62,8 +66,10 @@ def opt() -> None:
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None,
             step: int | None, search: int | None, method: str | None, min_score: float | None,
-            stable: str | None, pairs: str, max_span_days: float | None, band: str,
-            resolution: float | None, crs: str | None, quiet: bool, debug: bool) -> None:
+            stable: str | None, subpixel: str | None, presmooth: float | None,
+            match_taper: float | None, deform: bool | None, pairs: str,
+            max_span_days: float | None, band: str, resolution: float | None, crs: str | None,
+            quiet: bool, debug: bool) -> None:
     """Correlate IMAGES (2 or more dates of one area) and write products into --out.
 
     \b
@@ -76,7 +82,8 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
     def job() -> Any:
         cfg = OptConfig(images=list(images), out=out, preset=preset, window=window, step=step,
                         search=search, method=method, min_score=min_score, stable=stable,
-                        pairs=pairs, max_span_days=max_span_days, band=band,
+                        subpixel=subpixel, presmooth=presmooth, match_taper=match_taper,
+                        deform=deform, pairs=pairs, max_span_days=max_span_days, band=band,
                         resolution=resolution, crs=crs)
         bar = ProgressBar(not quiet, "gdm-opt")
         try:
@@ -128,7 +135,9 @@ def opt_presets() -> None:
     for name, p in PRESETS.items():
         click.echo(f"{name:6s} {p.description}")
         click.echo(f"       window={p.window} step={p.step} search={p.search} "
-                   f"method={p.method} min_score={p.min_score} stable={p.stable}")
+                   f"method={p.method} min_score={p.min_score} stable={p.stable} "
+                   f"subpixel={p.subpixel} presmooth={p.presmooth} "
+                   f"match_taper={p.match_taper} deform={p.deform}")
 
 
 @opt.command("demo")

@@ -23,6 +23,10 @@ class Resolved(BaseModel):
     outlier_radius: int
     nmad_k: float
     stable: str
+    subpixel: Literal["translation", "affine"] = "translation"
+    presmooth: float = 0.6
+    match_taper: float = 0.0
+    deform: bool = True
 
 
 class Preset(Resolved):
@@ -45,7 +49,7 @@ PRESETS: dict[str, Preset] = {
     "ice": Preset(
         description="glaciers: tens of pixels per pair, weaker texture; large windows, pyramid",
         window=64, step=16, search=40, method="freq", min_score=0.15, outlier_radius=2,
-        nmad_k=3.0, stable="auto",
+        nmad_k=3.0, stable="auto", match_taper=1.0,
     ),
 }
 
@@ -87,6 +91,24 @@ class OptConfig(BaseModel):
     stable: str | None = Field(
         None, description="Stable-area offset correction: 'none', 'auto' (median of all valid "
         "windows) or the path of a mask raster (non-zero = stable ground)."
+    )
+    subpixel: Literal["translation", "affine"] | None = Field(
+        None, description="Window model of the sub-pixel match: translation (with gain and "
+        "offset), or affine (also the four displacement gradients; slower, for strong strain)."
+    )
+    presmooth: float | None = Field(
+        None, ge=0.0, le=3.0, description="Gaussian sigma (pixels) applied to both images "
+        "before the sub-pixel match (damps aliased frequencies); 0 disables it."
+    )
+    match_taper: float | None = Field(
+        None, ge=0.0, le=1.0, description="Weights of the window's pixels in the sub-pixel "
+        "match: Tukey taper fraction, 0 uniform (least noise) to 1 Hann (more weight at the "
+        "centre, for strongly varying fields)."
+    )
+    deform: bool | None = Field(
+        None, description="Correct each window's estimate for the deformation of the field "
+        "inside it (measured from the neighbouring windows), so that it is the displacement "
+        "at the window centre."
     )
     pairs: Literal["all", "sequential", "span"] = Field(
         "all", description="Pairs correlated for 3+ dates: all, sequential (each date with the "

@@ -158,7 +158,8 @@ def _correlate_pair(
         b = read_on_grid(sec, grid, win)
         local = WindowGrid(r_first - top, c_first - left, wgrid.step, ni, nj)
         res = correlate_grid(a, b, local, par.window, par.search, method=par.method,
-                             levels=levels)
+                             levels=levels, deform=par.deform, presmooth=par.presmooth,
+                             model=par.subpixel, refine_taper=par.match_taper)
         drow[i0:i0 + ni, j0:j0 + nj] = res.drow
         dcol[i0:i0 + ni, j0:j0 + nj] = res.dcol
         score[i0:i0 + ni, j0:j0 + nj] = res.score
@@ -270,7 +271,7 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
     n_dates = len(infos)
 
     params = {"WINDOW": str(par.window), "STEP": str(par.step), "SEARCH": str(par.search),
-              "METHOD": par.method}
+              "METHOD": par.method, "SUBPIXEL": par.subpixel}
     span_tags = {"START_DATE": f"{dates[0]}", "END_DATE": f"{dates[-1]}"}
 
     def cog(file: str, key: str, data: np.ndarray, **extra: str) -> Path:

@@ -13,14 +13,22 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 from scipy import ndimage
 
+from kernels import subpixel
 from kernels.correlation import freq_correlate
 from kernels.types import Correlation
 
 __all__ = ["WindowGrid", "GridCorrelation", "window_grid", "pyramid_levels", "correlate_grid",
-           "downsample2"]
+           "downsample2", "local_warps"]
+
+WARP_REACH = 0.75
+WARP_RADIUS_MAX = 6
+WARP_SIGNIFICANCE = 3.0
+MAX_CORRECTION_PX = 0.5
+"""Largest deformation correction applied to a window's estimate (pixels)."""
 
 Method = Literal["freq", "ncc"]
 
@@ -132,6 +140,221 @@ def _prior_from(coarse: GridCorrelation, fine_rows: np.ndarray, fine_cols: np.nd
     return prior[0], prior[1]
 
 
+@numba.njit(cache=True)
+def _cholesky6(ata, lo):
+    """Cholesky factor of a 6 x 6 normal matrix into lo; False if (nearly) singular."""
+    for a in range(6):
+        for b in range(a + 1):
+            sm = ata[a, b]
+            for k in range(b):
+                sm -= lo[a, k] * lo[b, k]
+            if a == b:
+                if sm <= 1e-9 * ata[a, a]:
+                    return False
+                lo[a, a] = np.sqrt(sm)
+            else:
+                lo[a, b] = sm / lo[b, b]
+    return True
+
+
+@numba.njit(cache=True)
+def _solve6(lo, rhs, out):
+    y = np.empty(6)
+    for a in range(6):
+        sm = rhs[a]
+        for k in range(a):
+            sm -= lo[a, k] * y[k]
+        y[a] = sm / lo[a, a]
+    for a in range(5, -1, -1):
+        sm = y[a]
+        for k in range(a + 1, 6):
+            sm -= lo[k, a] * out[k]
+        out[a] = sm / lo[a, a]
+
+
+@numba.njit(cache=True)
+def _inverse_diag6(lo, out):
+    """Diagonal of (L L^T)^-1 from the Cholesky factor L."""
+    inv_l = np.zeros((6, 6))
+    for a in range(6):
+        inv_l[a, a] = 1.0 / lo[a, a]
+        for b in range(a):
+            sm = 0.0
+            for k in range(b, a):
+                sm -= lo[a, k] * inv_l[k, b]
+            inv_l[a, b] = sm / lo[a, a]
+    for a in range(6):
+        v = 0.0
+        for k in range(a, 6):
+            v += inv_l[k, a] * inv_l[k, a]
+        out[a] = v
+
+
+@numba.njit(cache=True)
+def _fit_one(drow, dcol, ok, i, j, design, offsets, z, use, vals, out):
+    """Robust quadratic fit of the field around window (i, j) (see local_warps).
+
+    ``design`` holds the basis (1, y, x, y^2/2, y x, x^2/2) of the neighbour offsets
+    ``offsets`` (grid steps). Returns False with too few neighbours or a singular fit.
+    """
+    ny, nx = drow.shape
+    m = offsets.shape[0]
+    n_use = 0
+    for k in range(m):
+        ii = i + offsets[k, 0]
+        jj = j + offsets[k, 1]
+        good = 0 <= ii < ny and 0 <= jj < nx and ok[ii, jj]
+        use[k] = good
+        if good:
+            vals[k, 0] = drow[ii, jj]
+            vals[k, 1] = dcol[ii, jj]
+            n_use += 1
+    if n_use < 12:
+        return False
+    ata = np.zeros((6, 6))
+    lo = np.zeros((6, 6))
+    rhs = np.zeros((2, 6))
+    coef = np.zeros((2, 6))
+    diag = np.zeros(6)
+    for rep in range(2):
+        ata[:, :] = 0.0
+        rhs[:, :] = 0.0
+        for k in range(m):
+            if not use[k]:
+                continue
+            for a in range(6):
+                da = design[k, a]
+                rhs[0, a] += da * vals[k, 0]
+                rhs[1, a] += da * vals[k, 1]
+                for b in range(a + 1):
+                    ata[a, b] += da * design[k, b]
+        for a in range(6):
+            for b in range(a):
+                ata[b, a] = ata[a, b]
+        if not _cholesky6(ata, lo):
+            return False
+        _solve6(lo, rhs[0], coef[0])
+        _solve6(lo, rhs[1], coef[1])
+        # Residuals; after the first fit, neighbours beyond three times the mean
+        # residual (a step of the field, an outlier) are dropped and the fit redone.
+        ss = 0.0
+        sa = 0.0
+        cnt = 0
+        for k in range(m):
+            if not use[k]:
+                continue
+            r2 = 0.0
+            for c in range(2):
+                pred = 0.0
+                for a in range(6):
+                    pred += design[k, a] * coef[c, a]
+                r2 += (vals[k, c] - pred) ** 2
+            vals[k, 2] = np.sqrt(r2)
+            ss += r2
+            sa += vals[k, 2]
+            cnt += 1
+        if rep == 1:
+            break
+        limit = max(3.0 * 1.25 * sa / cnt, 0.02)
+        dropped = 0
+        for k in range(m):
+            if use[k] and vals[k, 2] > limit:
+                use[k] = False
+                dropped += 1
+        if dropped == 0:
+            break
+        if n_use - dropped < 12:
+            return False
+        n_use -= dropped
+    sigma = np.sqrt(ss / max(cnt - 6, 1) / 2.0)  # per component
+    # Coefficients within z standard errors of zero are noise: set to zero.
+    _inverse_diag6(lo, diag)
+    for a in range(1, 6):
+        se = sigma * np.sqrt(diag[a])
+        for c in range(2):
+            out[c, a - 1] = coef[c, a] if abs(coef[c, a]) > z * se else 0.0
+    return True
+
+
+@numba.njit(cache=True, parallel=True)
+def _fit_warps(drow, dcol, ok, design, offsets, z, out):
+    ny, nx = drow.shape
+    m = offsets.shape[0]
+    for i in numba.prange(ny):
+        use = np.empty(m, np.bool_)
+        vals = np.empty((m, 3))
+        for j in range(nx):
+            if not _fit_one(drow, dcol, ok, i, j, design, offsets, z, use, vals, out[i, j]):
+                out[i, j, :, :] = np.nan
+
+
+def local_warps(drow: np.ndarray, dcol: np.ndarray, step: int, window: int) -> np.ndarray:
+    """Local deformation of every window from its neighbours' displacements.
+
+    Around each window, a quadratic surface is fitted by least squares to the valid
+    displacements of the windows within about one window's size (at least one grid
+    step; neighbours the fit does not explain, beyond three robust sigmas, are dropped
+    and the fit is redone), for the row and the column displacement separately.
+
+    Parameters
+    ----------
+    drow, dcol
+        (ny, nx) displacements on a regular grid of windows, NaN where invalid.
+    step
+        Grid step, pixels.
+    window
+        Window side, pixels (sets the neighbourhood: radius ``round(window / step / 2)``
+        grid steps, 1..3).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (ny, nx, 2, 5): for the row and the column displacement, the derivatives
+        (d/dy, d/dx, d2/dy2, d2/dydx, d2/dx2) in pixels per pixel (per pixel squared) at
+        each window, NaN where fewer than 12 neighbours are valid.
+
+    """
+    dr = np.asarray(drow, dtype=np.float64)
+    dc = np.asarray(dcol, dtype=np.float64)
+    if dr.ndim != 2 or dr.shape != dc.shape:
+        raise ValueError("drow and dcol must be 2-D arrays of the same shape")
+    if step < 1 or window < 2:
+        raise ValueError("step must be >= 1 and window >= 2")
+    radius = int(min(WARP_RADIUS_MAX, max(1, round(WARP_REACH * window / step))))
+    di, dj = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    offsets = np.stack([di.ravel(), dj.ravel()], axis=1).astype(np.int64)
+    y = offsets[:, 0] * float(step)
+    x = offsets[:, 1] * float(step)
+    design = np.stack([np.ones_like(y), y, x, 0.5 * y * y, y * x, 0.5 * x * x], axis=1)
+    ok = np.isfinite(dr) & np.isfinite(dc)
+    out = np.empty(dr.shape + (2, 5))
+    _fit_warps(np.where(ok, dr, 0.0), np.where(ok, dc, 0.0), ok, design, offsets,
+               float(WARP_SIGNIFICANCE), out)
+    return out
+
+
+def _deformation_correction(resp: np.ndarray, g: WindowGrid, window: int,
+                            res: GridCorrelation, passes: int = 2) -> GridCorrelation:
+    """Bring each window's estimate back to its centre (see ``deform`` in correlate_grid).
+
+    ``resp`` is the (ny, nx, 2, 2, 5) deformation response of the windows.
+    """
+    raw_r = res.drow.astype(np.float64)
+    raw_c = res.dcol.astype(np.float64)
+    cur_r, cur_c = raw_r, raw_c
+    for _ in range(passes):
+        warps = local_warps(cur_r, cur_c, g.step, window)
+        corr = np.einsum("ijact,ijct->ija", resp, warps)
+        # Beyond half a pixel the first-order model is not to be trusted: keep the raw
+        # estimate there (as where the neighbours or the window statistics are missing).
+        use = np.isfinite(corr).all(axis=2) & (np.abs(np.nan_to_num(corr)).max(axis=2)
+                                               <= MAX_CORRECTION_PX)
+        cur_r = np.where(use, raw_r - corr[..., 0], raw_r)
+        cur_c = np.where(use, raw_c - corr[..., 1], raw_c)
+    return GridCorrelation(g, cur_r.astype(np.float32), cur_c.astype(np.float32), res.score,
+                           res.snr)
+
+
 def correlate_grid(
     ref: np.ndarray,
     sec: np.ndarray,
@@ -143,7 +366,8 @@ def correlate_grid(
     levels: int | None = None,
     refine_search: int = 3,
     prior_min_score: float = 0.2,
-    **kwargs: float | int | None,
+    deform: bool = True,
+    **kwargs: float | int | str | None,
 ) -> GridCorrelation:
     """Correlate ``ref`` and ``sec`` on ``grid``, coarse to fine when ``search`` is large.
 
@@ -166,8 +390,22 @@ def correlate_grid(
         Search radius around the prior on the finer levels, pixels of that level.
     prior_min_score
         Coarse windows below this score do not feed the prior.
+    deform
+        With the image-domain sub-pixel stage and the translation model (the
+        defaults): a window correlator measures a (texture-weighted) mean of the
+        displacement inside its window, which differs from the displacement at its
+        centre where the field is strained or curved (near a fault, on a glacier). The
+        local derivatives of the field are measured from the neighbouring windows
+        (:func:`local_warps`) and each estimate is corrected by the first-order effect
+        of that deformation on its own window
+        (:func:`kernels.subpixel.deformation_response`), twice (the
+        derivatives are measured again on the corrected field). A correction larger
+        than ``MAX_CORRECTION_PX`` is not applied.
     **kwargs
-        Passed to the correlator (e.g. ``taper``, ``power`` for ``freq``).
+        Passed to the correlator (e.g. ``taper``, ``power``, ``refine`` for ``freq``),
+        except ``presmooth``, ``model`` and ``refine_taper`` (the Tukey weights of the
+        window in the match), which go to the image-domain refinement
+        (:func:`kernels.subpixel.refine`).
 
     Returns
     -------
@@ -190,6 +428,13 @@ def correlate_grid(
         pyramid.append((downsample2(r), downsample2(s)))
     top = len(pyramid) - 1
 
+    image_refine = (kwargs.get("refine", "image" if method == "freq" else True)
+                    in ("image", True))
+    translation = kwargs.get("model", "translation") == "translation"
+    prepared = None
+    if image_refine:
+        presmooth = float(kwargs.get("presmooth", subpixel.DEFAULT_PRESMOOTH))  # type: ignore[arg-type]
+        prepared = subpixel.prepare(pyramid[0][0], pyramid[0][1], presmooth)
     coarse: GridCorrelation | None = None
     for level in range(top, -1, -1):
         r_img, s_img = pyramid[level]
@@ -207,11 +452,31 @@ def correlate_grid(
             prow, pcol = _prior_from(coarse, lr, lc, prior_min_score)
             lsearch = min(half, refine_search)
         kw = dict(kwargs)
-        if level > 0:  # coarse levels only feed integer priors: no sub-pixel refinement
+        for key in ("presmooth", "model", "refine_taper"):
+            kw.pop(key, None)
+        if level > 0 or prepared is not None:
+            # Coarse levels only feed integer priors; at full resolution the image-domain
+            # refinement is run below, on the pair prepared once.
             kw["refine"] = "none" if method == "freq" else False
         res = _run(method, r_img, s_img, lr, lc, window, lsearch, prow, pcol, kw)
         shape = (g.ny, g.nx)
+        resp = None
+        if level == 0 and prepared is not None:
+            todo = np.isfinite(res.drow)
+            out = subpixel.refine(prepared, lr, lc, window, res.drow.astype(np.float64),
+                                  res.dcol.astype(np.float64), todo,
+                                  model=kwargs.get("model", "translation"),  # type: ignore[arg-type]
+                                  taper=float(kwargs.get("refine_taper", 0.0)),  # type: ignore[arg-type]
+                                  with_response=deform and translation)
+            fine = Correlation(out[0].astype(np.float32), out[1].astype(np.float32),
+                               np.clip(out[2], 0.0, 1.0).astype(np.float32),
+                               np.where(np.isfinite(out[0]), res.snr, np.nan).astype(np.float32))
+            res = fine
+            if len(out) == 4:
+                resp = out[3].reshape(g.ny, g.nx, 2, 2, 5)
         coarse = GridCorrelation(g, res.drow.reshape(shape), res.dcol.reshape(shape),
                                  res.score.reshape(shape), res.snr.reshape(shape))
     assert coarse is not None
+    if resp is not None:
+        coarse = _deformation_correction(resp, grid, window, coarse)
     return coarse

@@ -40,8 +40,8 @@ import numba
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SplineImage", "prepare", "refine", "quintic_weights", "spline_coefficients",
-           "gaussian_kernel", "DEFAULT_PRESMOOTH"]
+__all__ = ["SplineImage", "prepare", "refine", "deformation_response", "quintic_weights",
+           "spline_coefficients", "gaussian_kernel", "DEFAULT_PRESMOOTH"]
 
 DEFAULT_PRESMOOTH = 0.6
 """Gaussian sigma (pixels) applied to both images before the sub-pixel match."""
@@ -511,8 +511,8 @@ def _window_stats(ref, grad_y, grad_x, r0, c0, w, wt, fz, jy, jx):
 
     On return ``fz``, ``jy``, ``jx`` hold ``wt * (f - <f>)``, ``wt * (df/dy - <df/dy>)``
     and ``wt * (df/dx - <df/dx>)`` (``<.>`` = weighted mean). Returns
-    ``(sum wt (f - <f>)^2, H_yy, H_yx, H_xx, sum wt jy fz, sum wt jx fz)`` where H is
-    the weighted Gauss-Newton Hessian of the translation.
+    ``(sum wt, sum wt (f - <f>)^2, H_yy, H_yx, H_xx, sum wt jy fz, sum wt jx fz)`` where
+    H is the weighted Gauss-Newton Hessian of the translation.
     """
     npx = w * w
     sw = 0.0
@@ -556,7 +556,7 @@ def _window_stats(ref, grad_y, grad_x, r0, c0, w, wt, fz, jy, jx):
         fz[k] = q * f
         jy[k] = q * gy
         jx[k] = q * gx
-    return fss, hyy, hyx, hxx, cy, cx
+    return sw, fss, hyy, hyx, hxx, cy, cx
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -631,18 +631,26 @@ def _translation_sums(coef, r0, c0, w, py, px, wy, wx, tmp, wt, fz, jy, jx):
 
 @numba.njit(cache=True)
 def _refine_translation(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, c0, w, py,
-                        px, max_iter, tol, wt, sw, fz, jy, jx, tmp, wy, wx):
-    """Inverse-compositional Gauss-Newton, translation only; (ok, py, px, zncc, iters)."""
+                        px, max_iter, tol, wt, fz, jy, jx, tmp, wy, wx):
+    """Inverse-compositional Gauss-Newton, translation only; (ok, py, px, zncc, iters).
+
+    Where the texture inside the window is strongly deformed, the plain iteration
+    converges linearly (each step a fraction rho of the previous one, in the same
+    direction); once two successive steps show it, Aitken's extrapolation jumps to the
+    limit (p + d rho / (1 - rho)).
+    """
     fail = (False, py, px, 0.0, 0)
     if not _ref_ok(bad_ref, shape, r0, c0, w):
         return fail
-    fss, hyy, hyx, hxx, cy, cx = _window_stats(ref, grad_y, grad_x, r0 + _PAD, c0 + _PAD, w, wt,
-                                                fz, jy, jx)
+    sw, fss, hyy, hyx, hxx, cy, cx = _window_stats(ref, grad_y, grad_x, r0 + _PAD, c0 + _PAD,
+                                                   w, wt, fz, jy, jx)
     det = hyy * hxx - hyx * hyx
     if fss <= 0.0 or det <= 1e-12 * hyy * hxx or det <= 0.0:
         return fail
     fnorm = np.sqrt(fss)
     zncc = 0.0
+    prev_y = 0.0
+    prev_x = 0.0
     for it in range(max_iter):
         if not _support_ok(bad_sec, shape, r0 + py, c0 + px, w, 0.0, 0.0):
             return fail
@@ -661,8 +669,20 @@ def _refine_translation(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, 
         dx = (hyy * bx - hyx * by) / det
         py += dy
         px += dx
-        if dy * dy + dx * dx < tol * tol:
+        step2 = dy * dy + dx * dx
+        if step2 < tol * tol:
             return (True, py, px, zncc, it + 1)
+        prev2 = prev_y * prev_y + prev_x * prev_x
+        if prev2 > 0.0:
+            rho = (dy * prev_y + dx * prev_x) / prev2
+            if 0.2 < rho < 0.95 and step2 < prev2:
+                jump = rho / (1.0 - rho)
+                py += jump * dy
+                px += jump * dx
+                dy = 0.0  # the next two steps estimate a fresh rho
+                dx = 0.0
+        prev_y = dy
+        prev_x = dx
     return (False, py, px, zncc, max_iter)
 
 
@@ -697,7 +717,7 @@ def _support_ok(bad_sec, shape, y0, x0, w, ext_y, ext_x):
 
 @numba.njit(cache=True)
 def _refine_affine(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, c0, w, py, px,
-                   max_iter, tol, wt, sw, fz, jac, g, wy, wx):
+                   max_iter, tol, wt, fz, jac, g, wy, wx):
     """Inverse-compositional Gauss-Newton with an affine window; (ok, py, px, zncc, it)."""
     fail = (False, py, px, 0.0, 0)
     if not _ref_ok(bad_ref, shape, r0, c0, w):
@@ -705,8 +725,8 @@ def _refine_affine(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, c0, w
     npar = 6
     npx = w * w
     h = (w - 1) * 0.5
-    fss, _, _, _, _, _ = _window_stats(ref, grad_y, grad_x, r0 + _PAD, c0 + _PAD, w, wt,
-                                          fz, jac[0], jac[1])
+    sw, fss, _, _, _, _, _ = _window_stats(ref, grad_y, grad_x, r0 + _PAD, c0 + _PAD, w, wt,
+                                              fz, jac[0], jac[1])
     if fss <= 0.0:
         return fail
     # jac[0], jac[1] and fz carry the weights. The affine terms are the gradients times
@@ -816,16 +836,27 @@ def _refine_affine(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, c0, w
     return (False, p[0], p[1], zncc, max_iter)
 
 
+@numba.njit(cache=True, inline="always")
+def _border_shrink(start, w, init, margin, size):
+    """Pixels to cut from each side of a window so that its samples stay in the image."""
+    k = 0
+    lo = -(start + init - margin)
+    hi = start + w - 1 + init + margin - (size - 1)
+    if lo > 0:
+        k = int(np.ceil(lo))
+    if hi > 0:
+        k = max(k, int(np.ceil(hi)))
+    return k
+
+
 @numba.njit(cache=True, parallel=True)
 def _refine_loop(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, rows, cols, init_r,
                  init_c, todo, w, wt, affine, max_iter, tol, max_move, n_chunks, drow, dcol,
-                 zncc, iters):
+                 zncc, iters, with_response, response):
     n = rows.shape[0]
     half = w // 2
-    sw = 0.0
-    for k in range(w * w):
-        sw += wt[k]
     wt32 = wt.astype(np.float32)
+    margin = 0.5 * max_move
     for ch in numba.prange(n_chunks):
         fz = np.empty(w * w)
         jac = np.empty((6, w * w))
@@ -839,21 +870,198 @@ def _refine_loop(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, rows, cols,
         for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
             if not todo[i]:
                 continue
+            r0 = rows[i] - half
+            c0 = cols[i] - half
+            # Near the image border the window is cut symmetrically (same centre, the
+            # central part of the same weights) so that its samples stay in the image.
+            k = max(_border_shrink(r0, w, init_r[i], margin, shape[0]),
+                    _border_shrink(c0, w, init_c[i], margin, shape[1]))
+            ws = w - 2 * k
+            if 2 * ws < w:
+                continue
+            if k > 0:
+                wk = np.ascontiguousarray(wt32.reshape(w, w)[k:w - k, k:w - k]).ravel()
+            else:
+                wk = wt32
             if affine:
                 ok, py, px, z, it = _refine_affine(
-                    ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, rows[i] - half,
-                    cols[i] - half, w, init_r[i], init_c[i], max_iter, tol, wt, sw, fz, jac,
-                    g, wy, wx)
+                    ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0 + k, c0 + k, ws,
+                    init_r[i], init_c[i], max_iter, tol, wk.astype(np.float64), fz, jac, g,
+                    wy, wx)
             else:
                 ok, py, px, z, it = _refine_translation(
-                    ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, rows[i] - half,
-                    cols[i] - half, w, init_r[i], init_c[i], max_iter, tol, wt32, sw, fz32,
-                    jy32, jx32, tmp, wy, wx)
+                    ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0 + k, c0 + k, ws,
+                    init_r[i], init_c[i], max_iter, tol, wk, fz32, jy32, jx32, tmp, wy, wx)
             iters[i] = it
             if ok and abs(py - init_r[i]) <= max_move and abs(px - init_c[i]) <= max_move:
                 drow[i] = py
                 dcol[i] = px
                 zncc[i] = z
+                if with_response and not affine:
+                    _response_moments(jy32, jx32, wk, ws, k, half, response[i])
+
+
+@numba.njit(cache=True, fastmath=True)
+def _response_moments(jy, jx, wk, ws, k, half, out):
+    """Deformation response of one window (see :func:`deformation_response`) into out.
+
+    ``jy``, ``jx`` are the weighted, zero-weighted-mean gradients of the (possibly cut)
+    window of side ``ws`` that starts ``k`` pixels inside the nominal one, ``wk`` its
+    weights; coordinates are taken about the nominal centre (``half`` pixels in).
+    """
+    hyy = 0.0
+    hyx = 0.0
+    hxx = 0.0
+    # m[p, t] = sum w g_a g_c basis_t for the products p = (yy, yx, xx), with the basis
+    # (y, x, y^2/2, y x, x^2/2): row sums of x^0, x^1, x^2 first, then the row coordinate.
+    m00 = m01 = m02 = m03 = m04 = 0.0
+    m10 = m11 = m12 = m13 = m14 = 0.0
+    m20 = m21 = m22 = m23 = m24 = 0.0
+    xs = np.empty(ws, np.float32)
+    x2 = np.empty(ws, np.float32)
+    for b in range(ws):
+        xs[b] = np.float32(k + b - half)
+        x2[b] = xs[b] * xs[b]
+    for a in range(ws):
+        yy = float(k + a - half)
+        base = a * ws
+        r00 = r01 = r02 = r10 = r11 = r12 = r20 = r21 = r22 = np.float32(0.0)
+        for b in range(ws):
+            iq = np.float32(1.0) / wk[base + b]
+            gy = jy[base + b]
+            gx = jx[base + b]
+            pyy = gy * gy * iq
+            pyx = gy * gx * iq
+            pxx = gx * gx * iq
+            r00 += pyy
+            r01 += pyy * xs[b]
+            r02 += pyy * x2[b]
+            r10 += pyx
+            r11 += pyx * xs[b]
+            r12 += pyx * x2[b]
+            r20 += pxx
+            r21 += pxx * xs[b]
+            r22 += pxx * x2[b]
+        m00 += r00 * yy
+        m01 += r01
+        m02 += 0.5 * r00 * yy * yy
+        m03 += r01 * yy
+        m04 += 0.5 * r02
+        m10 += r10 * yy
+        m11 += r11
+        m12 += 0.5 * r10 * yy * yy
+        m13 += r11 * yy
+        m14 += 0.5 * r12
+        m20 += r20 * yy
+        m21 += r21
+        m22 += 0.5 * r20 * yy * yy
+        m23 += r21 * yy
+        m24 += 0.5 * r22
+        hyy += r00
+        hyx += r10
+        hxx += r20
+    m = ((m00, m01, m02, m03, m04), (m10, m11, m12, m13, m14), (m20, m21, m22, m23, m24))
+    det = hyy * hxx - hyx * hyx
+    if det <= 0.0:
+        return False
+    # [a, c]: (y, y) -> m[0], (y, x) and (x, y) -> m[1], (x, x) -> m[2]; out = H^-1 M.
+    for t in range(5):
+        myy = m[0][t]
+        myx = m[1][t]
+        mxx = m[2][t]
+        out[0, 0, t] = (hxx * myy - hyx * myx) / det
+        out[1, 0, t] = (hyy * myx - hyx * myy) / det
+        out[0, 1, t] = (hxx * myx - hyx * mxx) / det
+        out[1, 1, t] = (hyy * mxx - hyx * myx) / det
+    return True
+
+
+@numba.njit(cache=True, parallel=True)
+def _response_loop(ref, grad_y, grad_x, bad_ref, shape, rows, cols, est_r, est_c, todo, w, wt,
+                   max_move, n_chunks, out):
+    n = rows.shape[0]
+    half = w // 2
+    margin = 0.5 * max_move
+    wt2 = wt.reshape(w, w)
+    for ch in numba.prange(n_chunks):
+        fz = np.empty(w * w)
+        jy = np.empty(w * w)
+        jx = np.empty(w * w)
+        wk = np.empty(w * w)
+        for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
+            if not todo[i]:
+                continue
+            r0 = rows[i] - half
+            c0 = cols[i] - half
+            k = max(_border_shrink(r0, w, est_r[i], margin, shape[0]),
+                    _border_shrink(c0, w, est_c[i], margin, shape[1]))
+            ws = w - 2 * k
+            if 2 * ws < w or not _ref_ok(bad_ref, shape, r0 + k, c0 + k, ws):
+                continue
+            for a in range(ws):
+                for b in range(ws):
+                    wk[a * ws + b] = wt2[k + a, k + b]
+            _, fss, _, _, _, _, _ = _window_stats(ref, grad_y, grad_x, r0 + k + _PAD,
+                                                  c0 + k + _PAD, ws, wk, fz, jy, jx)
+            if fss > 0.0:
+                _response_moments(jy, jx, wk, ws, k, half, out[i])
+
+
+def deformation_response(
+    images: SplineImage,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    window: int,
+    drow: np.ndarray,
+    dcol: np.ndarray,
+    *,
+    taper: float = 0.0,
+    max_move: float = 1.0,
+) -> np.ndarray:
+    """How a deformation of the field inside each window biases its translation estimate.
+
+    To first order, the translation that the match finds is the gradient-weighted mean
+    of the displacement over the window, ``p = H^-1 sum w J J^T u(x)`` (J the
+    reference gradients, H their Gauss-Newton matrix). For a field that varies as
+    ``u(x) = u(c) + D (y, x, y^2/2, y x, x^2/2)`` about the window's centre c, the
+    estimate is ``u(c) + R D``; this returns R, so that ``u(c) = p - R D`` once the
+    local derivatives D are known (see :func:`kernels.pyramid.local_warps`). It also
+    accounts for the half pixel between the middle of an even window and its nominal
+    centre ``(rows, cols)``.
+
+    Parameters
+    ----------
+    images, rows, cols, window, taper, max_move
+        As for :func:`refine` (the same windows, weights and border cuts).
+    drow, dcol
+        The windows' estimated displacements (NaN: skipped).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n, 2, 2, 5): ``[i, a, c, t]`` is the change of component ``a`` (row,
+        column) of window i's estimate per unit of derivative ``t`` (d/dy, d/dx,
+        d2/dy2, d2/dydx, d2/dx2) of displacement component ``c``; NaN where skipped.
+
+    """
+    rows_a = np.ascontiguousarray(rows, dtype=np.int64)
+    cols_a = np.ascontiguousarray(cols, dtype=np.int64)
+    n = rows_a.shape[0]
+    er = np.ascontiguousarray(drow, dtype=np.float64)
+    ec = np.ascontiguousarray(dcol, dtype=np.float64)
+    if cols_a.shape != (n,) or er.shape != (n,) or ec.shape != (n,):
+        raise ValueError("rows, cols, drow and dcol must be 1-D arrays of the same length")
+    if not 3 <= window <= 512:
+        raise ValueError(f"window must be within 3..512, got {window}")
+    todo = np.isfinite(er) & np.isfinite(ec)
+    out = np.full((n, 2, 2, 5), np.nan)
+    if n:
+        _response_loop(images.ref, images.grad_y, images.grad_x, images.bad_ref,
+                       np.array(images.shape, np.int64), rows_a, cols_a,
+                       np.where(todo, er, 0.0), np.where(todo, ec, 0.0), todo, int(window),
+                       _tukey(window, taper).ravel(), float(max_move),
+                       min(n, 8 * numba.get_num_threads()), out)
+    return out
 
 
 def _tukey(window: int, taper: float) -> np.ndarray:
@@ -882,10 +1090,11 @@ def refine(
     *,
     model: Model = "translation",
     taper: float = 0.0,
-    max_iter: int = 12,
+    max_iter: int = 20,
     tol: float = 1e-4,
     max_move: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with_response: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Refine window displacements by image-domain Gauss-Newton matching.
 
     Parameters
@@ -913,14 +1122,20 @@ def refine(
         ``max_iter`` iterations.
     max_move
         A refined displacement further than this from the start is rejected (pixels).
+    with_response
+        Also return each window's deformation response (as
+        :func:`deformation_response`, from the same window statistics; translation
+        model only).
 
     Returns
     -------
-    drow, dcol, zncc
+    drow, dcol, zncc[, response]
         float64 arrays (n): refined displacement of the window centre, NaN where the
-        window failed (its support leaves the image or touches no-data, a flat window,
-        no convergence, or a move beyond ``max_move``), and the ZNCC at the solution
-        (0 where failed).
+        window failed (its interpolation support touches no-data, a flat window, no
+        convergence, or a move beyond ``max_move``), and the ZNCC at the solution (0
+        where failed). A window whose samples would leave the image (at the start,
+        allowing half of ``max_move``) is cut symmetrically about its centre, keeping
+        the central part of its weights, down to half its size; smaller, it fails.
 
     """
     rows_a = np.ascontiguousarray(rows, dtype=np.int64)
@@ -948,6 +1163,7 @@ def refine(
     dcol = np.full(n, np.nan)
     zncc = np.zeros(n)
     iters = np.zeros(n, np.int64)
+    response = np.full((n if with_response else 1, 2, 2, 5), np.nan)
     if n:
         _refine_loop(images.ref, images.grad_y, images.grad_x, images.coef, images.bad_ref,
                      images.bad_sec,
@@ -955,5 +1171,7 @@ def refine(
                      np.where(mask, ir, 0.0), np.where(mask, ic, 0.0), mask, int(window),
                      _tukey(window, taper).ravel(), model == "affine", int(max_iter),
                      float(tol), float(max_move), min(n, 8 * numba.get_num_threads()), drow,
-                     dcol, zncc, iters)
+                     dcol, zncc, iters, bool(with_response), response)
+    if with_response:
+        return drow, dcol, zncc, response
     return drow, dcol, zncc

@@ -93,7 +93,7 @@ def naive_ncc_correlate(
         irow, icol = prior_rows[k] + i - search, prior_cols[k] + j - search
         vr, vc, peak = irow + oy, icol + ox, best
         if refine:
-            res = naive_refine(prepared, r0, c0, window, (vr, vc), max_iter=12, tol=1e-4)
+            res = naive_refine(prepared, r0, c0, window, (vr, vc), max_iter=20, tol=1e-4)
             if res is None:
                 continue
             vr, vc, peak = res[0], res[1], max(res[2], 0.0)

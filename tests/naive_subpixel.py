@@ -66,12 +66,21 @@ def naive_refine(prepared, r0, c0, w, init, *, affine=False, taper=0.0, max_iter
     """Refine one window; returns (drow, dcol, zncc) or None where the kernel fails."""
     (r, bad_r), (s, bad_s) = prepared
     ny, nx = r.shape
+    # Near the border, cut the window symmetrically so that samples at init +- half the
+    # allowed move stay inside the image.
+    m = 0.5 * max_move
+    need = [-(r0 + init[0] - m), r0 + w - 1 + init[0] + m - (ny - 1),
+            -(c0 + init[1] - m), c0 + w - 1 + init[1] + m - (nx - 1)]
+    k = max([0] + [int(np.ceil(v)) for v in need if v > 0])
+    wt = tukey(w, taper)[k:w - k, k:w - k]
+    r0, c0, w = r0 + k, c0 + k, w - 2 * k
+    if 2 * w < w + 2 * k:
+        return None
     if r0 < 0 or c0 < 0 or r0 + w > ny or c0 + w > nx:
         return None
     lo_r, lo_c = max(r0 - 1, 0), max(c0 - 1, 0)
     if bad_r[lo_r:r0 + w + 1, lo_c:c0 + w + 1].any():
         return None
-    wt = tukey(w, taper)
     h = (w - 1) / 2
     yy, xx = np.mgrid[0:w, 0:w] - h
     f = r[r0:r0 + w, c0:c0 + w]

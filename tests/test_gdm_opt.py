@@ -250,13 +250,13 @@ def _window_truth(truth_path: Path, product: Path, band: int, window: int
 def test_glacier_large_displacement_with_ice_preset(tmp_path):
     """16-px glacier flow, beyond a quarter of the 64-px window: found through the pyramid.
 
-    A correlator measures the weighted mean displacement inside its window, so the
-    measurement is compared with the truth averaged with the correlator's weights, on
-    windows where the flow is nearly rigid (spread inside the window below 1 px); the
-    shear margins of the glacier are expected to be rejected or less accurate. Inside the
-    glacier the flow still shears the texture (strain up to ~0.1 across a window), which
-    costs accuracy: 0.25 px is asserted there (measured ~0.15 px), against 0.05 px on
-    stable ground.
+    The estimate of each window is corrected for the deformation of the field inside it
+    (measured from the neighbouring windows), so it is compared with the truth at the
+    window centre, on windows where the flow is nearly rigid (spread inside the window
+    below 1 px); the shear margins of the glacier are expected to be rejected or less
+    accurate. Inside the glacier the flow still shears the texture (strain up to ~0.1
+    across a window): 0.1 px is asserted there (measured 0.035 px; the frequency-domain
+    peak fit of the previous estimator gave 0.12 px), against 0.05 px on stable ground.
     """
     sim = simulate(SimulateConfig(case="glacier", size=2048, dates=2, amplitude_px=16.0,
                                   snr_db=30.0, seed=16), tmp_path / "in")
@@ -265,8 +265,12 @@ def test_glacier_large_displacement_with_ice_preset(tmp_path):
         me, mn = e.read(1) / RES, n.read(1) / RES
     te, se = _window_truth(sim.truth_east, out.east, 2, 64)
     tn, sn = _window_truth(sim.truth_north, out.north, 2, 64)
+    from gdm_opt.demo import _sample_truth
+
+    ce = _sample_truth(sim.truth_east, out.east, 2) / RES
+    cn = _sample_truth(sim.truth_north, out.north, 2) / RES
     speed = np.hypot(te, tn)
-    err = np.hypot(me - te, mn - tn)
+    err = np.hypot(me - ce, mn - cn)
     ok = np.isfinite(err)
     fast = (speed > 8.0) & (np.hypot(se, sn) < 1.0)
     still = speed < 0.01
@@ -275,7 +279,7 @@ def test_glacier_large_displacement_with_ice_preset(tmp_path):
           f"{ok[still].mean():.3f}, RMSE {np.sqrt(np.mean(err[still & ok] ** 2)):.4f} px")
     assert fast.sum() > 50
     assert ok[fast].mean() > 0.8
-    assert np.sqrt(np.mean(err[fast & ok] ** 2)) < 0.25
+    assert np.sqrt(np.mean(err[fast & ok] ** 2)) < 0.1
     assert ok[still].mean() > 0.95
     assert np.sqrt(np.mean(err[still & ok] ** 2)) < 0.05
 
