@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numba
 import numpy as np
@@ -41,6 +40,9 @@ import pyfftw
 
 from kernels import subpixel
 from kernels.types import Correlation
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["freq_correlate", "apodization", "DEFAULT_CHUNK"]
 
@@ -450,6 +452,8 @@ _POOL: dict[int, ThreadPoolExecutor] = {}
 
 def _pool(size: int) -> ThreadPoolExecutor:
     """A process-wide pool of ``size`` worker threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with _POOL_LOCK:
         pool = _POOL.get(size)
         if pool is None:
