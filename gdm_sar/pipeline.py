@@ -28,6 +28,7 @@ from gdmcore import InputError, Progress
 from gdmio.products import ProductDir
 from gdmio.quicklook import network_plot, pair_coherence
 from gdmio.stac import write_item
+from insar.corrections import prepare_corrections
 from insar.inversion import StackFacts, invert_stack, temporal_fit
 from insar.network import check_connected
 from insar.network import select_network as _select
@@ -126,9 +127,13 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
         facts = StackFacts(dates=list(stack.dates), bperp=stack.bperp,
                            wavelength=stack.wavelength, incidence_deg=stack.incidence_deg,
                            slant_range=stack.slant_range)
+        geometry, weather = prepare_corrections(
+            opts, (ny, nx), transform, crs, stack.incidence_deg, stack.dates,
+            geometry_npz=Path(cfg.stack) / "geometry.npz", fetch_dir=stage / "weather")
         inv = invert_stack(ifg_dirs, pairs, facts, opts, stage, crs, transform, (ny, nx),
                            budget, reference=cfg.reference,
-                           progress=lambda f, m: report_progress(0.75 + 0.2 * f, m))
+                           progress=lambda f, m: report_progress(0.75 + 0.2 * f, m),
+                           geometry=geometry, weather=weather)
         paths = {n: stage / f"{n}.tif" for n in inv["layers"]}
         network_p = network_plot(
             stack.dates, stack.bperp, pairs, stage / "network.png",
@@ -156,8 +161,12 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
                     [d["unwrapped_fraction"] for d in pair_docs]))},
             "inversion": {k: inv[k] for k in (
                 "triplets", "unwrapping_error_fraction", "dem_error_estimated",
-                "masked_fraction", "min_temporal_coherence", "min_mean_coherence",
-                "pair_references", "pairs_without_reference")},
+                "masked_fraction", "mask_reasons", "min_temporal_coherence",
+                "min_mean_coherence", "pair_references", "pairs_without_reference",
+                "pairs_used")},
+            "screening": inv["screening"],
+            "corrections": inv["corrections"],
+            "rms_interferogram_m": inv["rms_interferogram_m"],
             "conventions": "LOS positive towards the satellite; ifg_ij = slc_i conj(slc_j); "
                            "unwrapped interferograms are not referenced (pair_references)",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

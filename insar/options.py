@@ -16,13 +16,16 @@ generated from these models.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["NetworkOptions", "InterferogramOptions", "UnwrapOptions", "InversionOptions",
-           "ProcessingOptions", "SarOptions", "NETWORK_MODES"]
+           "CorrectionOptions", "ProcessingOptions", "SarOptions", "NETWORK_MODES",
+           "SERVER_PATH_FIELDS"]
 
 NetworkMode = Literal["nearest", "all", "span"]
 NETWORK_MODES = ("nearest", "all", "span")
@@ -122,15 +125,86 @@ class InversionOptions(BaseModel):
         "and velocity products, as MintPy does; 0 keeps every pixel.")
     min_mean_coherence: float = Field(
         0.5, ge=0.0, le=1.0, description="Pixels whose coherence averaged over all pairs is "
-        "below this are masked in the time series and velocity products (their series is "
-        "a random walk of noisy short pairs); 0 keeps every pixel.")
+        "below this (see `coherence_window`) are masked in the time series and velocity "
+        "products (their series is a random walk of noisy short pairs); 0 keeps every "
+        "pixel.")
     dem_error: bool = Field(True, description="Estimate and remove a DEM-error term from the "
                             "perpendicular baselines.")
     gap_weight: float = Field(1e-2, gt=0, le=1, description="Weight of the NSBAS temporal "
                               "model that bridges gaps in the network.")
 
 
-class ProcessingOptions(InterferogramOptions, UnwrapOptions, InversionOptions):
+class CorrectionOptions(BaseModel):
+    """Corrections, screening and masks of the pairs before and in the inversion.
+
+    Applied by :mod:`insar.corrections` for gdm-sar jobs, FLATSIM frames and
+    ``gdm sar timeseries`` alike (see the README for what each one does).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    troposphere: Literal["none", "era5", "gacos"] = Field(
+        "none", description="Weather-model tropospheric correction: 'era5' (ERA5 "
+        "pressure-level NetCDF files: delay integrated from geopotential, temperature and "
+        "humidity, hydrostatic + wet, interpolated in height and space), 'gacos' (GACOS "
+        "ZTD grids, YYYYMMDD.ztd + .rsc), projected on the line of sight; files from "
+        "`weather_dir`, else fetched from the archive of $GDM_ERA5_URL / $GDM_GACOS_URL.")
+    weather_dir: Path | None = Field(
+        None, description="Folder of the weather-model files (ERA5 *.nc, GACOS *.ztd).")
+    acquisition_time: dt.time | None = Field(
+        None, description="Time of day (UTC, HH:MM) of the acquisitions, to interpolate "
+        "ERA5 between its hours; default: the one model time of each date.")
+    stratified: bool = Field(
+        False, description="Empirical stratified troposphere (FLATSIM/NSBAS): a "
+        "phase/elevation ratio fitted on each interferogram (with the ramp, if any) and "
+        "removed; needs terrain heights (`heights`, or the stack's geometry).")
+    ramp: Literal["none", "linear", "quadratic"] = Field(
+        "none", description="Ramp fitted on each interferogram and removed: planar "
+        "('linear') or 'quadratic' in image coordinates.")
+    correction_network: bool = Field(
+        True, description="Make the fitted ramps and phase/elevation ratios consistent "
+        "with the network (inverted into per-date terms, as NSBAS) instead of removing "
+        "each pair's own fit.")
+    heights: Path | None = Field(
+        None, description="Terrain heights (m) as a GeoTIFF on any grid (read onto the "
+        "product grid), for the stratified and ERA5 corrections; default: the stack's "
+        "geometry.npz (ingested or simulated stacks).")
+    closure_correction: bool = Field(
+        True, description="Remove unwrapping errors (whole cycles) that break the phase "
+        "closure of triplets, pixel by pixel, where the triplets determine them.")
+    loop_threshold: float = Field(
+        1.5, gt=0, le=3.1416, description="A triplet whose phase closure exceeds this "
+        "(rad) is a loop error (LiCSBAS: 1.5 rad); counted per pixel (loop_errors).")
+    min_unwrapped_fraction: float = Field(
+        0.1, ge=0.0, le=1.0, description="Pairs with a smaller fraction of the grid "
+        "unwrapped in the reference component and above min_coherence are dropped.")
+    max_phase_variance: float = Field(
+        1.0, gt=0, description="Pairs whose phase noise (variance of the wrapped "
+        "differences between neighbouring pixels, rad^2; pure noise gives about 3.3) "
+        "exceeds this are dropped.")
+    max_misclosure_fraction: float = Field(
+        0.3, ge=0.0, le=1.0, description="Pairs whose triplets have a larger mean "
+        "fraction of pixels with a closure above half a cycle are dropped (the worst "
+        "first, until none is left).")
+    coherence_window: int = Field(
+        5, ge=1, le=31, description="The mean-coherence mask thresholds the lower of the "
+        "pixel's mean coherence and its median over this many pixels square (a coherence "
+        "of few looks is too noisy to threshold pixel by pixel); 1: the pixel's own.")
+    mask_network_gaps: bool = Field(
+        True, description="Mask pixels whose own network (the pairs valid there) leaves "
+        "dates unconnected (LiCSBAS n_gap > 0): their series is bridged by the temporal "
+        "model only.")
+    max_loop_errors: int | None = Field(
+        None, ge=0, description="Mask pixels with more loop errors left after the closure "
+        "correction; default: no such mask (the count is a product).")
+
+
+SERVER_PATH_FIELDS = ("weather_dir", "heights")
+"""Option fields naming server paths: kept out of web process inputs."""
+
+
+class ProcessingOptions(InterferogramOptions, UnwrapOptions, InversionOptions,
+                        CorrectionOptions):
     """Every processing option of the SAR steps (FLATSIM's ``processing``)."""
 
     model_config = ConfigDict(extra="forbid")

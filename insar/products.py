@@ -71,8 +71,17 @@ SERIES_LAYERS = (
           cmap="gray"),
     Layer("dem_error", "m", "DEM error (relative to the reference pixel)",
           reference="REFERENCE_PIXEL", signed=True),
-    Layer("unwrapping_corrections", "count", "pairs corrected by phase closure",
-          ("quality",)),
+    Layer("unwrapping_corrections", "count", "pairs corrected by whole cycles (loop "
+          "closure) per pixel", ("quality",)),
+    Layer("loop_errors", "count", "triplets whose phase closure exceeded the loop "
+          "threshold before the unwrapping-error correction", ("quality",)),
+    Layer("network_gaps", "count", "gaps of the pixel's own network (the pairs valid "
+          "there)", ("quality",)),
+    Layer("mask", "bits", "why a pixel is masked (0 = kept): 1 temporal coherence, 2 mean "
+          "coherence, 4 network gap, 8 loop errors, 16 no pair, 32 user mask", ("quality",)),
+    Layer("troposphere", "m", "weather-model LOS tropospheric delay of each date "
+          "(larger delay = longer range)", ("data",), per_date=True, display_units="mm",
+          **_MM),
 )
 
 GEOMETRY_LAYERS = (
