@@ -509,8 +509,12 @@ def mask_coherence(mean_coh: np.ndarray, size: int) -> np.ndarray:
 
 def quality_mask(tcoh: np.ndarray, mean_coh_win: np.ndarray | None, gaps: np.ndarray,
                  residual_loops: np.ndarray, n_pairs: np.ndarray, opts: Any,
-                 user: np.ndarray | None = None) -> np.ndarray:
-    """The ``mask`` bits (:data:`MASK_BITS`) of a block; 0 = kept."""
+                 user: np.ndarray | None = None, network_gaps: int = 0) -> np.ndarray:
+    """The ``mask`` bits (:data:`MASK_BITS`) of a block; 0 = kept.
+
+    ``network_gaps``: the gaps of the whole network (bridged by the temporal model by
+    design); a pixel is flagged for the gaps it has beyond those.
+    """
     bits = np.zeros(tcoh.shape, np.uint8)
     bits |= np.where(~(tcoh >= opts.min_temporal_coherence),
                      MASK_BITS["temporal_coherence"], 0).astype(np.uint8)
@@ -518,7 +522,7 @@ def quality_mask(tcoh: np.ndarray, mean_coh_win: np.ndarray | None, gaps: np.nda
         bits |= np.where(~(mean_coh_win >= opts.min_mean_coherence),
                          MASK_BITS["mean_coherence"], 0).astype(np.uint8)
     if opts.mask_network_gaps:
-        bits |= np.where(gaps > 0, MASK_BITS["network_gap"], 0).astype(np.uint8)
+        bits |= np.where(gaps > network_gaps, MASK_BITS["network_gap"], 0).astype(np.uint8)
     if opts.max_loop_errors is not None:
         bits |= np.where(residual_loops > opts.max_loop_errors, MASK_BITS["loop_errors"],
                          0).astype(np.uint8)

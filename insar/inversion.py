@@ -324,6 +324,8 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
     triplets = closure_triplets(kpairs)
     mean_coh_win = mask_coherence(mean_coh, opts.coherence_window)
     misfit = MisfitStats(kpairs)
+    net_gaps = int(pixel_network_gaps(np.ones((len(kpairs), 1, 1), bool), kpairs,
+                                      n_dates)[0, 0])
     names = [n for n in SERIES_ORDER if n != "dem_error" or extra is not None]
     counts = {"masked": 0, "triplet_px": 0, "bad_triplet_px": 0, "loop_errors": 0,
               "loop_errors_left": 0, "corrected_px": 0,
@@ -348,7 +350,8 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
             vel, vstd, dzs = temporal_fit(series, t_years, extra)
             dz = dzs[0]
         bits = quality_mask(res.temporal_coherence, mean_coh_win[r0:r1], gaps,
-                            loops.residual_errors, res.n_pairs, opts)
+                            loops.residual_errors, res.n_pairs, opts,
+                            network_gaps=net_gaps)
         bad = bits != 0
         counts["masked"] += int(bad.sum())
         for k, b in MASK_BITS.items():

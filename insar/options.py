@@ -191,9 +191,9 @@ class CorrectionOptions(BaseModel):
         "pixel's mean coherence and its median over this many pixels square (a coherence "
         "of few looks is too noisy to threshold pixel by pixel); 1: the pixel's own.")
     mask_network_gaps: bool = Field(
-        True, description="Mask pixels whose own network (the pairs valid there) leaves "
-        "dates unconnected (LiCSBAS n_gap > 0): their series is bridged by the temporal "
-        "model only.")
+        True, description="Mask pixels whose own network (the pairs valid there) has more "
+        "gaps than the whole network (LiCSBAS n_gap): dates left unconnected there are "
+        "bridged by the temporal model only.")
     max_loop_errors: int | None = Field(
         None, ge=0, description="Mask pixels with more loop errors left after the closure "
         "correction; default: no such mask (the count is a product).")
