@@ -30,6 +30,7 @@ from gdmio.process import (
     scenes_field,
     server_only,
 )
+from insar.options import SERVER_PATH_FIELDS, CorrectionOptions
 
 __all__ = ["PROCESS", "SarJobInputs"]
 
@@ -85,6 +86,10 @@ class SarJobInputs(FilesOrScenes, SarConfig):
     stack: ServerOnly = server_only()  # type: ignore[assignment]
     out: ServerOnly = server_only()  # type: ignore[assignment]
     block_mb: ServerOnly = server_only()  # type: ignore[assignment]
+    # server paths never come from a web request: weather files are fetched from the
+    # archive the service configures ($GDM_ERA5_URL, $GDM_GACOS_URL)
+    weather_dir: ServerOnly = server_only()  # type: ignore[assignment]
+    heights: ServerOnly = server_only()  # type: ignore[assignment]
 
 
 _SAR_FILES = ("velocity", "timeseries", "velocity_std", "temporal_coherence", "residual",
@@ -210,8 +215,9 @@ def _timeseries(raw: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         interferograms=inputs, out=ctx.workdir / "products", wavelength=raw.get("wavelength"),
         reference=raw.get("reference_lonlat"), gnss=gnss,
         **{k: raw[k] for k in ("min_coherence", "min_temporal_coherence",
-                               "min_mean_coherence", "dem_error", "gap_weight")
-           if raw.get(k) is not None})
+                               "min_mean_coherence", "dem_error", "gap_weight",
+                               *CorrectionOptions.model_fields)
+           if raw.get(k) is not None and k not in SERVER_PATH_FIELDS})
     out = run_timeseries(cfg, progress=ctx.progress)
     result: dict[str, Any] = {}
     for attr, name in _TS_FILES.items():

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
@@ -49,10 +49,24 @@ from gdmio.quicklook import network_plot, pair_coherence
 from gdmio.raster import open_info
 from gdmio.stac import write_item
 from gdmio.writer import ProductWriter
+from insar.corrections import (
+    MASK_BITS,
+    Corrections,
+    MisfitStats,
+    PairSource,
+    closure_step,
+    mask_coherence,
+    prepare_corrections,
+    quality_mask,
+    survey_pairs,
+    weather_delays,
+    write_quality_lists,
+)
 from insar.inversion import StackFacts, dem_error_terms, temporal_fit
+from insar.options import CorrectionOptions
 from insar.products import layer as sar_layer
 from insar.quicklooks import sar_quicklooks
-from kernels.closure import closure_correction
+from kernels.corrections import pixel_network_gaps
 from kernels.insar import reference_point
 from kernels.reference import stable_area
 from kernels.sbas import (
@@ -71,8 +85,12 @@ _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _HALF = 2  # the reference is the mean of a 5x5 window
 
 
-class TimeseriesConfig(BaseModel):
-    """A time series from unwrapped interferograms made elsewhere."""
+class TimeseriesConfig(CorrectionOptions):
+    """A time series from unwrapped interferograms made elsewhere.
+
+    The corrections, screening and mask options are the SAR steps' own
+    (:class:`insar.options.CorrectionOptions`), as for gdm-sar jobs and FLATSIM.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -97,14 +115,6 @@ class TimeseriesConfig(BaseModel):
                                           "temporal coherence is below this are masked.")
     min_mean_coherence: float = Field(0.5, ge=0.0, le=1.0, description="Pixels whose mean "
                                       "coherence is below this are masked.")
-    closure_correction: bool = Field(True, description="Remove unwrapping errors (whole "
-                                     "cycles) that break the phase closure of triplets.")
-    min_unwrapped_fraction: float = Field(
-        0.3, ge=0.0, le=1.0, description="Pairs with a smaller valid fraction of the common "
-        "grid are dropped.")
-    max_misclosure_fraction: float = Field(
-        0.3, ge=0.0, le=1.0, description="Pairs whose triplets have a larger median "
-        "fraction of pixels with a closure above half a cycle are dropped.")
     dem_error: bool = Field(True, description="Estimate a DEM-error term where the "
                             "perpendicular baselines, incidence and range are known.")
     bridge_gaps: bool = Field(True, description="Bridge a disconnected network with the "
@@ -347,62 +357,46 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
             offsets.append(_Ref(off, comp, label))
 
         # ----------------------------------------------------- screening (pass 2)
+        # The SAR steps' survey (insar.corrections): weather delays, unwrapped fraction,
+        # phase noise, triplet misclosure, ramp / phase-elevation fits.
         dropped: list[dict] = []
         keep = []
         for p, ifg in enumerate(ifgs):
             if not math.isfinite(offsets[p].offset):
                 dropped.append({"pair": ifg.pair, "source": ifg.name,
                                 "reason": "no data around the reference point"})
-            elif valid_frac[p] < cfg.min_unwrapped_fraction:
-                dropped.append({"pair": ifg.pair, "source": ifg.name,
-                                "reason": f"unwrapped fraction {valid_frac[p]:.2f} < "
-                                f"{cfg.min_unwrapped_fraction}"})
             else:
                 keep.append(p)
-        triplets = closure_triplets([pairs[p] for p in keep])
         wl = ifgs[0].wavelength if len(wavelengths) == 1 else None
-        mis_frac = {}
-        if triplets and wl:
-            bad = np.zeros(len(triplets), np.int64)
-            seen = np.zeros(len(triplets), np.int64)
-            rows2 = _rows_per_block(cfg, len(keep), nx, ny)
-            for r0 in range(0, ny, rows2):
-                win = Window(0, r0, nx, min(rows2, ny - r0))
-                obs = _read_stack([los_paths[p] for p in keep], win,
-                                  [offsets[p] for p in keep])
-                for t, (a, b, cc) in enumerate(triplets):
-                    clo = obs[a] + obs[b] - obs[cc]
-                    fin = np.isfinite(clo)
-                    seen[t] += int(fin.sum())
-                    bad[t] += int((np.abs(clo[fin]) > wl / 4).sum())
-            frac_t = np.where(seen > 0, bad / np.maximum(seen, 1), 0.0)
-            # Blame: drop the worst pair (mean misclosure fraction of its triplets, then
-            # number of bad triplets), forget its triplets, repeat.
-            alive = set(range(len(keep)))
-            live_t = set(range(len(triplets)))
-            while True:
-                scores = {}
-                for k in alive:
-                    mine = [frac_t[t] for t in live_t if k in triplets[t]]
-                    if mine:
-                        nbad = sum(f > cfg.max_misclosure_fraction for f in mine)
-                        scores[k] = (float(np.mean(mine)), nbad)
-                for k, (f, _) in scores.items():
-                    mis_frac[keep[k]] = f
-                worst = max(scores, key=lambda k: scores[k], default=None)
-                if worst is None or scores[worst][0] <= cfg.max_misclosure_fraction:
-                    break
-                alive.discard(worst)
-                live_t = {t for t in live_t if worst not in triplets[t]}
-            kept = []
-            for k, p in enumerate(keep):
-                if k not in alive:
-                    dropped.append({"pair": ifgs[p].pair, "source": ifgs[p].name,
-                                    "reason": f"misclosure fraction {mis_frac[p]:.2f} > "
-                                    f"{cfg.max_misclosure_fraction}"})
-                else:
-                    kept.append(p)
-            keep = kept
+        inc0 = next((i.incidence_deg for i in ifgs if i.incidence_deg), None)
+        if cfg.troposphere != "none" and not inc0:
+            raise InputError(f"troposphere {cfg.troposphere}: the interferograms give no "
+                             "incidence angle to project the delays on the line of sight")
+        geo, weather = prepare_corrections(cfg, (ny, nx), grid.transform, grid.crs,
+                                           inc0 or 0.0, dates, fetch_dir=stage / "weather")
+        weather_file = None
+        if weather is not None:
+            report(0.3, f"troposphere: {weather.name} delays of {len(dates)} dates")
+            weather_file = stage / "troposphere.tif"
+            weather_delays(weather, dates, geo, weather_file, grid.crs, grid.transform)
+        if not keep:
+            raise InputError("no interferogram has data around the reference point")
+        survey_pairs_idx = [pairs[p] for p in keep]
+        source = _LosPairs([los_paths[p] for p in keep], [coh_paths[p] for p in keep],
+                           [offsets[p] for p in keep], (ny, nx))
+        plan = survey_pairs(source, survey_pairs_idx, len(dates), [ifgs[p].pair for p in keep],
+                            cfg, wl, Corrections(survey_pairs_idx, (ny, nx), (r, c), geo,
+                                                 weather_file),
+                            _rows_per_block(cfg, 3 * len(keep), nx, ny), geo,
+                            progress=lambda f, m: report(0.3 + 0.1 * f, m))
+        mis_frac = {keep[k]: st["misclosure_fraction"] for k, st in enumerate(plan.stats)}
+        for d in plan.dropped:
+            p = next(q for q in keep if ifgs[q].pair == d["pair"])
+            dropped.append({"pair": d["pair"], "source": ifgs[p].name, "reason": d["reason"]})
+        corr = Corrections(survey_pairs_idx, (ny, nx), (r, c), geo, weather_file, plan.terms,
+                           plan.coef)
+        corr_which = list(plan.keep)
+        keep = [keep[k] for k in plan.keep]
         if len(keep) < 2:
             raise InputError(f"only {len(keep)} interferogram(s) left after screening: "
                              + "; ".join(f"{d['pair']}: {d['reason']}" for d in dropped))
@@ -431,7 +425,9 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
         if bperp is not None and inc and rng:
             # the SAR steps' DEM-error column, as gdm sar run and FLATSIM
             extra = dem_error_terms(StackFacts(dates, bperp, wl or 0.0, inc, rng), True)
-        solver = _Solver(cfg, kpairs, dates, t_years, wl, extra, triplets)
+        solver = _Solver(cfg, kpairs, dates, t_years, wl, extra, triplets, corr, corr_which)
+        net_gaps = int(pixel_network_gaps(np.ones((len(kpairs), 1, 1), bool), kpairs,
+                                          len(dates))[0, 0])
         shift = 0.0
         gnss_report = []
         if gnss_px:
@@ -441,7 +437,7 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 obs = _read_stack([los_paths[p] for p in keep], win,
                                   [offsets[p] for p in keep])
                 coh = _read_coh([coh_paths[p] for p in keep], win)
-                sol = solver.solve(obs, coh)
+                sol = solver.solve(obs, coh, gr, gr + 1, (gc, gc + 1))
                 est.append((vel, float(sol["velocity"][0, 0])))
             diffs = [g - v for g, v in est if math.isfinite(v)]
             if not diffs:
@@ -461,8 +457,11 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
         gnss_tags = {"REFERENCE": "shifted to GNSS"} if gnss_px else {}
         n_layers = 2 * len(keep) + len(dates) + 8
         rows3 = _rows_per_block(cfg, n_layers, nx, ny)
-        corrected_px = np.zeros(len(keep), np.int64)
-        masked_px = 0
+        stats = {"corrected_pixels": np.zeros(len(keep), np.int64), "masked": 0,
+                 "loop_errors": 0, "loop_errors_left": 0,
+                 "reasons": dict.fromkeys(MASK_BITS, 0)}
+        misfit = MisfitStats(kpairs)
+        mask_coh = mask_coherence(mean_coh, cfg.coherence_window) if has_coh else None
         attrs = {"title": f"GDM-SAR LOS time series {span}",
                  "source": "gdm sar timeseries: " + ", ".join(sorted({i.fmt for i in kifgs})),
                  "references": "NSBAS inversion (Doin et al. 2011; Lopez-Quiroz et al. 2009)",
@@ -487,6 +486,12 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 "mean_coherence": open_layer("mean_coherence", "mean_coherence"),
                 "corrections": open_layer("unwrapping_corrections", "unwrapping_corrections"),
             }
+            for name in ("loop_errors", "network_gaps", "mask"):
+                tg = {"BITS": ", ".join(f"{b}={k}" for k, b in MASK_BITS.items())} \
+                    if name == "mask" else {}
+                lay[name] = pw.layer(name, name, meta=sar_layer(name), tags=tg,
+                                     dtype="uint8" if name == "mask" else "int16",
+                                     nodata=None)
             if extra is not None:
                 lay["dem_error"] = open_layer("dem_error", "dem_error")
             for r0 in range(0, ny, rows3):
@@ -495,20 +500,29 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 obs = _read_stack([los_paths[p] for p in keep], win,
                                   [offsets[p] for p in keep])
                 coh = _read_coh([coh_paths[p] for p in keep], win)
-                sol = solver.solve(obs, coh)
-                corrected_px += sol["corrected"].reshape(len(keep), -1) \
-                    .astype(bool).sum(axis=1)
+                sol = solver.solve(obs, coh, r0, r0 + h, misfit=misfit)
+                if sol["cycles"] is not None:
+                    stats["corrected_pixels"] += sol["cycles"].reshape(len(keep), -1) \
+                        .astype(bool).sum(axis=1)
+                stats["loop_errors"] += int(sol["loop_errors"].sum())
+                stats["loop_errors_left"] += int(sol["loop_errors_left"].sum())
                 series, vel = sol["series"], sol["velocity"]
                 if shift:
                     series = series + (shift * t_years)[:, None, None].astype(np.float32)
                     vel = vel + np.float32(shift)
-                bad = ~(sol["temporal_coherence"] >= cfg.min_temporal_coherence)
                 mc = mean_coh[r0:r0 + h]
-                if has_coh:
-                    bad |= ~(mc >= cfg.min_mean_coherence)
-                if user_mask is not None:
-                    bad |= ~user_mask[r0:r0 + h]
-                masked_px += int(bad.sum())
+                bits = quality_mask(sol["temporal_coherence"],
+                                    None if mask_coh is None else mask_coh[r0:r0 + h],
+                                    sol["gaps"], sol["loop_errors_left"], sol["n_pairs"], cfg,
+                                    user=None if user_mask is None else user_mask[r0:r0 + h],
+                                    network_gaps=net_gaps)
+                bad = bits != 0
+                stats["masked"] += int(bad.sum())
+                for k_, b_ in MASK_BITS.items():
+                    stats["reasons"][k_] += int(((bits & b_) != 0).sum())
+                lay["loop_errors"].write(sol["loop_errors"].astype(np.int16), win)
+                lay["network_gaps"].write(sol["gaps"].astype(np.int16), win)
+                lay["mask"].write(bits, win)
                 series = np.where(bad, np.nan, series)
                 lay["timeseries"].write(series, win)
                 lay["velocity"].write(np.where(bad, np.nan, vel), win)
@@ -517,13 +531,17 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
                 lay["residual"].write(sol["residual"], win)
                 lay["misclosure"].write(sol["misclosure"], win)
                 lay["mean_coherence"].write(mc, win)
-                lay["corrections"].write(
-                    np.count_nonzero(sol["corrected"], axis=0).astype(np.float32), win)
+                lay["corrections"].write(sol["corrected"].astype(np.float32), win)
                 if extra is not None:
                     lay["dem_error"].write(np.where(bad, np.nan, sol["dem_error"]), win)
                 report(0.45 + 0.45 * (r0 + h) / ny, f"inverted rows {r0 + h}/{ny}")
             paths = {k: v.path for k, v in lay.items()}
+        if weather_file is not None:
+            paths["troposphere"] = weather_file
         nc_path = stage / "timeseries.nc"
+        pair_rms = misfit.rms()
+        write_quality_lists(stage / "quality", [ifgs[p].pair for p in keep], dates, kpairs,
+                            pair_rms, plan.stats, dropped)
         looks = sar_quicklooks(stage, paths, dates, [])
         net_p = network_plot(
             dates, bperp if bperp is not None else np.zeros(len(dates)), kpairs,
@@ -555,12 +573,24 @@ def _run(cfg: TimeseriesConfig, tmp: Path, report: Progress) -> TimeseriesOutput
             "reference": {"mode": ref_mode, "row": int(r), "col": int(c),
                           "lonlat": ref_lonlat},
             "gnss": {"shift_m_per_yr": shift, "points": gnss_report} if gnss_px else None,
+            "screening": {"pairs": plan.stats},
+            "corrections": {
+                "troposphere": cfg.troposphere,
+                "model_terms": list(plan.terms) if len(plan.terms) > 1 else [],
+                "network_consistent": bool(cfg.correction_network and len(plan.terms) > 1),
+                "geometry": None if geo is None else geo.source,
+                "loop_threshold_rad": cfg.loop_threshold,
+                "loop_errors": stats["loop_errors"],
+                "loop_errors_left": stats["loop_errors_left"]},
+            "rms_interferogram_m": {ifgs[p].pair: (None if not np.isfinite(v) else float(v))
+                                    for p, v in zip(keep, pair_rms, strict=True)},
+            "mask_reasons": {k: v / (nx * ny) for k, v in stats["reasons"].items()},
             "unwrapping_correction": {
                 "enabled": cfg.closure_correction and wl is not None,
                 "corrected_pixels": {ifgs[p].pair: int(n) for p, n in
-                                     zip(keep, corrected_px, strict=True)}},
+                                     zip(keep, stats["corrected_pixels"], strict=True)}},
             "dem_error_estimated": extra is not None,
-            "masked_fraction": masked_px / (nx * ny),
+            "masked_fraction": stats["masked"] / (nx * ny),
             "grid": {"width": nx, "height": ny,
                      "crs": grid.crs.to_string() if grid.crs else None,
                      "transform": list(grid.transform)[:6]},
@@ -635,28 +665,50 @@ def _read_coh(paths: list[Path | None], win: Window) -> np.ndarray:
     return out
 
 
+class _LosPairs(PairSource):
+    """The interferograms on the common grid (LOS m minus their reference value)."""
+
+    def __init__(self, los: list[Path], coh: list[Path | None], offsets: list[_Ref],
+                 shape: tuple[int, int]) -> None:
+        self.los, self.coh, self.offsets, self.shape = los, coh, offsets, shape
+        self.n_pairs = len(los)
+
+    def read(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        win = Window(0, r0, self.shape[1], r1 - r0)
+        return _read_stack(self.los, win, self.offsets), _read_coh(self.coh, win)
+
+
 class _Solver:
-    """Closure correction + coherence-weighted NSBAS inversion of a block (as gdm sar run)."""
+    """Corrections, closure correction and coherence-weighted NSBAS inversion of a block.
+
+    The same steps as gdm sar run (:func:`insar.inversion.invert_stack`).
+    """
 
     def __init__(self, cfg: TimeseriesConfig, pairs: list[tuple[int, int]],
                  dates: list[dt.date], t_years: np.ndarray, wavelength: float | None,
-                 extra: np.ndarray | None, triplets: list[tuple[int, int, int]]) -> None:
+                 extra: np.ndarray | None, triplets: list[tuple[int, int, int]],
+                 corr: Corrections | None = None, which: list[int] | None = None) -> None:
         self.cfg, self.pairs, self.dates, self.t = cfg, pairs, dates, t_years
         self.wl, self.extra, self.triplets = wavelength, extra, triplets
+        self.corr, self.which = corr, which
 
-    def solve(self, obs: np.ndarray, coh: np.ndarray) -> dict[str, np.ndarray]:
+    def solve(self, obs: np.ndarray, coh: np.ndarray, r0: int, r1: int,
+              cols: tuple[int, int] | None = None,
+              misfit: MisfitStats | None = None) -> dict[str, np.ndarray]:
         cfg = self.cfg
-        corrected = np.zeros(obs.shape, np.int8)
-        if cfg.closure_correction and self.wl and self.triplets:
-            k = np.float32(4 * math.pi / self.wl)
-            obs *= k
-            _, corrected = closure_correction(obs, self.triplets)
-            obs /= k
+        if self.corr is not None and self.corr.active:
+            self.corr.apply(obs, r0, r1, which=self.which, cols=cols)
+        loops = closure_step(obs, self.triplets, self.wl, cfg.loop_threshold,
+                             cfg.closure_correction)
         obs[~(coh >= cfg.min_coherence)] = np.nan
         weights = coherence_weights(coh)
         res = invert_sbas(obs, self.pairs, self.dates, weights=weights,
                           wavelength=self.wl, gap_weight=cfg.gap_weight)
         series, vel, vstd = res.series, res.velocity, res.velocity_std
+        if misfit is not None:
+            misfit.add(obs, series)
+        gaps = pixel_network_gaps(np.isfinite(obs) & (weights > 0), self.pairs,
+                                  len(self.dates))
         dz = None
         if self.extra is not None:
             vel, vstd, dzs = temporal_fit(series, self.t, self.extra)
@@ -671,7 +723,10 @@ class _Solver:
             tcoh = np.ones(obs.shape[1:], np.float32)
         return {"series": series, "velocity": vel, "velocity_std": vstd,
                 "temporal_coherence": tcoh, "residual": res.residual_rms,
-                "misclosure": mis, "dem_error": dz, "corrected": corrected}
+                "misclosure": mis, "dem_error": dz, "corrected": loops.corrected,
+                "cycles": loops.cycles, "loop_errors": loops.loop_errors,
+                "loop_errors_left": loops.residual_errors, "gaps": gaps,
+                "n_pairs": res.n_pairs}
 
 
 def write_mask(path: Path, mask: np.ndarray, grid: Grid) -> Path:

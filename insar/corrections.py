@@ -286,29 +286,35 @@ class Corrections:
         """Whether anything is applied."""
         return self.weather_file is not None or (self.coef is not None and len(self.terms) > 1)
 
-    def weather_rows(self, r0: int, r1: int) -> np.ndarray | None:
-        """(n_dates, r1 - r0, nx) LOS delays of rows ``r0:r1`` minus their reference value."""
+    def weather_rows(self, r0: int, r1: int, c0: int = 0, c1: int | None = None
+                     ) -> np.ndarray | None:
+        """(n_dates, r1 - r0, c1 - c0) LOS delays of a window minus their reference value."""
         if self.weather_file is None:
             return None
         import rasterio
         from rasterio.windows import Window
 
+        c1 = self.shape[1] if c1 is None else c1
         with rasterio.open(self.weather_file) as ds:
-            d = ds.read(window=Window(0, r0, ds.width, r1 - r0)).astype(np.float64)
+            d = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float64)
         return d - self._wref[:, None, None]
 
     def apply(self, obs: np.ndarray, r0: int, r1: int, which: Sequence[int] | None = None,
-              with_models: bool = True) -> np.ndarray:
-        """Correct ``obs`` (pairs ``which`` of this object's pairs, LOS m) in place."""
+              with_models: bool = True, cols: tuple[int, int] | None = None) -> np.ndarray:
+        """Correct ``obs`` (pairs ``which`` of this object's pairs, LOS m) in place.
+
+        ``obs`` covers rows ``r0:r1`` and the columns ``cols`` (default all).
+        """
         which = list(range(len(self.pairs))) if which is None else list(which)
-        wd = self.weather_rows(r0, r1)
+        c0, c1 = cols if cols is not None else (0, self.shape[1])
+        wd = self.weather_rows(r0, r1, c0, c1)
         if wd is not None:
             for k, p in enumerate(which):
                 i, j = self.pairs[p]
                 obs[k] += (wd[j] - wd[i]).astype(obs.dtype)
         if with_models and self.coef is not None and len(self.terms) > 1:
             h = None if self.geo is None else self.geo.rows("height", r0, r1)
-            dcol = design_columns(self.terms, r0, r1, self.shape, h)
+            dcol = design_columns(self.terms, r0, r1, self.shape, h)[:, :, c0:c1]
             for k, p in enumerate(which):
                 c = self.coef[p]
                 if np.all(np.isfinite(c)):
@@ -459,6 +465,7 @@ class ClosureResult:
     loops: np.ndarray            # triplets checked
     corrected: np.ndarray        # pairs changed by whole cycles
     residual_errors: np.ndarray  # triplets still above the threshold after it
+    cycles: np.ndarray | None = None  # (n_pairs, h, w) cycles removed, when corrected
 
 
 def closure_step(obs: np.ndarray, triplets: Sequence[tuple[int, int, int]],
@@ -481,12 +488,14 @@ def closure_step(obs: np.ndarray, triplets: Sequence[tuple[int, int, int]],
     loops, before = loop_counts(obs, triplets, threshold_rad)
     corrected = zeros.copy()
     after = before
-    if correct and before.any():
+    cycles = None
+    if correct:
         _, cycles = closure_correction(obs, triplets)
         corrected = np.count_nonzero(cycles, axis=0).astype(np.int16)
-        _, after = loop_counts(obs, triplets, threshold_rad)
+        if corrected.any():
+            _, after = loop_counts(obs, triplets, threshold_rad)
     obs /= k
-    return ClosureResult(before, loops, corrected, after)
+    return ClosureResult(before, loops, corrected, after, cycles)
 
 
 def mask_coherence(mean_coh: np.ndarray, size: int) -> np.ndarray:
