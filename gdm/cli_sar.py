@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from gdm.cli_corrections import correction_kwargs, correction_options
 from gdm.common import ProgressBar, config_option, guarded
 from gdm_sar.config import SarConfig
 
@@ -76,6 +78,9 @@ def sar() -> None:
 @click.option("--geocode/--no-geocode", default=True, show_default=True,
               help="Geocode velocity, time series and coherence onto UTM (COGs in "
               "OUT/geocoded/) when the stack has a radar geometry (SAFE or SNAP input).")
+@config_option(SarConfig, "min_temporal_coherence")
+@config_option(SarConfig, "min_mean_coherence")
+@correction_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days: float | None,
@@ -84,8 +89,9 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
             min_coherence: float, no_dem_error: bool, reference: tuple[int, int] | None,
             block_mb: int, aoi: tuple[float, float, float, float] | None,
             orbits: Path | None, orbit_source: str, dem: Path | None, swath: str | None,
-            polarisation: str | None, no_esd: bool, geocode: bool, quiet: bool,
-            debug: bool) -> None:
+            polarisation: str | None, no_esd: bool, geocode: bool,
+            min_temporal_coherence: float, min_mean_coherence: float, quiet: bool,
+            debug: bool, **corrections: Any) -> None:
     """Interferograms, unwrapping, SBAS time series and velocity of INPUT.
 
     \b
@@ -100,6 +106,8 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
       gdm sar run safes/ --out products --orbits eof/ --dem dem.tif --aoi 5.1 45.2 5.3 45.4
     """
     from gdm_sar.pipeline import run
+
+    fields = correction_kwargs(corrections)
 
     def job():
         from gdm_sar.snap import is_snap_folder
@@ -122,7 +130,9 @@ def sar_run(stack_dir: Path, out: Path, network: str, neighbours: int, max_days:
                         range_looks=looks[1], series_looks=series_looks,
                         filter_alpha=filter_alpha, unwrapper=unwrapper,
                         min_coherence=min_coherence, dem_error=not no_dem_error,
-                        reference=reference or None, block_mb=block_mb)
+                        reference=reference or None, block_mb=block_mb,
+                        min_temporal_coherence=min_temporal_coherence,
+                        min_mean_coherence=min_mean_coherence, **fields)
         bar = ProgressBar(not quiet, "gdm sar")
         try:
             result = run(cfg, progress=bar)
@@ -188,9 +198,18 @@ def _ingest_once(cfg, ingest, quiet: bool) -> Path:
 @click.option("--dem-error-m", type=float, default=10.0, show_default=True,
               help="Standard deviation of the DEM error (m).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--topography-m", type=float, default=0.0, show_default=True,
+              help="Relief of the terrain (m); heights go to OUT/stack/geometry.npz.")
+@click.option("--stratified", is_flag=True,
+              help="Add a stratified troposphere (layered atmosphere changing with the "
+              "season and the weather, integrated from every pixel's height).")
+@click.option("--weather-files", is_flag=True,
+              help="With --stratified: also write ERA5 pressure-level NetCDF (OUT/era5) and "
+              "GACOS ZTD grids (OUT/gacos) of every date.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_simulate(out: Path, dates: int, size: int, interval_days: int, deformation: str,
-                 atmosphere_mm: float, dem_error_m: float, seed: int, debug: bool) -> None:
+                 atmosphere_mm: float, dem_error_m: float, seed: int, topography_m: float,
+                 stratified: bool, weather_files: bool, debug: bool) -> None:
     """Write a simulated SLC stack (OUT/stack) and its truth (OUT/truth).
 
     \b
@@ -204,7 +223,8 @@ def sar_simulate(out: Path, dates: int, size: int, interval_days: int, deformati
     sim = guarded(lambda: simulate(SimulateSarConfig(
         out=out, dates=dates, size=size, interval_days=interval_days,
         deformation=deformation, atmosphere_m=atmosphere_mm / 1000,
-        dem_error_m=dem_error_m, seed=seed)), debug)
+        dem_error_m=dem_error_m, seed=seed, topography_m=topography_m, stratified=stratified,
+        weather_files=weather_files)), debug)
     click.echo(f"stack in {sim.stack_dir}, truth in {sim.truth_dir}")
 
 

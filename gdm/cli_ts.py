@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+
+from gdm.cli_corrections import correction_kwargs, correction_options
 
 __all__ = ["sar_timeseries", "ts"]
 
@@ -32,27 +35,20 @@ __all__ = ["sar_timeseries", "ts"]
               help="Mask pixels below this temporal coherence.")
 @click.option("--min-mean-coherence", type=float, default=0.5, show_default=True,
               help="Mask pixels below this mean coherence.")
-@click.option("--min-unwrapped-fraction", type=float, default=0.3, show_default=True,
-              help="Drop pairs with less valid data on the common grid.")
-@click.option("--max-misclosure-fraction", type=float, default=0.3, show_default=True,
-              help="Drop pairs whose triplets misclose (> half a cycle) on more pixels.")
-@click.option("--no-closure-correction", is_flag=True,
-              help="Do not correct unwrapping errors by phase closure.")
 @click.option("--no-dem-error", is_flag=True, help="Do not estimate a DEM-error term.")
 @click.option("--no-bridge-gaps", is_flag=True,
               help="Refuse a disconnected network instead of bridging it with the weak "
               "NSBAS temporal model.")
 @click.option("--block-mb", type=int, default=256, show_default=True,
               help="Memory budget of one block of rows (MiB).")
+@correction_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def sar_timeseries(inputs: tuple[Path, ...], out: Path, wavelength: float | None,
                    reference: tuple[float, float] | None, gnss: Path | None,
                    mask: Path | None, min_coherence: float, min_temporal_coherence: float,
-                   min_mean_coherence: float, min_unwrapped_fraction: float,
-                   max_misclosure_fraction: float, no_closure_correction: bool,
-                   no_dem_error: bool, no_bridge_gaps: bool, block_mb: int, quiet: bool,
-                   debug: bool) -> None:
+                   min_mean_coherence: float, no_dem_error: bool, no_bridge_gaps: bool,
+                   block_mb: int, quiet: bool, debug: bool, **corrections: Any) -> None:
     """Time series and LOS velocity from unwrapped interferograms made elsewhere.
 
     \b
@@ -73,8 +69,11 @@ def sar_timeseries(inputs: tuple[Path, ...], out: Path, wavelength: float | None
     \b
     Products: velocity.tif, timeseries.tif, timeseries.nc (CF-1.8), velocity_std,
     temporal_coherence, residual, misclosure, mean_coherence, dem_error,
-    unwrapping_corrections, interferograms/<pair>/{los,coherence}.tif, quicklooks,
-    network.png, report.json (with the dropped pairs), item.json.
+    unwrapping_corrections, loop_errors, network_gaps, mask (bits: why a pixel is
+    masked), troposphere (with --troposphere), quality/ (RMSinterfero.txt,
+    RMSdate.txt, list_unw_frac.txt, dropped_pairs.txt),
+    interferograms/<pair>/{los,coherence}.tif, quicklooks, network.png, report.json
+    (with the dropped pairs and their reasons), item.json.
     \b
     Example:
       gdm sar timeseries hyp3_zips/ --out ts --reference -99.14 19.43
@@ -88,11 +87,9 @@ def sar_timeseries(inputs: tuple[Path, ...], out: Path, wavelength: float | None
             interferograms=list(inputs), out=out, wavelength=wavelength,
             reference=reference or None, gnss=gnss, mask=mask, min_coherence=min_coherence,
             min_temporal_coherence=min_temporal_coherence,
-            min_mean_coherence=min_mean_coherence,
-            min_unwrapped_fraction=min_unwrapped_fraction,
-            max_misclosure_fraction=max_misclosure_fraction,
-            closure_correction=not no_closure_correction, dem_error=not no_dem_error,
-            bridge_gaps=not no_bridge_gaps, block_mb=block_mb)
+            min_mean_coherence=min_mean_coherence, dem_error=not no_dem_error,
+            bridge_gaps=not no_bridge_gaps, block_mb=block_mb,
+            **correction_kwargs(corrections))
         bar = _Progress(not quiet, "gdm sar timeseries")
         try:
             return run_timeseries(cfg, progress=bar)

@@ -114,6 +114,10 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
                     f"{n_comp} network component(s)")
 
     with ProductDir(cfg.out) as stage:
+        # corrections' inputs first: a missing DEM or weather file fails before any pair
+        geometry, weather = prepare_corrections(
+            opts, (ny, nx), transform, crs, stack.incidence_deg, stack.dates,
+            geometry_npz=Path(cfg.stack) / "geometry.npz", fetch_dir=stage / "weather")
         ifg_dirs = [stage / "interferograms" / pair_name(stack.dates[i], stack.dates[j])
                     for i, j in pairs]
         pair_docs = []
@@ -127,9 +131,6 @@ def _run(cfg: SarConfig, progress: Progress | None) -> SarOutputs:
         facts = StackFacts(dates=list(stack.dates), bperp=stack.bperp,
                            wavelength=stack.wavelength, incidence_deg=stack.incidence_deg,
                            slant_range=stack.slant_range)
-        geometry, weather = prepare_corrections(
-            opts, (ny, nx), transform, crs, stack.incidence_deg, stack.dates,
-            geometry_npz=Path(cfg.stack) / "geometry.npz", fetch_dir=stage / "weather")
         inv = invert_stack(ifg_dirs, pairs, facts, opts, stage, crs, transform, (ny, nx),
                            budget, reference=cfg.reference,
                            progress=lambda f, m: report_progress(0.75 + 0.2 * f, m),

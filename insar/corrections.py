@@ -618,6 +618,9 @@ def prepare_corrections(opts: Any, shape: tuple[int, int], transform: Any, crs: 
     if not need_geo:
         return None, None
     geo = grid_geometry(shape, transform, crs, incidence_deg, geometry_npz, opts.heights)
+    if opts.stratified and geo.height is None:
+        raise InputError("the stratified troposphere correction needs terrain heights: "
+                         "give `heights` (a DEM GeoTIFF) or a stack with geometry.npz")
     weather = None
     if opts.troposphere != "none":
         folder = opts.weather_dir
