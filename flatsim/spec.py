@@ -90,6 +90,10 @@ class SimulationOptions(BaseModel):
                       "seed is derived from it and the frame id.")
     atmosphere_m: float = Field(0.0015, ge=0, le=0.1, description="Standard deviation of "
                                 "each date's turbulent delay (m).")
+    topography_m: float = Field(0.0, ge=0, le=8000, description="Relief of the simulated "
+                                "terrain (m; heights in the stack's geometry.npz).")
+    stratified: bool = Field(False, description="Add a stratified troposphere (layered "
+                             "atmosphere changing with season and weather).")
 
 
 class FrameSpec(BaseModel):
@@ -239,10 +243,15 @@ class CampaignSpec(BaseModel):
     archive: ArchiveOptions = Field(default_factory=ArchiveOptions,
                                     description="Frames from the Sentinel-1 archive "
                                     "(source: archive).")
-    products: list[Literal["interferograms", "timeseries", "velocity", "quality", "stac"]] \
+    products: list[Literal["interferograms", "timeseries", "velocity", "quality", "stac",
+                           "flatsim"]] \
         = Field(default_factory=lambda: list(PRODUCTS), min_length=1,
                 description="Products delivered per frame (velocity and quality are always "
-                "computed; this selects what the catalogue and report list).")
+                "computed; this selects what the catalogue and report list). 'flatsim' "
+                "adds FLATSIM-like packages per frame (FLATSIM/TS and FLATSIM/AUX: "
+                "displacement series, mean LOS velocity, network misclosure bands, temporal "
+                "coherence, mask, lookup tables, LOS vectors, heights, RMS per date and per "
+                "interferogram lists, a PNG preview of every raster).")
     priority: int = Field(5, ge=0, le=9, description="Campaign priority (9 highest), "
                           "recorded with the campaign and shown by the monitoring. The "
                           "batch queue is routed, not prioritised per message (brokers "

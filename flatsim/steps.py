@@ -54,6 +54,7 @@ from flatsim.plan import Step, frame_head, plan_frame
 from flatsim.spec import BASELINE_RSS_BYTES, CampaignSpec, FrameSpec
 from gdmcore import InputError
 from gdmio.atomic import publish_dir, write_text
+from insar.corrections import prepare_corrections
 from insar.inversion import StackFacts, invert_stack
 from insar.network import lonely_dates, select_network
 from insar.pairs import process_pair
@@ -314,7 +315,8 @@ def _source_files(job: FrameJob, heartbeat: Callable[[], None] | None = None) ->
             simulate(SimulateSarConfig(
                 out=tmp, dates=sim.dates, size=sim.size, interval_days=sim.interval_days,
                 start=job.spec.start, seed=job.spec.frame_seed(job.frame.id),
-                atmosphere_m=sim.atmosphere_m))
+                atmosphere_m=sim.atmosphere_m, topography_m=sim.topography_m,
+                stratified=sim.stratified))
             # sim/ only ever appears complete (one rename); a concurrent attempt that
             # published first wins and this identical copy is dropped
             publish_dir(tmp, sim_dir)
@@ -510,6 +512,22 @@ def run_pair(job: FrameJob, info: dict, name: str) -> dict:
 
 
 # ============================================================================ inversion
+def frame_geometry(job: FrameJob) -> Path | None:
+    """The frame's ``geometry.npz`` (latitude, longitude, height per pixel), if it has one.
+
+    Beside the SLCs of its source: the archive ingestion's stack, the simulation's
+    stack, or the frame's folder.
+    """
+    if job.frame.source == "archive":
+        src = job.dir / "slc"  # ingested from the SAFE products
+    elif job.frame.source == "simulated":
+        src = job.dir / "sim" / "stack"
+    else:
+        src = Path(job.frame.path)  # type: ignore[arg-type]
+    p = src / "geometry.npz"
+    return p if p.is_file() else None
+
+
 def verify_inversion(job: FrameJob) -> dict | None:
     """The inversion record when ``ts/`` is complete, else None."""
     ts = job.dir / "ts"
@@ -565,9 +583,13 @@ def invert(job: FrameJob, info: dict, available: list[str] | None = None,
     try:
         with rasterio.Env(GDAL_CACHEMAX=min(64 * 2**20, job.budget // 8)):
             try:
+                geometry, weather = prepare_corrections(
+                    job.spec.processing, (ny, nx), transform, crs, info["incidence_deg"],
+                    dates, geometry_npz=frame_geometry(job), fetch_dir=job.dir / "weather")
                 inv = invert_stack([job.dir / "interferograms" / n for n in names], pairs,
                                    facts, job.spec.processing, ts_tmp, crs, transform,
-                                   (ny, nx), job.budget // 2, planned=planned, rows=rows)
+                                   (ny, nx), job.budget // 2, planned=planned, rows=rows,
+                                   geometry=geometry, weather=weather)
             except InputError as exc:
                 raise InputError(f"frame {job.frame.id}: {exc}") from None
         doc = {"frame": job.frame.id, **inv}
@@ -742,6 +764,10 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
              + [str(p.relative_to(d)) for g in geocoded.values() for p in g.values()]
              + [f"interferograms/{n}/{f}" for n in inv["pairs_used"] for f in PAIR_FILES]
              + [p.name for p in looks.values()] + [item.name])
+    if "flatsim" in wanted:
+        from flatsim.package import package_flatsim
+
+        files += package_flatsim(job, info, inv, (ny, nx, crs, transform))
     meta = {
         "frame": job.frame.id, "campaign": job.campaign, "track": job.frame.track,
         "pass_direction": job.frame.pass_direction, "source": job.frame.source,
