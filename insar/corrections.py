@@ -621,6 +621,10 @@ def prepare_corrections(opts: Any, shape: tuple[int, int], transform: Any, crs: 
     if opts.stratified and geo.height is None:
         raise InputError("the stratified troposphere correction needs terrain heights: "
                          "give `heights` (a DEM GeoTIFF) or a stack with geometry.npz")
+    if opts.troposphere == "era5" and geo.height is None:
+        raise InputError("troposphere era5 needs terrain heights (the delay is integrated "
+                         "from each pixel's height): give `heights` (a DEM GeoTIFF) or a "
+                         "stack with geometry.npz")
     weather = None
     if opts.troposphere != "none":
         folder = opts.weather_dir

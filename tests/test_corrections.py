@@ -386,11 +386,21 @@ def test_timeseries_gets_the_weather_correction(tropo_stack):
     """gdm sar timeseries on gdm-sar's uncorrected interferograms, with ERA5 (point 7)."""
     from gdm_sar.timeseries import TimeseriesConfig, run_timeseries
 
+    from gdmio.cog import write_cog
+
     out = tropo_stack
     if not (out / "run_none").is_dir():
         pytest.skip("needs the gdm-sar run of the troposphere test")
+    with np.load(out / "stack" / "geometry.npz") as npz:
+        height = npz["height"].astype(np.float32)
+    with rasterio.open(out / "truth" / "velocity.tif") as ds:
+        dem = write_cog(out / "dem.tif", height, ds.crs, ds.transform)
+    with pytest.raises(InputError, match="needs terrain heights"):
+        run_timeseries(TimeseriesConfig(interferograms=[out / "run_none" / "interferograms"],
+                                        out=out / "ts_x", troposphere="era5",
+                                        weather_dir=out / "era5"))
     errs = {}
-    for name, kw in {"none": {}, "era5": {"troposphere": "era5",
+    for name, kw in {"none": {}, "era5": {"troposphere": "era5", "heights": dem,
                                           "weather_dir": out / "era5"}}.items():
         res = run_timeseries(TimeseriesConfig(
             interferograms=[out / "run_none" / "interferograms"], out=out / f"ts_{name}",
