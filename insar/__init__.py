@@ -13,7 +13,8 @@ module                      step
 :mod:`insar.ingest`         Sentinel-1 IW SLC SAFE products -> coregistered stack
 :mod:`insar.network`        pair network, connectivity, gaps
 :mod:`insar.pairs`          interferogram + coherence, filter, unwrap (one pair)
-:mod:`insar.corrections`    the seam for corrections between unwrapping and inversion
+:mod:`insar.corrections`    corrections, screening, loop closure, masks, quality lists
+:mod:`insar.troposphere`    weather-model delays (ERA5 pressure levels, GACOS), provider
 :mod:`insar.inversion`      reference point, NSBAS inversion, DEM error, quality layers
 :mod:`insar.geocode`        radar -> map grids (UTM, WGS84)
 ==========================  ===========================================================

@@ -143,7 +143,8 @@ def pair_references(pair_dirs: Sequence[Path], ref: tuple[int, int]
             refs.append(None)
             continue
         label = int(np.bincount(good).argmax())
-        refs.append((label, float(np.nanmean(np.where(lab == label, unw, np.nan)))))
+        vals = unw[(lab == label) & np.isfinite(unw)]
+        refs.append((label, float(vals.mean())) if vals.size else None)
     return refs
 
 
