@@ -26,7 +26,9 @@ looks of the series grid. Every raster has a PNG preview beside it (same stem).
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +53,14 @@ def _read(path: Path) -> np.ndarray:
         return ds.read(1)
 
 
-def package_flatsim(job: Any, info: dict, inv: dict, grid: tuple) -> list[str]:
+def package_flatsim(job: Any, info: dict, inv: dict, grid: tuple,
+                    geometry_npz: Path | None = None) -> list[str]:
     """Write the FLATSIM-like packages of a frame; returns their files (frame-relative).
 
-    ``grid`` is ``(ny, nx, crs, transform)`` of the series grid. The packages are
-    written into a temporary folder and published by one rename.
+    ``grid`` is ``(ny, nx, crs, transform)`` of the series grid; ``geometry_npz`` the
+    frame's per-pixel latitude, longitude and heights, if any. The packages are written
+    into a temporary folder and published by one rename.
     """
-    from flatsim.steps import _publish_dir, _tmp_dir, frame_geometry
-
     ny, nx, crs, transform = grid
     d = job.dir
     ts = d / "ts"
@@ -69,7 +71,7 @@ def package_flatsim(job: Any, info: dict, inv: dict, grid: tuple) -> list[str]:
     final = d / "FLATSIM"
     if final.exists():
         shutil.rmtree(final)  # redone whole (a package is cheap next to the frame)
-    tmp = _tmp_dir(d, "flatsim")
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-flatsim-", dir=d))
     tsd, aux = tmp / "TS", tmp / "AUX"
     tsd.mkdir()
     aux.mkdir()
@@ -116,7 +118,7 @@ def package_flatsim(job: Any, info: dict, inv: dict, grid: tuple) -> list[str]:
             "".join(f"{n.replace('_', ' ')}\n" for n in inv["pairs_used"]))
         # ----------------------------------------------------------------- AUX
         geo = grid_geometry((ny, nx), transform, crs, info["incidence_deg"],
-                            frame_geometry(job), p.heights)
+                            geometry_npz, p.heights)
         if geo.lat is not None:
             out = aux / f"CNES_Lut_{tag}.tiff"
             write_cog(out, np.stack([geo.lat, geo.lon]).astype(np.float32), crs, transform,
@@ -149,7 +151,12 @@ def package_flatsim(job: Any, info: dict, inv: dict, grid: tuple) -> list[str]:
             quicklook(path, path.with_suffix(".png"), title, units, **kw)
         files = sorted(str(Path("FLATSIM") / f.relative_to(tmp))
                        for f in tmp.rglob("*") if f.is_file())
-        _publish_dir(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # else a concurrent attempt published the same first
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -767,7 +767,8 @@ def package(job: FrameJob, info: dict, inv: dict) -> dict:
     if "flatsim" in wanted:
         from flatsim.package import package_flatsim
 
-        files += package_flatsim(job, info, inv, (ny, nx, crs, transform))
+        files += package_flatsim(job, info, inv, (ny, nx, crs, transform),
+                                 frame_geometry(job))
     meta = {
         "frame": job.frame.id, "campaign": job.campaign, "track": job.frame.track,
         "pass_direction": job.frame.pass_direction, "source": job.frame.source,

@@ -437,11 +437,9 @@ def survey_pairs(source: PairSource, pairs: Sequence[tuple[int, int]], n_dates: 
         coef, fit_rms = ne.solve()
         coef[[p for p in dropped]] = np.nan
         if opts.correction_network and keep:
-            cons, date_coef = network_consistent(coef, pairs, n_dates,
-                                                 weights=np.where(np.isin(np.arange(n_p),
-                                                                          keep), 1.0, 0.0))
-            coef = np.where(np.isfinite(coef).all(axis=1, keepdims=True) |
-                            np.isin(np.arange(n_p), keep)[:, None], cons, np.nan)
+            # per-date terms from the kept pairs' fits; every pair then gets C_j - C_i
+            coef, date_coef = network_consistent(
+                coef, pairs, n_dates, weights=np.isin(np.arange(n_p), keep).astype(float))
     stats = []
     for p in range(n_p):
         st = {"pair": names[p], "unwrapped_fraction": round(float(frac[p]), 4),

@@ -156,17 +156,17 @@ def network_consistent(coef: np.ndarray, pairs: Sequence[tuple[int, int]], n_dat
     pair reaches get 0) and returns ``(C[j] - C[i] per pair, C)``.
     """
     coef = np.asarray(coef, np.float64)
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    if coef.ndim != 2 or coef.shape[0] != len(pairs):
+    pr = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if coef.ndim != 2 or coef.shape[0] != len(pr):
         raise ValueError("coef must be (n_pairs, k)")
-    if pairs.size and (pairs.min() < 0 or pairs.max() >= n_dates):
+    if pr.size and (pr.min() < 0 or pr.max() >= n_dates):
         raise ValueError("pair indices outside the dates")
     n_p, k = coef.shape
     w = np.ones(n_p) if weights is None else np.asarray(weights, np.float64)
     ok = np.all(np.isfinite(coef), axis=1) & np.isfinite(w) & (w > 0)
     a = np.zeros((n_p, n_dates))
-    a[np.arange(n_p), pairs[:, 1]] = 1.0
-    a[np.arange(n_p), pairs[:, 0]] -= 1.0
+    a[np.arange(n_p), pr[:, 1]] = 1.0
+    a[np.arange(n_p), pr[:, 0]] -= 1.0
     per_date = np.zeros((n_dates, k))
     if ok.any():
         sw = np.sqrt(w[ok])[:, None]
@@ -175,13 +175,13 @@ def network_consistent(coef: np.ndarray, pairs: Sequence[tuple[int, int]], n_dat
         # Dates no kept pair touches are undetermined: lstsq gives them 0 already, but a
         # disconnected part floats: tie each part's earliest date to 0.
         reached = np.zeros(n_dates, bool)
-        reached[pairs[ok].ravel()] = True
+        reached[pr[ok].ravel()] = True
         per_date[~reached] = 0.0
-        for comp in _components(pairs[ok], n_dates):
+        for comp in _components(pr[ok], n_dates):
             first = min(comp)
             if first != 0:
                 per_date[list(comp)] -= per_date[first]
-    return per_date[pairs[:, 1]] - per_date[pairs[:, 0]], per_date
+    return per_date[pr[:, 1]] - per_date[pr[:, 0]], per_date
 
 
 def _components(pairs: np.ndarray, n_dates: int) -> list[set[int]]:
