@@ -645,17 +645,19 @@ def test_flatsim_packaging_option(tmp_path):
     assert 44.0 < float(lat.mean()) < 44.5 and lat[0, 0] > lat[-1, 0]  # north up
 
 
-def test_bad_correction_inputs_exit_2(tmp_path):
+def test_bad_correction_inputs_exit_2(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from gdm.cli import main
     from simulators.sar import SimulateSarConfig, simulate
 
     simulate(SimulateSarConfig(out=tmp_path / "sim", dates=3, size=32))
+    monkeypatch.delenv("GDM_GACOS_URL", raising=False)
     runner = CliRunner()
     for args, msg in (
             (["--stratified"], "needs terrain heights"),
-            (["--troposphere", "era5"], "weather_dir"),
+            (["--troposphere", "era5"], "needs terrain heights"),
+            (["--troposphere", "gacos"], "weather_dir"),
             (["--troposphere", "gacos", "--weather-dir", str(tmp_path / "nope")],
              "weather_dir not found"),
             (["--acquisition-time", "25:00"], "time of day")):
