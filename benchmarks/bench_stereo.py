@@ -165,47 +165,82 @@ def pandora_sgm(left: np.ndarray, right: np.ndarray, folder: Path) -> tuple[np.n
     return -d, elapsed
 
 
+def _timed(func, *args):
+    """Result, wall time and CPU time (all threads of the process) of one call."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = func(*args)
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
 def main() -> None:
+    import cv2
+    import numba
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024, help="Image side, pixels.")
     ap.add_argument("--repeats", type=int, default=3, help="Runs per matcher.")
+    ap.add_argument("--threads", default=f"1,{numba.config.NUMBA_NUM_THREADS}",
+                    help="Comma-separated numba thread counts to run ours with "
+                    "(default: 1 and all).")
     ap.add_argument("--no-pandora", action="store_true", help="Skip pandora.")
     args = ap.parse_args()
+    threads = sorted({int(t) for t in args.threads.split(",")})
 
     left, right, truth = make_pair(args.size)
     small = make_pair(96, seed=1)
-    ours(small[0], small[1])  # compile (numba cache) outside the clock
+    for n in threads:  # compile (numba cache) outside the clock
+        numba.set_num_threads(n)
+        ours(small[0], small[1])
     mpix = args.size * args.size / 1e6
     print(f"pair {args.size}x{args.size} ({mpix:.2f} Mpix), {NDISP} disparities, "
           f"true disparity {truth.min():.1f}..{truth.max():.1f} px, "
-          f"{os.cpu_count()} CPU(s), median of {args.repeats} run(s)")
-    results: dict[str, tuple[float, tuple[float, float, float]]] = {}
-    for name, func in (("ours (census+SGM)", ours), ("OpenCV StereoSGBM", sgbm)):
-        times, d = [], None
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            d = func(left, right)
-            times.append(time.perf_counter() - t0)
-        results[name] = (statistics.median(times), score(d, truth))
+          f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}, median of "
+          f"{args.repeats} interleaved run(s); OpenCV {cv2.__version__} "
+          f"(StereoSGBM MODE_HH runs on one thread; cv2.getNumThreads() = "
+          f"{cv2.getNumThreads()})")
+    # interleaved repeats: every matcher sees the same load of the shared machine
+    runs: dict[str, list[tuple[float, float]]] = {}
+    outs: dict[str, np.ndarray] = {}
+    matchers = [(f"ours, {n} thread(s)", ours, n) for n in threads]
+    matchers.append(("OpenCV StereoSGBM", sgbm, None))
+    for _ in range(args.repeats):
+        for name, func, n in matchers:
+            if n is not None:
+                numba.set_num_threads(n)
+            outs[name], wall, cpu = _timed(func, left, right)
+            runs.setdefault(name, []).append((wall, cpu))
+    results: dict[str, tuple[float, float, tuple[float, float, float]]] = {
+        name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r),
+               score(outs[name], truth)) for name, r in runs.items()}
     if not args.no_pandora:
         times = []
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.repeats):
                 d, t = pandora_sgm(left, right, Path(tmp))
                 times.append(t)
-        results["pandora + libsgm"] = (statistics.median(times), score(d, truth))
+        results["pandora + libsgm"] = (statistics.median(times), float("nan"),
+                                       score(d, truth))
 
-    print(f"{'matcher':<20} {'time s':>8} {'Mpix/s':>7} {'bad-1px':>8} {'invalid':>8} "
-          f"{'subpix err':>10}")
-    for name, (t, (bad, inv, sub)) in results.items():
-        print(f"{name:<20} {t:8.2f} {mpix / t:7.2f} {bad:8.2%} {inv:8.2%} {sub:10.3f}")
-    t_ours, (bad_ours, _, sub_ours) = results["ours (census+SGM)"]
-    for name, (t, (bad, _, sub)) in results.items():
+    print(f"{'matcher':<22} {'wall s':>7} {'cpu s':>7} {'Mpix/s':>7} {'bad-1px':>8} "
+          f"{'invalid':>8} {'subpix err':>10}")
+    for name, (t, c, (bad, inv, sub)) in results.items():
+        print(f"{name:<22} {t:7.2f} {c:7.2f} {mpix / t:7.2f} {bad:8.2%} {inv:8.2%} "
+              f"{sub:10.3f}")
+    sg = runs["OpenCV StereoSGBM"]
+    _, _, (bad_sg, _, sub_sg) = results["OpenCV StereoSGBM"]
+    for name, r in runs.items():
         if name.startswith("ours"):
-            continue
-        bad_ratio = f"{bad_ours / bad:.2f}" if bad else f"n/a (theirs 0, ours {bad_ours:.2%})"
-        print(f"vs {name}: time ours/theirs {t_ours / t:.2f}, bad-1px ours/theirs "
-              f"{bad_ratio}, sub-pixel error ours/theirs {sub_ours / sub:.2f}")
+            wall = statistics.median(a[0] / b[0] for a, b in zip(r, sg, strict=True))
+            cpu = statistics.median(a[1] / b[1] for a, b in zip(r, sg, strict=True))
+            _, _, (bad, _, sub) = results[name]
+            print(f"{name} / StereoSGBM: wall time {wall:.2f}, CPU time {cpu:.2f} (medians "
+                  f"of the per-run ratios); bad-1px {bad:.2%} vs {bad_sg:.2%}, sub-pixel "
+                  f"error ours/theirs {sub / sub_sg:.2f}")
+    if "pandora + libsgm" in results:
+        t_p = results["pandora + libsgm"][0]
+        for name in runs:
+            if name.startswith("ours"):
+                print(f"{name} / pandora: wall time {results[name][0] / t_p:.2f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,15 @@ equiangular fit of the aggregated cost) → left–right consistency (the right 
 comes from the same aggregated volume) → speckle filter (small connected regions) →
 image-based sub-pixel refinement (Gauss-Newton on the ZNCC, free of pixel locking) →
 3×3 median of the valid disparities. Memory is bounded by processing tiles with an
-overlap (the cost volumes of one tile only are in memory). Every pixel gets a mask code:
+overlap (the cost volumes of one tile only are in memory).
+
+Census costs with integer penalties (every preset) take an integer path that computes
+exactly what the float32 definitions give: uint8 costs with the disparity axis
+innermost, path costs on 16-bit lanes that LLVM vectorises (checked with numba's
+``inspect_asm``: ``vpminsw`` on ymm registers), uint16 sums, the decisions (WTA,
+sub-pixel, right disparities) taken row by row in the backward pass while the row's
+sums are in cache: 3 bytes per voxel and two passes over the volume. ZNCC costs and
+fractional penalties take the float32 path. Every pixel gets a mask code:
 
 ====  ==================================================================
 code  meaning
@@ -97,28 +105,29 @@ def _check_window(window: int) -> int:
 
 
 # ---------------------------------------------------------------------- census
-@numba.njit(cache=True)
-def _census_loop(img, half_r, half_c, out, bad):  # pragma: no cover - compiled
-    rows, cols = img.shape
-    for r in range(rows):
+@numba.njit(cache=True, parallel=True)
+def _census_loop(pad, finite, half_r, half_c, out, bad):  # pragma: no cover - compiled
+    # pad: the image with its borders replicated by (half_r, half_c); finite: its mask.
+    # One neighbour offset at a time over a whole row (the loops over columns are
+    # branch-free and vectorise); bits in row-major order of the window, as before.
+    rows, cols = out.shape
+    for r in numba.prange(rows):
+        code = out[r]
+        nan = bad[r]
+        centre = pad[r + half_r, half_c:half_c + cols]
+        fc = finite[r + half_r, half_c:half_c + cols]
         for c in range(cols):
-            centre = img[r, c]
-            code = np.uint64(0)
-            nan = not np.isfinite(centre)
-            for i in range(-half_r, half_r + 1):
-                for j in range(-half_c, half_c + 1):
-                    if i == 0 and j == 0:
-                        continue
-                    rr = min(max(r + i, 0), rows - 1)
-                    cc = min(max(c + j, 0), cols - 1)
-                    v = img[rr, cc]
-                    if not np.isfinite(v):
-                        nan = True
-                    code = code << np.uint64(1)
-                    if v < centre:
-                        code = code | np.uint64(1)
-            out[r, c] = code
-            bad[r, c] = nan
+            code[c] = 0
+            nan[c] = not fc[c]
+        for i in range(-half_r, half_r + 1):
+            for j in range(-half_c, half_c + 1):
+                if i == 0 and j == 0:
+                    continue
+                v = pad[r + half_r + i, half_c + j:half_c + j + cols]
+                f = finite[r + half_r + i, half_c + j:half_c + j + cols]
+                for c in range(cols):
+                    code[c] = (code[c] << np.uint64(1)) | np.uint64(v[c] < centre[c])
+                    nan[c] = nan[c] | (not f[c])
 
 
 def census_transform(img: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +154,8 @@ def census_transform(img: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.n
     hc = hr if w < 9 else 3
     out = np.empty(a.shape, np.uint64)
     bad = np.empty(a.shape, np.bool_)
-    _census_loop(a, hr, hc, out, bad)
+    pad = np.pad(a, ((hr, hr), (hc, hc)), mode="edge")
+    _census_loop(pad, np.isfinite(pad), hr, hc, out, bad)
     return out, bad
 
 
@@ -159,22 +169,34 @@ def _popcount(x):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, parallel=True)
 def _census_cost_loop(cl, bl, cr, br, c_off, dmin, invalid, cost):  # pragma: no cover
+    # The disparity axis is innermost: per left pixel, the Hamming distances to a run
+    # of consecutive right codes (a vectorised popcount), the out-of-image levels
+    # split off beforehand so that the loop has no boundary test.
     rows, cols, nd = cost.shape
     wr = cr.shape[1]
     for r in numba.prange(rows):
+        crow = cr[r]
+        brow = br[r]
         for c in range(cols):
             cc = c + c_off
+            out = cost[r, c]
+            x0 = cc + dmin
+            k0 = min(max(-x0, 0), nd)
+            k1 = max(min(wr - x0, nd), k0)
             if bl[r, cc]:
-                for k in range(nd):
-                    cost[r, c, k] = invalid
-                continue
+                k1 = k0
+            for k in range(k0):
+                out[k] = invalid
             code = cl[r, cc]
-            for k in range(nd):
-                x = cc + dmin + k
-                if x < 0 or x >= wr or br[r, x]:
-                    cost[r, c, k] = invalid
-                else:
-                    cost[r, c, k] = np.float32(_popcount(code ^ cr[r, x]))
+            # slices: their indices are known non-negative (no wrap-around test)
+            cseg = crow[x0 + k0:x0 + k1]
+            bseg = brow[x0 + k0:x0 + k1]
+            oseg = out[k0:k1]
+            for j in range(k1 - k0):
+                v = _popcount(code ^ cseg[j])
+                oseg[j] = invalid if bseg[j] else v
+            for k in range(k1, nd):
+                out[k] = invalid
 
 
 def cost_census(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int,
@@ -201,9 +223,9 @@ def _census_bits(w: int) -> int:
     return w * (w if w < 9 else 7) - 1
 
 
-def _census_volume(cl, bl, cr, br, c0, c1, dmin, dmax, w) -> np.ndarray:
-    cost = np.empty((cl.shape[0], c1 - c0, dmax - dmin + 1), np.float32)
-    _census_cost_loop(cl, bl, cr, br, c0, dmin, np.float32(_census_bits(w)), cost)
+def _census_volume(cl, bl, cr, br, c0, c1, dmin, dmax, w, dtype=np.float32) -> np.ndarray:
+    cost = np.empty((cl.shape[0], c1 - c0, dmax - dmin + 1), dtype)
+    _census_cost_loop(cl, bl, cr, br, c0, dmin, dtype(_census_bits(w)), cost)
     return cost
 
 
@@ -354,7 +376,8 @@ def aggregate_sgm(cost: np.ndarray, p1: float, p2: float) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32 (rows, cols, ndisp): sum of the 8 path costs.
+        float32 (rows, cols, ndisp): sum of the 8 path costs. Integer costs in 0..255
+        with integer penalties are aggregated on 16-bit integers (the same sums, exact).
 
     """
     c = np.asarray(cost)
@@ -367,6 +390,11 @@ def aggregate_sgm(cost: np.ndarray, p1: float, p2: float) -> np.ndarray:
         raise ValueError("cost must be finite (give invalid disparities a large cost)")
     if not (p1 > 0 and p2 >= p1):
         raise ValueError(f"penalties must satisfy p2 >= p1 > 0, got p1={p1}, p2={p2}")
+    cmax = float(c.max()) if c.size else 0.0
+    if c.size and c.min() >= 0 and cmax <= 255 and np.array_equal(c, np.round(c)):
+        ints = _int_penalties(int(cmax), p1, p2)
+        if ints is not None:  # exact in 16 bits, and much faster
+            return _aggregate16(c.astype(np.uint8), *ints).astype(np.float32)
     s = np.zeros_like(c)
     if numba.get_num_threads() < 2:  # one thread: both halves into one sum, no copy
         _sgm_pass(c, np.float32(p1), np.float32(p2), s, False)
@@ -388,27 +416,271 @@ def _sgm_both(cost, p1, p2, s_fwd, s_bwd):  # pragma: no cover - compiled
             _sgm_pass(cost, p1, p2, s_bwd, True)
 
 
+# Integer SGM: uint8 costs, int16 path costs, uint16 sums. With integer costs and
+# penalties it computes exactly what the float32 version computes (every value is an
+# integer far below 2**24), in 16-bit lanes that LLVM vectorises (16 per AVX2 register).
+# Path costs are bounded by max(cost) + p2 and the sum of the 8 paths by 8 times that,
+# which :func:`_int_penalties` checks against the 16-bit ranges.
+_BIG16 = 16383  # sentinel at both ends of the disparity axis; + p1 stays in int16
+
+
+@numba.njit(inline="always")
+def _min(a, b):  # pragma: no cover - compiled
+    return a if a < b else b
+
+
+@numba.njit(inline="always")
+def _pass16_pixel(cost, s, r, c, ic, prev, cur, prevmin, curmin, hp, ho, hmin, p1, p2,
+                  first):  # pragma: no cover - compiled
+    # The four paths of a pass at one pixel (scan column ic): from the previous pixel of
+    # the row (hp -> ho) and from scan columns ic-1, ic, ic+1 of the previous row
+    # (prev -> cur), fused in one loop over the disparities, with every intermediate
+    # cast back to 16 bits so that LLVM runs it on 16-bit lanes. Path vectors carry a
+    # sentinel at both ends of the disparity axis; zero vectors (minimum 0) stand for
+    # "no predecessor", which starts a path there (L = C). ``first``: the sums are set,
+    # not added to. Returns the minimum of the new horizontal path vector.
+    nd = cost.shape[2]
+    big = np.int16(_BIG16)
+    cv = cost[r, c]
+    sv = s[r, c]
+    q0 = prev[0, ic]
+    q1 = prev[1, ic + 1]
+    q2 = prev[2, ic + 2]
+    m0 = prevmin[0, ic]
+    m1 = prevmin[1, ic + 1]
+    m2 = prevmin[2, ic + 2]
+    o0 = cur[0, ic + 1]
+    o1 = cur[1, ic + 1]
+    o2 = cur[2, ic + 1]
+    jh = np.int16(hmin + p2)
+    j0 = np.int16(m0 + p2)
+    j1 = np.int16(m1 + p2)
+    j2 = np.int16(m2 + p2)
+    bh = big
+    b0 = big
+    b1 = big
+    b2 = big
+    for d in range(nd):
+        cd = np.int16(cv[d])
+        vh = np.int16(cd + np.int16(_min(_min(hp[d + 1], np.int16(_min(hp[d], hp[d + 2]) + p1)),
+                                         jh) - hmin))
+        v0 = np.int16(cd + np.int16(_min(_min(q0[d + 1], np.int16(_min(q0[d], q0[d + 2]) + p1)),
+                                         j0) - m0))
+        v1 = np.int16(cd + np.int16(_min(_min(q1[d + 1], np.int16(_min(q1[d], q1[d + 2]) + p1)),
+                                         j1) - m1))
+        v2 = np.int16(cd + np.int16(_min(_min(q2[d + 1], np.int16(_min(q2[d], q2[d + 2]) + p1)),
+                                         j2) - m2))
+        ho[d + 1] = vh
+        o0[d + 1] = v0
+        o1[d + 1] = v1
+        o2[d + 1] = v2
+        tot = np.uint16(np.int16(vh + v0) + np.int16(v1 + v2))
+        if first:
+            sv[d] = tot
+        else:
+            sv[d] = np.uint16(sv[d] + tot)
+        bh = _min(bh, vh)
+        b0 = _min(b0, v0)
+        b1 = _min(b1, v1)
+        b2 = _min(b2, v2)
+    curmin[0, ic + 1] = b0
+    curmin[1, ic + 1] = b1
+    curmin[2, ic + 1] = b2
+    return bh
+
+
+@numba.njit(inline="always")
+def _pass16_buffers(cols, nd):  # pragma: no cover - compiled
+    big = np.int16(_BIG16)
+    prev = np.zeros((3, cols + 2, nd + 2), np.int16)
+    cur = np.zeros((3, cols + 2, nd + 2), np.int16)
+    prev[:, :, 0] = big
+    prev[:, :, nd + 1] = big
+    cur[:, :, 0] = big
+    cur[:, :, nd + 1] = big
+    hbuf = np.zeros((2, nd + 2), np.int16)
+    hbuf[:, 0] = big
+    hbuf[:, nd + 1] = big
+    return prev, cur, np.zeros((3, cols + 2), np.int16), np.zeros((3, cols + 2), np.int16), hbuf
+
+
+@numba.njit(cache=True)
+def _sgm_pass16(cost, p1, p2, s, reverse, first):  # pragma: no cover - compiled
+    """Four of the 8 paths (forward, or backward when ``reverse``) into ``s``."""
+    rows, cols, nd = cost.shape
+    p1 = np.int16(p1)
+    p2 = np.int16(p2)
+    prev, cur, prevmin, curmin, hbuf = _pass16_buffers(cols, nd)
+    for ir in range(rows):
+        r = rows - 1 - ir if reverse else ir
+        hbuf[0, 1:nd + 1] = 0
+        hmin = np.int16(0)
+        for ic in range(cols):
+            c = cols - 1 - ic if reverse else ic
+            hmin = _pass16_pixel(cost, s, r, c, ic, prev, cur, prevmin, curmin,
+                                 hbuf[ic % 2], hbuf[(ic + 1) % 2], hmin, p1, p2, first)
+        prev, cur = cur, prev
+        prevmin, curmin = curmin, prevmin
+
+
+@numba.njit
+def _decide_row(srow, crow, invalid, equiangular, dmin, c_off, dl, dr, best,
+                kbest):  # pragma: no cover - compiled
+    """Left disparities (WTA, sub-pixel) and right disparities of one row of sums.
+
+    srow: (cols, nd) uint16 sums of the 8 paths; crow: (cols, nd) costs (a level whose
+    cost is >= ``invalid`` cannot win). Same results as _wta_loop and _right_disparity
+    (ties go to the first level; the right pixel's ties to the first left pixel).
+    """
+    cols, nd = srow.shape
+    wr = dr.shape[0]
+    for c in range(cols):
+        sv = srow[c]
+        # the minimum and its first level in one vectorised reduction of keys
+        key = np.int32(np.int32(sv[0]) << 10)
+        for k in range(1, nd):
+            key = _min(key, np.int32((np.int32(sv[k]) << 10) | k))
+        kb = key & 1023
+        if crow[c, kb] >= invalid:
+            dl[c] = np.nan
+            continue
+        off = 0.0
+        if 0 < kb < nd - 1:
+            a = np.float32(sv[kb - 1])
+            b = np.float32(key >> 10)
+            e = np.float32(sv[kb + 1])
+            if equiangular:
+                den = 2.0 * max(a - b, e - b)
+                if den > 0:
+                    off = (a - e) / den
+            else:
+                den = 2.0 * (a - 2.0 * b + e)
+                if den > 0:
+                    off = (a - e) / den
+            off = min(max(off, -0.5), 0.5)
+        dl[c] = np.float32(kb + off) + np.float32(dmin)
+    for x in range(wr):
+        best[x] = 65535
+        kbest[x] = -1
+        dr[x] = -1e9
+    for c in range(cols):
+        sv = srow[c]
+        x0 = c + c_off + dmin
+        k0 = min(max(-x0, 0), nd)
+        k1 = max(min(wr - x0, nd), k0)
+        sseg = sv[k0:k1]
+        bseg = best[x0 + k0:x0 + k1]
+        kseg = kbest[x0 + k0:x0 + k1]
+        for j in range(k1 - k0):
+            v = sseg[j]
+            lt = v < bseg[j]
+            bseg[j] = v if lt else bseg[j]
+            kseg[j] = np.int16(k0 + j) if lt else kseg[j]
+    for x in range(wr):
+        k = np.int64(kbest[x])
+        if k < 0:
+            continue
+        off = 0.0
+        c = x - c_off - dmin - k
+        if 0 < k < nd - 1 and 0 <= c + 1 < cols and 0 <= c - 1 < cols:
+            a = np.float32(srow[c + 1, k - 1])
+            e = np.float32(srow[c - 1, k + 1])
+            den = 2.0 * (a - 2.0 * np.float32(best[x]) + e)
+            if den > 0:
+                off = min(max((a - e) / den, -0.5), 0.5)
+        dr[x] = dmin + k + off
+
+
+@numba.njit(cache=True)
+def _sgm_match16(cost, p1, p2, s, invalid, equiangular, dmin, c_off, dl,
+                 dr):  # pragma: no cover - compiled
+    """SGM and the decisions on one thread, in two passes over the volume.
+
+    The forward pass sets ``s``; the backward pass adds its four paths and, as each row
+    is then final, takes the row's decisions (the sums of that row are still in cache).
+    """
+    rows, cols, nd = cost.shape
+    wr = dr.shape[1]
+    _sgm_pass16(cost, p1, p2, s, False, True)
+    p1 = np.int16(p1)
+    p2 = np.int16(p2)
+    prev, cur, prevmin, curmin, hbuf = _pass16_buffers(cols, nd)
+    best = np.empty(wr, np.uint16)
+    kbest = np.empty(wr, np.int16)
+    for ir in range(rows):
+        r = rows - 1 - ir
+        hbuf[0, 1:nd + 1] = 0
+        hmin = np.int16(0)
+        for ic in range(cols):
+            c = cols - 1 - ic
+            hmin = _pass16_pixel(cost, s, r, c, ic, prev, cur, prevmin, curmin,
+                                 hbuf[ic % 2], hbuf[(ic + 1) % 2], hmin, p1, p2, False)
+        prev, cur = cur, prev
+        prevmin, curmin = curmin, prevmin
+        _decide_row(s[r], cost[r], invalid, equiangular, dmin, c_off, dl[r], dr[r], best,
+                    kbest)
+
+
+def _int_penalties(cmax: int, p1: float, p2: float) -> tuple[int, int] | None:
+    """Penalties as integers when the 16-bit SGM is exact for costs in 0..cmax."""
+    if not (float(p1).is_integer() and float(p2).is_integer()):
+        return None
+    i1, i2 = int(p1), int(p2)
+    if cmax > 255 or cmax + i2 + i1 >= _BIG16 or 8 * (cmax + i2) >= 65535:
+        return None
+    return i1, i2
+
+
+def _aggregate16(cost: np.ndarray, p1: int, p2: int) -> np.ndarray:
+    """8-path SGM of a uint8 cost volume; uint16 sums (see :func:`_int_penalties`)."""
+    s = np.empty(cost.shape, np.uint16)
+    _sgm_pass16(cost, p1, p2, s, False, True)
+    _sgm_pass16(cost, p1, p2, s, True, False)
+    return s
+
+
+def _match16(cost: np.ndarray, p1: int, p2: int, invalid: int, equiangular: bool,
+             dmin: int, c_off: int, wr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer SGM and decisions of one tile, on one thread.
+
+    Tiles are the unit of parallel work (dsm_opt.pipeline matches them on worker
+    processes); two passes over the volume, no second sum volume.
+
+    Returns the left disparities (NaN where the winner is an invalid level) and the
+    disparity of each right column (-1e9: none).
+    """
+    rows, cols, _ = cost.shape
+    dl = np.empty((rows, cols), np.float32)
+    dr = np.empty((rows, wr), np.float32)
+    s = np.empty(cost.shape, np.uint16)
+    _sgm_match16(cost, p1, p2, s, np.uint8(invalid), equiangular, dmin, c_off, dl, dr)
+    return dl, dr
+
+
 # ------------------------------------------------------------ WTA and sub-pixel
 @numba.njit(cache=True, parallel=True)
-def _wta_loop(s, invalid_from, equiangular, disp, ok):  # pragma: no cover - compiled
+def _wta_loop(s, cost, invalid, none, equiangular, disp):  # pragma: no cover - compiled
+    # s: aggregated costs (float32, or uint16 from the integer SGM); the pixel is NaN
+    # when its minimum is ``none`` or falls on a level whose cost is >= ``invalid``.
+    # The minimum is a vectorised reduction, then its first level is searched.
     rows, cols, nd = s.shape
     for r in numba.prange(rows):
         for c in range(cols):
-            best = np.inf
-            kb = -1
-            for k in range(nd):
-                if s[r, c, k] < best:
-                    best = s[r, c, k]
-                    kb = k
-            if kb < 0 or invalid_from[r, c, kb]:
+            sv = s[r, c]
+            best = sv[0]
+            for k in range(1, nd):
+                best = _min(best, sv[k])
+            kb = 0
+            while kb < nd and sv[kb] != best:
+                kb += 1
+            if kb == nd or best == none or cost[r, c, kb] >= invalid:
                 disp[r, c] = np.nan
-                ok[r, c] = False
                 continue
             off = 0.0
             if 0 < kb < nd - 1:
-                a = s[r, c, kb - 1]
-                b = s[r, c, kb]
-                e = s[r, c, kb + 1]
+                a = np.float32(sv[kb - 1])
+                b = np.float32(best)
+                e = np.float32(sv[kb + 1])
                 if equiangular:
                     den = 2.0 * max(a - b, e - b)
                     if den > 0:
@@ -419,7 +691,6 @@ def _wta_loop(s, invalid_from, equiangular, disp, ok):  # pragma: no cover - com
                         off = (a - e) / den
                 off = min(max(off, -0.5), 0.5)
             disp[r, c] = kb + off
-            ok[r, c] = True
 
 
 def wta_subpixel(aggr: np.ndarray, dmin: int, invalid: np.ndarray | None = None,
@@ -452,41 +723,52 @@ def wta_subpixel(aggr: np.ndarray, dmin: int, invalid: np.ndarray | None = None,
     inv = np.zeros(s.shape, np.bool_) if invalid is None else np.asarray(invalid, np.bool_)
     if inv.shape != s.shape:
         raise ValueError("invalid must have the shape of aggr")
+    s = np.where(np.isnan(s), np.float32(np.inf), s)
     disp = np.empty(s.shape[:2], np.float32)
-    ok = np.empty(s.shape[:2], np.bool_)
-    _wta_loop(s, inv, method == "equiangular", disp, ok)
+    _wta_loop(s, np.ascontiguousarray(inv).view(np.uint8), np.uint8(1), np.float32(np.inf),
+              method == "equiangular", disp)
     return disp + np.float32(dmin)
 
 
 # -------------------------------------------------------------- left-right check
 @numba.njit(cache=True, parallel=True)
-def _right_disparity(s, dmin, c_off, wr, dr):  # pragma: no cover - compiled
+def _right_disparity(s, dmin, c_off, wr, none, dr):  # pragma: no cover - compiled
     """Disparity of each right column (tile coordinates) from the left volume."""
     rows, cols, nd = s.shape
     for r in numba.prange(rows):
-        best = np.empty(wr, np.float32)
-        kbest = np.empty(wr, np.int64)
+        best = np.empty(wr, s.dtype)
+        kbest = np.empty(wr, np.int16)
         for x in range(wr):
-            best[x] = np.inf
+            best[x] = none
             kbest[x] = -1
             dr[r, x] = -1e9
+        # left pixel c, level k sees right column c + c_off + dmin + k: a run of
+        # consecutive right columns per left pixel (branch-free, vectorised); the
+        # first minimum in this order wins ties
         for c in range(cols):
-            for k in range(nd):
-                x = c + c_off + dmin + k
-                if 0 <= x < wr and s[r, c, k] < best[x]:
-                    best[x] = s[r, c, k]
-                    kbest[x] = k
+            sv = s[r, c]
+            x0 = c + c_off + dmin
+            k0 = min(max(-x0, 0), nd)
+            k1 = max(min(wr - x0, nd), k0)
+            sseg = sv[k0:k1]
+            bseg = best[x0 + k0:x0 + k1]
+            kseg = kbest[x0 + k0:x0 + k1]
+            for j in range(k1 - k0):
+                v = sseg[j]
+                lt = v < bseg[j]
+                bseg[j] = v if lt else bseg[j]
+                kseg[j] = np.int16(k0 + j) if lt else kseg[j]
         # sub-pixel (parabola) along the right pixel's own cost curve S(x - d, d)
         for x in range(wr):
-            k = kbest[x]
+            k = np.int64(kbest[x])
             if k < 0:
                 continue
             off = 0.0
             c = x - c_off - dmin - k
             if 0 < k < nd - 1 and 0 <= c + 1 < cols and 0 <= c - 1 < cols:
-                a = s[r, c + 1, k - 1]
-                e = s[r, c - 1, k + 1]
-                den = 2.0 * (a - 2.0 * best[x] + e)
+                a = np.float32(s[r, c + 1, k - 1])
+                e = np.float32(s[r, c - 1, k + 1])
+                den = 2.0 * (a - 2.0 * np.float32(best[x]) + e)
                 if den > 0:
                     off = min(max((a - e) / den, -0.5), 0.5)
             dr[r, x] = dmin + k + off
@@ -550,111 +832,206 @@ def lr_check(disp_left: np.ndarray, disp_right: np.ndarray, dmin: int, dmax: int
 
 
 # ------------------------------------------------------- image-based refinement
+_REFINE_ROWS = 32  # rows per block of the refinement (each block sums its own rows)
+
+
 @numba.njit(cache=True, parallel=True)
 def _refine_loop(left, right, disp, half, n_iter, out):  # pragma: no cover - compiled
+    # Gauss-Newton on sum (Lz - Rz(d))^2 with the exact Jacobian of the normalised right
+    # window Rz = (R - mean R) / std R. Every sample of the window shares the fractional
+    # position t, so the interpolated values and derivatives are R_q = sum_k w_k(t) a_qk
+    # and G_q = sum_k g_k(t) a_qk over the four Keys taps a_qk of sample q: every sum
+    # the step needs (of L R, L G, R, G, R R, G G, R G) is a weighted sum of the tap
+    # moments sum_q L_q a_qk, sum_q a_qk and sum_q a_qk a_ql. The last two are box sums
+    # of the right image and of its products with itself shifted by 0..3 columns, read
+    # from integral images of each block of rows (4 reads each, whatever the window);
+    # the first takes one pass over the window. They hold while the integer position
+    # does, so further iterations cost a few dozen operations.
     rows, cols = left.shape
+    wr = right.shape[1]
     nw = (2 * half + 1) * (2 * half + 1)
-    for y in numba.prange(rows):
-        lz = np.empty(nw)
-        rv = np.empty(nw)
-        gv = np.empty(nw)
-        for x in range(cols):
-            d0 = disp[y, x]
-            out[y, x] = d0
-            if not np.isfinite(d0) or y < half or y >= rows - half or x < half \
-                    or x >= cols - half:
-                continue
-            # zero-mean, unit-norm left window
-            k = 0
-            s = 0.0
-            s2 = 0.0
-            ok = True
-            for i in range(-half, half + 1):
-                for j in range(-half, half + 1):
-                    v = left[y + i, x + j]
-                    if not np.isfinite(v):
+    inv_n = 1.0 / nw
+    nblocks = (rows + _REFINE_ROWS - 1) // _REFINE_ROWS
+    for blk in numba.prange(nblocks):
+        y0 = blk * _REFINE_ROWS
+        y1 = min(y0 + _REFINE_ROWS, rows)
+        g0 = max(y0 - half, 0)
+        g1 = min(y1 + half, rows)
+        nr = g1 - g0
+        # right values relative to the block's mean (conditioning of the sums); non-
+        # finite values count in sums[5] and are 0 in the others
+        mu = 0.0
+        n = 0
+        for i in range(g0, g1):
+            for x in range(wr):
+                v = right[i, x]
+                if np.isfinite(v):
+                    mu += v
+                    n += 1
+        mu = mu / n if n > 0 else 0.0
+        sums = np.zeros((6, nr + 1, wr + 1))
+        rc = np.zeros(wr + 3)
+        for i in range(nr):
+            row = right[g0 + i]
+            for x in range(wr):
+                v = row[x] - mu
+                rc[x] = v if np.isfinite(v) else 0.0
+            a0 = a1 = a2 = a3 = a4 = a5 = 0.0
+            for x in range(wr):
+                v = rc[x]
+                a0 += v
+                a1 += v * v
+                a2 += v * rc[x + 1]
+                a3 += v * rc[x + 2]
+                a4 += v * rc[x + 3]
+                a5 += 0.0 if np.isfinite(row[x]) else 1.0
+                sums[0, i + 1, x + 1] = sums[0, i, x + 1] + a0
+                sums[1, i + 1, x + 1] = sums[1, i, x + 1] + a1
+                sums[2, i + 1, x + 1] = sums[2, i, x + 1] + a2
+                sums[3, i + 1, x + 1] = sums[3, i, x + 1] + a3
+                sums[4, i + 1, x + 1] = sums[4, i, x + 1] + a4
+                sums[5, i + 1, x + 1] = sums[5, i, x + 1] + a5
+        for y in range(y0, y1):
+            ra = y - half - g0  # window rows in the integral images: ra .. rb - 1
+            rb = y + half + 1 - g0
+            for x in range(cols):
+                d0 = disp[y, x]
+                out[y, x] = d0
+                if not np.isfinite(d0) or y < half or y >= rows - half or x < half \
+                        or x >= cols - half:
+                    continue
+                lref = left[y, x]
+                m = 0.0  # mean and 1 / std of the left window, from the first pass
+                inv_sd = 0.0
+                d = d0
+                ok = True
+                ic = -(1 << 40)  # integer position of the moments below
+                c0 = c1 = c2 = c3 = 0.0
+                b0 = b1 = b2 = b3 = 0.0
+                m00 = m01 = m02 = m03 = m11 = m12 = m13 = m22 = m23 = m33 = 0.0
+                for _ in range(n_iter):
+                    xs = x + d
+                    i0 = int(np.floor(xs))
+                    if i0 != ic:
+                        if i0 - half - 1 < 0 or i0 + half + 2 >= wr:
+                            ok = False
+                            break
+                        lo = i0 - half - 1  # first column of tap 0 over the window
+                        hi = i0 + half  # one past its last column
+                        bad = (sums[5, rb, hi + 3] - sums[5, ra, hi + 3]
+                               - sums[5, rb, lo] + sums[5, ra, lo])
+                        if bad > 0.5:
+                            ok = False
+                            break
+                        c0 = c1 = c2 = c3 = 0.0
+                        sl = 0.0
+                        sl2 = 0.0
+                        for i in range(-half, half + 1):
+                            lrow = left[y + i]
+                            rrow = right[y + i]
+                            u0 = rrow[lo] - mu
+                            u1 = rrow[lo + 1] - mu
+                            u2 = rrow[lo + 2] - mu
+                            for j in range(-half, half + 1):
+                                u3 = rrow[i0 + j + 2] - mu
+                                lv = lrow[x + j] - lref
+                                sl += lv
+                                sl2 += lv * lv
+                                c0 += lv * u0
+                                c1 += lv * u1
+                                c2 += lv * u2
+                                c3 += lv * u3
+                                u0 = u1
+                                u1 = u2
+                                u2 = u3
+                        if ic == -(1 << 40):  # first pass: the left window's statistics
+                            if not (np.isfinite(sl) and np.isfinite(sl2)):
+                                ok = False
+                                break
+                            m = sl * inv_n
+                            lvar = sl2 * inv_n - m * m
+                            if lvar < 1e-12:  # std < 1e-6
+                                ok = False
+                                break
+                            inv_sd = 1.0 / np.sqrt(lvar)
+                        b0 = (sums[0, rb, hi] - sums[0, ra, hi] - sums[0, rb, lo]
+                              + sums[0, ra, lo])
+                        b1 = (sums[0, rb, hi + 1] - sums[0, ra, hi + 1] - sums[0, rb, lo + 1]
+                              + sums[0, ra, lo + 1])
+                        b2 = (sums[0, rb, hi + 2] - sums[0, ra, hi + 2] - sums[0, rb, lo + 2]
+                              + sums[0, ra, lo + 2])
+                        b3 = (sums[0, rb, hi + 3] - sums[0, ra, hi + 3] - sums[0, rb, lo + 3]
+                              + sums[0, ra, lo + 3])
+                        m00 = (sums[1, rb, hi] - sums[1, ra, hi] - sums[1, rb, lo]
+                               + sums[1, ra, lo])
+                        m11 = (sums[1, rb, hi + 1] - sums[1, ra, hi + 1]
+                               - sums[1, rb, lo + 1] + sums[1, ra, lo + 1])
+                        m22 = (sums[1, rb, hi + 2] - sums[1, ra, hi + 2]
+                               - sums[1, rb, lo + 2] + sums[1, ra, lo + 2])
+                        m33 = (sums[1, rb, hi + 3] - sums[1, ra, hi + 3]
+                               - sums[1, rb, lo + 3] + sums[1, ra, lo + 3])
+                        m01 = (sums[2, rb, hi] - sums[2, ra, hi] - sums[2, rb, lo]
+                               + sums[2, ra, lo])
+                        m12 = (sums[2, rb, hi + 1] - sums[2, ra, hi + 1]
+                               - sums[2, rb, lo + 1] + sums[2, ra, lo + 1])
+                        m23 = (sums[2, rb, hi + 2] - sums[2, ra, hi + 2]
+                               - sums[2, rb, lo + 2] + sums[2, ra, lo + 2])
+                        m02 = (sums[3, rb, hi] - sums[3, ra, hi] - sums[3, rb, lo]
+                               + sums[3, ra, lo])
+                        m13 = (sums[3, rb, hi + 1] - sums[3, ra, hi + 1]
+                               - sums[3, rb, lo + 1] + sums[3, ra, lo + 1])
+                        m03 = (sums[4, rb, hi] - sums[4, ra, hi] - sums[4, rb, lo]
+                               + sums[4, ra, lo])
+                        ic = i0
+                    t = xs - i0
+                    t2 = t * t
+                    t3 = t2 * t
+                    wa = -0.5 * t3 + t2 - 0.5 * t
+                    wb = 1.5 * t3 - 2.5 * t2 + 1.0
+                    wc = -1.5 * t3 + 2.0 * t2 + 0.5 * t
+                    wd = 0.5 * t3 - 0.5 * t2
+                    ga = -1.5 * t2 + 2.0 * t - 0.5
+                    gb = 4.5 * t2 - 5.0 * t
+                    gc = -4.5 * t2 + 4.0 * t + 0.5
+                    gd = 1.5 * t2 - t
+                    s_r = wa * b0 + wb * b1 + wc * b2 + wd * b3
+                    s_g = ga * b0 + gb * b1 + gc * b2 + gd * b3
+                    s_lr = wa * c0 + wb * c1 + wc * c2 + wd * c3
+                    s_lg = ga * c0 + gb * c1 + gc * c2 + gd * c3
+                    mw0 = m00 * wa + m01 * wb + m02 * wc + m03 * wd  # M w and M g
+                    mw1 = m01 * wa + m11 * wb + m12 * wc + m13 * wd
+                    mw2 = m02 * wa + m12 * wb + m22 * wc + m23 * wd
+                    mw3 = m03 * wa + m13 * wb + m23 * wc + m33 * wd
+                    s_rr = wa * mw0 + wb * mw1 + wc * mw2 + wd * mw3
+                    s_rg = ga * mw0 + gb * mw1 + gc * mw2 + gd * mw3
+                    mg0 = m00 * ga + m01 * gb + m02 * gc + m03 * gd
+                    mg1 = m01 * ga + m11 * gb + m12 * gc + m13 * gd
+                    mg2 = m02 * ga + m12 * gb + m22 * gc + m23 * gd
+                    mg3 = m03 * ga + m13 * gb + m23 * gc + m33 * gd
+                    s_gg = ga * mg0 + gb * mg1 + gc * mg2 + gd * mg3
+                    mr = s_r * inv_n
+                    var = s_rr * inv_n - mr * mr
+                    if var < 1e-12:  # std of the right window < 1e-6
                         ok = False
-                    lz[k] = v
-                    s += v
-                    s2 += v * v
-                    k += 1
-            if not ok:
-                continue
-            m = s / nw
-            sd = np.sqrt(max(s2 / nw - m * m, 0.0))
-            if sd < 1e-6:
-                continue
-            for q in range(nw):
-                lz[q] = (lz[q] - m) / sd
-            d = d0
-            for _ in range(n_iter):
-                k = 0
-                s = 0.0
-                s2 = 0.0
-                # every sample of the window shares the fractional position: the Keys
-                # weights (value and derivative) are computed once per iteration
-                xs = x + d
-                i0 = int(np.floor(xs))
-                if i0 - half - 1 < 0 or i0 + half + 2 >= right.shape[1]:
-                    ok = False
-                    break
-                t = xs - i0
-                t2 = t * t
-                t3 = t2 * t
-                wa = -0.5 * t3 + t2 - 0.5 * t
-                wb = 1.5 * t3 - 2.5 * t2 + 1.0
-                wc = -1.5 * t3 + 2.0 * t2 + 0.5 * t
-                wd = 0.5 * t3 - 0.5 * t2
-                ga = -1.5 * t2 + 2.0 * t - 0.5
-                gb = 4.5 * t2 - 5.0 * t
-                gc = -4.5 * t2 + 4.0 * t + 0.5
-                gd = 1.5 * t2 - t
-                for i in range(-half, half + 1):
-                    row = right[y + i]
-                    for j in range(-half, half + 1):
-                        q = i0 + j
-                        a_, b_, c_, d_ = row[q - 1], row[q], row[q + 1], row[q + 2]
-                        v = wa * a_ + wb * b_ + wc * c_ + wd * d_
-                        g = ga * a_ + gb * b_ + gc * c_ + gd * d_
-                        rv[k] = v
-                        gv[k] = g
-                        s += v
-                        s2 += v * v
-                        k += 1
-                if not (np.isfinite(s) and np.isfinite(s2)):
-                    ok = False
-                    break
-                mr = s / nw
-                sr = np.sqrt(max(s2 / nw - mr * mr, 0.0))
-                if sr < 1e-6:
-                    ok = False
-                    break
-                # exact Jacobian of the normalised window Rz = (R - mean) / std:
-                # dRz = g - Rz mean(Rz g), g = (G - mean(G)) / std
-                mg = 0.0
-                for q in range(nw):
-                    mg += gv[q]
-                mg /= nw
-                cov = 0.0
-                for q in range(nw):
-                    cov += (rv[q] - mr) / sr * (gv[q] - mg) / sr
-                cov /= nw
-                num = 0.0
-                den = 0.0
-                for q in range(nw):
-                    rz = (rv[q] - mr) / sr
-                    jz = (gv[q] - mg) / sr - rz * cov
-                    num += (lz[q] - rz) * jz
-                    den += jz * jz
-                if den <= 0.0:
-                    ok = False
-                    break
-                step = min(max(num / den, -0.5), 0.5)
-                d += step
-                if abs(step) < 0.005:
-                    break
-            if ok and abs(d - d0) <= 1.0:
-                out[y, x] = d
+                        break
+                    inv_var = 1.0 / var
+                    mgr = s_g * inv_n
+                    cov = (s_rg * inv_n - mr * mgr) * inv_var  # mean of Rz g, g = (G - mean G) / sr
+                    lzr = (s_lr - m * s_r) * inv_sd  # sum of Lz R
+                    lzg = (s_lg - m * s_g) * inv_sd  # sum of Lz G
+                    # sum of (Lz - Rz) (g - Rz cov) = num / sr, sum of (g - Rz cov)^2 = den
+                    num = lzg - cov * lzr
+                    den = (s_gg - nw * mgr * mgr) * inv_var - nw * cov * cov
+                    if den <= 0.0:
+                        ok = False
+                        break
+                    num /= np.sqrt(var) * den
+                    step = min(max(num, -0.5), 0.5)
+                    d += step
+                    if abs(step) < 0.005:
+                        break
+                if ok and abs(d - d0) <= 1.0:
+                    out[y, x] = d
 
 
 def refine_subpixel(left: np.ndarray, right: np.ndarray, disp: np.ndarray, window: int = 7,
@@ -762,14 +1139,53 @@ def speckle_filter(disp: np.ndarray, max_size: int, max_diff: float = 1.0) -> np
     return remove
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
+def _sort3(a, b, c):  # pragma: no cover - compiled
+    lo = min(a, b)
+    hi = max(a, b)
+    return min(lo, c), max(lo, min(hi, c)), max(hi, c)
+
+
+@numba.njit(inline="always")
+def _med3(a, b, c):  # pragma: no cover - compiled
+    return max(min(a, b), min(max(a, b), c))
+
+
+@numba.njit(cache=True, parallel=True)
 def _median_loop(disp, out):  # pragma: no cover - compiled
+    # Inside the image and where the 3x3 window is all finite (nearly everywhere), the
+    # median of 9 is med3(max of the column minima, med3 of the column medians, min of
+    # the column maxima), the columns being sorted triples: branch-free, vectorised.
+    # Elsewhere, the median of the finite neighbours by insertion sort.
     rows, cols = disp.shape
-    buf = np.empty(9, np.float32)
-    for r in range(rows):
+    for r in numba.prange(rows):
+        buf = np.empty(9, np.float32)
+        lo = np.empty(cols, np.float32)
+        md = np.empty(cols, np.float32)
+        hi = np.empty(cols, np.float32)
+        nf = np.zeros(cols, np.int32)
+        full = 0 < r < rows - 1
+        if full:
+            up = disp[r - 1]
+            mid = disp[r]
+            dn = disp[r + 1]
+            for c in range(cols):
+                a, b, e = _sort3(up[c], mid[c], dn[c])
+                lo[c] = a
+                md[c] = b
+                hi[c] = e
+                nf[c] = np.int32(np.isfinite(up[c])) + np.int32(np.isfinite(mid[c])) \
+                    + np.int32(np.isfinite(dn[c]))
+            orow = out[r]
+            for c in range(1, cols - 1):
+                orow[c] = _med3(max(max(lo[c - 1], lo[c]), lo[c + 1]),
+                                _med3(md[c - 1], md[c], md[c + 1]),
+                                min(min(hi[c - 1], hi[c]), hi[c + 1]))
         for c in range(cols):
             if not np.isfinite(disp[r, c]):
                 out[r, c] = np.nan
+                continue
+            if full and 0 < c < cols - 1 and nf[c - 1] + nf[c] + nf[c + 1] == 9:
                 continue
             n = 0
             for i in range(max(r - 1, 0), min(r + 2, rows)):
@@ -839,8 +1255,9 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         Image-based sub-pixel refinement (:func:`refine_subpixel`) after the filters.
     tile : int
         Side of the core of a tile. The cost volumes of one tile only are in memory:
-        about ``9 (tile + 2 overlap) (tile + 2 (overlap + ndisp)) ndisp`` bytes (the
-        columns carry the whole disparity range on each side for the left-right check).
+        about ``b (tile + 2 overlap) (tile + 2 (overlap + ndisp)) ndisp`` bytes (the
+        columns carry the whole disparity range on each side for the left-right check),
+        b = 3 for census with integer penalties, 9 otherwise (13 with several threads).
     overlap : int
         Margin added around each tile (SGM paths start there).
     refine_window : int, optional
@@ -864,34 +1281,45 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
     nd = dmax - dmin + 1
     disp = np.full((rows, cols), np.nan, np.float32)
     code = np.zeros((rows, cols), np.uint8)
+    ints = None
     if cost == "census":
         cl, bl = census_transform(lf, w)
         cr, br = census_transform(rf, w)
         invalid_cost = np.float32(_census_bits(w))
+        ints = _int_penalties(_census_bits(w), p1, p2)
     else:
         invalid_cost = np.float32(_INVALID_COST_ZNCC)
     nodata_l = ~np.isfinite(lf)
     if w > 1:
         nodata_l = uniform_filter(nodata_l.astype(np.float32), w, mode="nearest") > 1e-6
     col_margin = overlap + nd  # the LR check needs the whole range of right candidates
+    equiangular = subpixel == "equiangular"
     for r0 in _tile_starts(rows, tile):
         r1 = min(r0 + tile, rows)
         a0, a1 = max(r0 - overlap, 0), min(r1 + overlap, rows)
         for c0 in _tile_starts(cols, tile):
             c1 = min(c0 + tile, cols)
             b0, b1 = max(c0 - col_margin, 0), min(c1 + col_margin, cols)
-            if cost == "census":
+            if ints is not None:  # census, integer penalties: the exact 16-bit SGM
                 vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0, b1,
-                                     dmin, dmax, w)
+                                     dmin, dmax, w, np.uint8)
+                dl, dr = _match16(vol, *ints, int(invalid_cost), equiangular, dmin, b0,
+                                  rf.shape[1])
+                del vol
             else:
-                vol = _zncc_volume(lf[a0:a1], rf[a0:a1], b0, b1, dmin, dmax, w)
-            inv = vol >= invalid_cost
-            s = aggregate_sgm(vol, p1, p2)
-            del vol
-            dl = wta_subpixel(s, dmin, inv, subpixel)
-            dr = np.empty((a1 - a0, rf.shape[1]), np.float32)
-            _right_disparity(s, dmin, b0, rf.shape[1], dr)
-            del s, inv
+                if cost == "census":
+                    vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0,
+                                         b1, dmin, dmax, w)
+                else:
+                    vol = _zncc_volume(lf[a0:a1], rf[a0:a1], b0, b1, dmin, dmax, w)
+                s = aggregate_sgm(vol, p1, p2)
+                dl = np.empty(s.shape[:2], np.float32)
+                _wta_loop(s, vol, invalid_cost, np.float32(np.inf), equiangular, dl)
+                dl += np.float32(dmin)
+                del vol
+                dr = np.empty((a1 - a0, rf.shape[1]), np.float32)
+                _right_disparity(s, dmin, b0, rf.shape[1], np.float32(np.inf), dr)
+                del s
             tc = np.zeros(dl.shape, np.uint8)
             _lr_loop(dl, dr, b0, dmin, nd, np.float32(lr_threshold), tc)
             tc[~np.isfinite(dl) & (tc == 0)] = 2

@@ -116,6 +116,46 @@ def wta_parabola(aggr, dmin):
     return out
 
 
+def wta_equiangular(aggr, dmin):
+    rows, cols, nd = aggr.shape
+    out = np.zeros((rows, cols))
+    for r in range(rows):
+        for c in range(cols):
+            s = aggr[r, c]
+            k = int(np.argmin(s))
+            off = 0.0
+            if 0 < k < nd - 1:
+                den = 2 * max(s[k - 1] - s[k], s[k + 1] - s[k])
+                if den > 0:
+                    off = min(max((s[k - 1] - s[k + 1]) / den, -0.5), 0.5)
+            out[r, c] = dmin + k + off
+    return out
+
+
+def right_disparity(aggr, dmin, cols_right):
+    """Disparity of each right column from the left volume: the best (first on ties, in
+    increasing left column) of the left pixels c that see it (c + d), parabola along the
+    right pixel's own cost curve S(x - d, d); NaN where none sees it."""
+    rows, cols, nd = aggr.shape
+    out = np.full((rows, cols_right), np.nan)
+    for r in range(rows):
+        for x in range(cols_right):
+            cands = [(aggr[r, x - dmin - k, k], x - dmin - k, k) for k in range(nd)
+                     if 0 <= x - dmin - k < cols]
+            if not cands:
+                continue
+            best = min(cands, key=lambda t: (t[0], t[1]))
+            s, c, k = best
+            off = 0.0
+            if 0 < k < nd - 1 and 0 <= c - 1 and c + 1 < cols:
+                a, e = aggr[r, c + 1, k - 1], aggr[r, c - 1, k + 1]
+                den = 2 * (a - 2 * s + e)
+                if den > 0:
+                    off = min(max((a - e) / den, -0.5), 0.5)
+            out[r, x] = dmin + k + off
+    return out
+
+
 def lr_codes(dl, dr, dmin, dmax, thr):
     rows, cols = dl.shape
     code = np.zeros((rows, cols), np.uint8)

@@ -64,6 +64,41 @@ def test_sgm_matches_naive():
     assert np.max(np.abs(got - want)) < 1e-3
 
 
+@pytest.mark.parametrize(("window", "p1", "p2"), [(5, 8, 32), (9, 1, 5000), (3, 20, 20)])
+def test_integer_sgm_and_decisions_match_naive(window, p1, p2):
+    # census costs (integers up to the window's bits) take the 16-bit SGM, whose sums and
+    # decisions (WTA, sub-pixel, right disparities) must be those of the definitions
+    rng = np.random.default_rng(window)
+    nbits = window * (window if window < 9 else 7) - 1
+    cost = rng.integers(0, nbits + 1, (7, 13, 6)).astype(np.uint8)
+    cost[2, 3, :] = nbits  # a pixel with every level invalid
+    assert stereo._int_penalties(nbits, p1, p2) == (p1, p2)
+    want = naive.sgm(cost.astype(np.float64), p1, p2)
+    got = stereo.aggregate_sgm(cost.astype(np.float32), p1, p2)
+    assert np.array_equal(got, want)
+    dmin, c_off, wr = -2, 1, 16
+    dl, dr = stereo._match16(cost, p1, p2, nbits, True, dmin, c_off, wr)
+    want_l = naive.wta_equiangular(want, dmin)
+    winner = np.argmin(want, axis=2)
+    want_l[np.take_along_axis(cost, winner[..., None], 2)[..., 0] >= nbits] = np.nan
+    assert np.array_equal(np.isnan(dl), np.isnan(want_l))
+    assert np.nanmax(np.abs(dl - want_l)) < 1e-5
+    # right column x sees left column x - c_off - d
+    want_r = naive.right_disparity(want, dmin + c_off, wr) - c_off
+    assert np.array_equal(dr < -1e8, np.isnan(want_r))
+    assert np.max(np.abs(dr - want_r)[~np.isnan(want_r)]) < 1e-5
+
+
+def test_integer_path_needs_integer_penalties_in_range():
+    assert stereo._int_penalties(24, 8.0, 32.0) == (8, 32)
+    assert stereo._int_penalties(24, 8.5, 32.0) is None
+    assert stereo._int_penalties(62, 8, 8200) is None  # 8 (62 + 8200) > 65535
+    # the float path then gives the same sums
+    cost = np.random.default_rng(0).integers(0, 25, (5, 6, 4)).astype(np.float32)
+    got = stereo.aggregate_sgm(cost, 2.5, 9.0)
+    assert np.max(np.abs(got - naive.sgm(cost.astype(np.float64), 2.5, 9.0))) < 1e-3
+
+
 def test_wta_and_lr_match_naive():
     rng = np.random.default_rng(2)
     aggr = rng.uniform(0, 50, (6, 12, 5)).astype(np.float32)
