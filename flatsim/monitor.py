@@ -23,6 +23,7 @@ from flatsim.spec import CampaignSpec
 
 __all__ = ["campaign_status", "format_status", "expected_pairs"]
 
+_FINISHED = ("finished", "finished_with_failures")
 _RECENT = dt.timedelta(minutes=10)
 
 
@@ -155,7 +156,7 @@ def campaign_status(state: Any, cid: str, now: dt.datetime | None = None) -> dic
     workers = sorted({s["worker"] for s in steps if s["worker"]})
     eta_s = None
     use_rate = recent_rate or rate
-    if row["status"] in ("finished", "finished_with_failures"):
+    if row["status"] in _FINISHED:
         eta_s = 0.0
     elif use_rate and row["status"] == "running":
         eta_s = remaining_pairs / use_rate * 3600.0
@@ -182,7 +183,9 @@ def campaign_status(state: Any, cid: str, now: dt.datetime | None = None) -> dic
         "throughput_pairs_per_hour": rate, "recent_pairs_per_hour": recent_rate,
         "workers": workers,
         "eta_seconds": eta_s,
-        "eta": _iso(now + dt.timedelta(seconds=eta_s)) if eta_s is not None else None,
+        # a finished campaign's "ETA" is when it finished, not a time that moves with now
+        "eta": (_iso(row["updated"]) if row["status"] in _FINISHED
+                else _iso(now + dt.timedelta(seconds=eta_s)) if eta_s is not None else None),
     }
 
 
@@ -197,7 +200,8 @@ def format_status(doc: dict) -> str:
         f"pairs: {t['pairs_done']} done, {t['pairs_failed']} failed, "
         f"~{t['pairs_remaining']} to go; throughput "
         + (f"{rate:.0f} pairs/h" if rate else "n/a")
-        + (f"; ETA {doc['eta']} ({doc['eta_seconds']:.0f} s)"
+        + (f"; finished {doc['eta']}" if doc["status"] in _FINISHED
+           else f"; ETA {doc['eta']} ({doc['eta_seconds']:.0f} s)"
            if doc["eta_seconds"] is not None else "; ETA n/a"),
         f"{'frame':<16} {'status':<15} {'progress':>8} {'dates':>5} {'pairs':>11} "
         f"{'failed':>6}  dropped dates",

@@ -175,6 +175,32 @@ def _sample(band: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
     return val.astype(np.float32)
 
 
+def _map_reference(tags: dict[str, str], rr: np.ndarray, cc: np.ndarray) -> dict[str, str]:
+    """Tags of a geocoded copy: its ``REFERENCE_PIXEL`` ("row,col") on the map grid.
+
+    The radar product's reference pixel is kept as ``REFERENCE_RADAR_PIXEL``; the map pixel
+    is the one whose radar position is nearest to it (within one pixel), else the map tag
+    is left out (the reference lies outside the map).
+    """
+    if "REFERENCE_PIXEL" not in tags:
+        return tags
+    out = dict(tags)
+    radar = out.pop("REFERENCE_PIXEL")
+    out["REFERENCE_RADAR_PIXEL"] = radar
+    try:
+        r0, c0 = (float(v) for v in radar.split(","))
+    except ValueError:
+        return out
+    d2 = (rr - r0) ** 2 + (cc - c0) ** 2
+    if not np.isfinite(d2).any():
+        return out
+    k = int(np.nanargmin(d2))
+    if d2.flat[k] <= 1.0:
+        row, col = np.unravel_index(k, d2.shape)
+        out["REFERENCE_PIXEL"] = f"{int(row)},{int(col)}"
+    return out
+
+
 def geocode_raster(src: str | Path, dest: str | Path, rows: np.ndarray, cols: np.ndarray,
                    looks: tuple[int, int], grid: MapGrid) -> Path:
     """Geocode one multilooked product (band by band) with precomputed radar coordinates."""
@@ -186,7 +212,7 @@ def geocode_raster(src: str | Path, dest: str | Path, rows: np.ndarray, cols: np
     with rasterio.open(src) as ds:
         nodata = ds.nodata
         desc = list(ds.descriptions) if any(ds.descriptions) else None
-        tags = {**ds.tags(), "GEOCODED_FROM": Path(src).name}
+        tags = _map_reference({**ds.tags(), "GEOCODED_FROM": Path(src).name}, rr, cc)
         if ds.count == 1:
             band = ds.read(1).astype(np.float64)
             if nodata is not None and np.isfinite(nodata):

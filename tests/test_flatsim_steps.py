@@ -280,6 +280,10 @@ def test_cli_start_stop_resume_status_report(gdm_home, tmp_path):
     assert res.exit_code == 0, res.output
     assert "(finished)" in res.output and "100%" in res.output
     assert "F1" in res.output and "F2" in res.output and "13/13" in res.output
+    # once finished, no ETA: the time it finished, the same at every call
+    assert "; finished 20" in res.output and "ETA" not in res.output
+    again = runner.invoke(main, ["campaign", "status", cid])
+    assert again.output.splitlines()[1] == res.output.splitlines()[1]
     res = runner.invoke(main, ["campaign", "status"])
     assert cid in res.output and "frames 2/2" in res.output
     res = runner.invoke(main, ["campaign", "report", cid])

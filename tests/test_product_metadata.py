@@ -110,6 +110,7 @@ def check_raster(process: str, root: Path, path: Path) -> LayerMeta:
     assert meta is not None, f"{process} {rel}: not in the product table"
     with rasterio.open(path) as ds:
         tags, descriptions, count = ds.tags(), list(ds.descriptions), ds.count
+        first = ds.read(1, masked=True).filled(np.nan)
     assert tags.get("UNITS") == meta.units, (rel, tags.get("UNITS"), meta.units)
     if meta.per_date:
         assert count >= 2 and all(_is_date(d) for d in descriptions), (rel, descriptions)
@@ -125,6 +126,12 @@ def check_raster(process: str, root: Path, path: Path) -> LayerMeta:
             assert tags.get(other), (rel, f"no {other}")
         else:
             assert other not in tags, (rel, f"{other} does not apply")
+    if meta.reference == "REFERENCE_PIXEL" and "REFERENCE_RADAR_PIXEL" in tags:
+        # a geocoded copy: its reference pixel is on the map grid, where the layer is ~0
+        row, col = (int(v) for v in tags["REFERENCE_PIXEL"].split(","))
+        scale = np.nanpercentile(np.abs(first), 99)
+        print(f"{rel}: reference value {first[row, col]:.3g}, 99th percentile {scale:.3g}")
+        assert abs(first[row, col]) <= 0.1 * scale, (rel, first[row, col], scale)
     return meta
 
 

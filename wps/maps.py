@@ -39,6 +39,7 @@ from gdmio.writer import LayerMeta
 from workflows.jobstore import Job
 from workflows.products import layer_for
 from workflows.submit import SubmitError, job_file
+from wps import web
 from wps.context import state
 
 __all__ = ["bp", "job_layers", "layer_info", "render_tile", "point_value"]
@@ -189,9 +190,7 @@ def point_value(path: Path, lon: float, lat: float, band: int) -> float | None:
 
 def _job(job_id: str) -> Job:
     """The job, read under the web form's rules (a token once accounts exist)."""
-    from wps.webform import _job_or_error
-
-    return _job_or_error(job_id)
+    return web.visible(job_id)
 
 
 # ----------------------------------------------------------------------------- routes

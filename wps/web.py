@@ -18,12 +18,12 @@ from flask import current_app, g, request
 
 from gdmio.process import ProcessSpec
 from workflows.jobstore import Job, User
-from workflows.submit import SubmitError, job_file
+from workflows.submit import SubmitError, job_file, visible_job
 from wps.context import current_user, state
 
 __all__ = ["TOKEN_REQUIRED", "DEFAULT_SYNC_TIMEOUT", "site_root", "ogcapi_root", "iso",
            "now_iso", "download_href", "is_job_file", "caller", "user", "sync_timeout",
-           "input_descriptions", "output_descriptions"]
+           "input_descriptions", "output_descriptions", "visible"]
 
 TOKEN_REQUIRED = "a valid API token is required (Authorization: Bearer TOKEN)"
 """What a request without a valid token is told."""
@@ -85,6 +85,17 @@ def user(unauthenticated: Callable[[str], Exception]) -> User:
     if who is None:
         raise unauthenticated(TOKEN_REQUIRED)
     return who
+
+
+def visible(job_id: str) -> Job:
+    """Job ``job_id`` as the caller of a page may see it.
+
+    A token is needed (401), and another user's private job is not found (404). A public
+    job is public to the service's users, as on ``/ogcapi/jobs/<id>``, not to anyone
+    without a token.
+    """
+    return visible_job(job_id, user(lambda message: SubmitError(401, message)),
+                       store=state().store)
 
 
 def sync_timeout() -> float:

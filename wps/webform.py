@@ -45,7 +45,7 @@ from gdmio.quicklook import display_limits
 from workflows.jobstore import Job, User
 from workflows.processes import PROCESSES
 from workflows.products import layer_for
-from workflows.submit import SubmitError, job_file, visible_job
+from workflows.submit import SubmitError, job_file
 from wps import web
 from wps.context import current_user, state
 
@@ -231,21 +231,6 @@ def render_map(path: Path, band: int, max_px: int = _MAP_MAX_PX) -> bytes:
     return buf.getvalue()
 
 
-def _reader(user: User | None) -> User:
-    """The caller, who must be known (401 otherwise).
-
-    A public job is public to the service's users, as on ``/ogcapi/jobs/<id>``, not to
-    anyone without a token.
-    """
-    if user is None:
-        raise SubmitError(401, web.TOKEN_REQUIRED)
-    return user
-
-
-def _job_or_error(job_id: str) -> Job:
-    return visible_job(job_id, _reader(current_user()), store=state().store)
-
-
 def _output_path(job: Job, name: str) -> Path:
     relpath = job.outputs.get(name)
     if not isinstance(relpath, str):
@@ -288,10 +273,9 @@ def index() -> str:
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str) -> tuple[str, int] | str:
     """One job: status, downloads, quicklooks, click-a-pixel time series."""
-    user = current_user()
-    who = _user_info(user)
+    who = _user_info(web.caller())
     try:
-        job = visible_job(job_id, _reader(user), store=state().store)
+        job = web.visible(job_id)
     except SubmitError as exc:
         return render_template("webform/job.html", job=None, job_id=job_id,
                                error=exc.message, who=who), exc.status
@@ -302,7 +286,7 @@ def job_page(job_id: str) -> tuple[str, int] | str:
 @bp.get("/api/jobs/<job_id>")
 def job_json(job_id: str) -> Response:
     """The job as the pages show it (see :func:`job_summary`)."""
-    return jsonify(job_summary(_job_or_error(job_id)))
+    return jsonify(job_summary(web.visible(job_id)))
 
 
 def _position(ds: rasterio.io.DatasetReader) -> tuple[float, float, str]:
@@ -378,7 +362,7 @@ def _value_at(job: Job, name: str, x: float, y: float, crs: str | None) -> float
 
 
 def _pixel_body(job_id: str) -> dict[str, Any]:
-    job = _job_or_error(job_id)
+    job = web.visible(job_id)
     names = timeseries_outputs(job)
     wanted = request.args.get("output")
     if wanted is not None:
@@ -472,7 +456,7 @@ def job_pixel_csv(job_id: str) -> Response:
 @bp.get("/api/jobs/<job_id>/map.png")
 def job_map(job_id: str) -> Response:
     """A raster output's band as a plain PNG (default: last band of the first time series)."""
-    job = _job_or_error(job_id)
+    job = web.visible(job_id)
     names = timeseries_outputs(job)
     name = request.args.get("output") or (names[0] if names else None)
     if name is None:
