@@ -131,26 +131,37 @@ def _subset_plan(size: int, window: int, slot: int) -> tuple:
 
 
 @numba.njit(cache=True, nogil=True)
-def _copy_window(img, r0, c0, window, apod, out, j):
-    """Apodized, mean-removed copy of img[r0:r0+w, c0:c0+w] into out[j]; False if unusable."""
+def _copy_window(img, r0, c0, window, apod, out, j, max_bad):
+    """Apodized, mean-removed copy of img[r0:r0+w, c0:c0+w] into out[j]; False if unusable.
+
+    Up to ``max_bad`` no-data (non-finite) pixels are tolerated: they get the mean of the
+    others, i.e. 0 after the mean is removed.
+    """
     h, w = img.shape
     if r0 < 0 or c0 < 0 or r0 + window > h or c0 + window > w:
         return False
     m = 0.0
+    bad = 0
     for a in range(window):
         for b in range(window):
-            m += img[r0 + a, c0 + b]
-    if np.isnan(m):
+            v = img[r0 + a, c0 + b]
+            if np.isfinite(v):
+                m += v
+            else:
+                bad += 1
+    if bad > max_bad:
         return False
-    m /= window * window
+    m /= window * window - bad
     for a in range(window):
         for b in range(window):
-            out[j, a, b] = (img[r0 + a, c0 + b] - m) * apod[a, b]
+            v = img[r0 + a, c0 + b]
+            out[j, a, b] = (v - m) * apod[a, b] if np.isfinite(v) else 0.0
     return True
 
 
 @numba.njit(cache=True, nogil=True)
-def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, combine):
+def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, combine,
+             max_bad):
     """Fill out[:count] with windows of img centred at (rows + prow, cols + pcol).
 
     ``ok[j]`` becomes ``ok[j] and usable`` when ``combine`` else ``usable``. Unusable
@@ -160,7 +171,7 @@ def _extract(img, rows, cols, prow, pcol, start, count, window, apod, out, ok, c
     for j in range(count):
         i = start + j
         good = _copy_window(img, rows[i] - off + prow[i], cols[i] - off + pcol[i], window, apod,
-                            out, j)
+                            out, j, max_bad)
         if not good:
             for a in range(window):
                 for b in range(window):
@@ -279,13 +290,13 @@ def _cross_power_subset(spec_ref, spec_sub, local, power, weight, keep, wsum):
 
 
 @numba.njit(cache=True, nogil=True)
-def _extract_subset(img, rows, cols, prow, pcol, idx, window, apod, out, good):
+def _extract_subset(img, rows, cols, prow, pcol, idx, window, apod, out, good, max_bad):
     """Windows of img centred at (rows + prow, cols + pcol)[idx[k]] into out[k]."""
     off = window // 2
     for k in range(idx.shape[0]):
         i = idx[k]
         g = _copy_window(img, rows[i] - off + prow[i], cols[i] - off + pcol[i], window, apod,
-                         out, k)
+                         out, k, max_bad)
         if not g:
             for a in range(window):
                 for b in range(window):
@@ -478,6 +489,7 @@ class _Job:
     apod: np.ndarray
     weight: np.ndarray
     refine: str
+    max_bad: int
     drow: np.ndarray
     dcol: np.ndarray
     score: np.ndarray
@@ -514,9 +526,9 @@ def _run_windows(job: _Job, lo: int, hi: int, chunk: int, slot: int) -> None:
         sl = slice(start, start + count)
         # Pass 1: integer peak around the prior, parabolic guess.
         _extract(job.ref, job.rows, job.cols, zero, zero, start, count, window, job.apod,
-                 real_in[:batch], ok, False)
+                 real_in[:batch], ok, False, job.max_bad)
         _extract(job.sec, job.rows, job.cols, prow, pcol, start, count, window, job.apod,
-                 real_in[batch:], ok, True)
+                 real_in[batch:], ok, True, job.max_bad)
         fwd()
         if spectrum:
             _cross_power(spec_ref, spec_sec, count, job.power, job.weight, cross, keep, wsum)
@@ -561,7 +573,7 @@ def _run_windows(job: _Job, lo: int, hi: int, chunk: int, slot: int) -> None:
                 new_c[sl] = base_c
                 got = np.zeros(local.size, dtype=np.bool_)
                 _extract_subset(job.sec, job.rows, job.cols, new_r, new_c, local + start,
-                                window, job.apod, real_sub, got)
+                                window, job.apod, real_sub, got, job.max_bad)
                 ok[local[~got]] = False
                 fwd_sub()
                 _cross_power_subset(spec_ref, spec_sub, local, job.power, job.weight, keep,
@@ -590,6 +602,7 @@ def freq_correlate(
     presmooth: float = subpixel.DEFAULT_PRESMOOTH,
     model: subpixel.Model = "translation",
     prepared: subpixel.SplineImage | None = None,
+    max_masked: float = subpixel.DEFAULT_MAX_MASKED,
 ) -> Correlation:
     """Sub-pixel displacement of windows by frequency-domain correlation.
 
@@ -629,6 +642,9 @@ def freq_correlate(
     prepared
         The pair already prepared by :func:`kernels.subpixel.prepare` with
         ``presmooth`` (saves the work when the same pair is correlated again).
+    max_masked
+        Largest fraction of no-data (NaN) pixels a window may hold (clouds, shadows,
+        image edges): they are left out of the match; beyond it the window fails.
 
     Returns
     -------
@@ -636,7 +652,7 @@ def freq_correlate(
         drow, dcol (pixels); score in [0, 1]: the ZNCC of the matched windows (after
         pre-smoothing) for ``"image"``, else the height of the correlation peak relative
         to a perfect match; snr (peak over mean absolute surface). A window fails
-        (NaN) when it leaves the image or holds no data, when its peak sits on the
+        (NaN) when it leaves the image or holds too much no-data, when its peak sits on the
         border of the search box, or when the image refinement does not converge within
         one pixel of the integer peak.
 
@@ -672,8 +688,11 @@ def freq_correlate(
 
     apod = apodization(window, taper)
     weight = _frequency_weight(window, lowpass)
+    if not 0.0 <= max_masked < 1.0:
+        raise ValueError(f"max_masked must be in [0, 1), got {max_masked}")
+    max_bad = int(max_masked * window * window)
     job = _Job(ref, sec, rows_i, cols_i, prow, pcol, window, search, float(power), apod,
-               weight, refine, drow, dcol, score, snr)
+               weight, refine, max_bad, drow, dcol, score, snr)
     # Coarse-grained parallelism: each worker thread runs whole chunks of windows with its
     # own FFT plans and single-threaded, GIL-free kernels, so there is one rendezvous per
     # call (robust on a shared, busy machine) instead of several per chunk.
@@ -694,7 +713,7 @@ def freq_correlate(
             fine_r, fine_c, zncc = subpixel.refine(images, rows_i, cols_i, window,
                                                    drow.astype(np.float64),
                                                    dcol.astype(np.float64), todo,
-                                                   model=model)
+                                                   model=model, max_masked=max_masked)
             drow = fine_r.astype(np.float32)
             dcol = fine_c.astype(np.float32)
             score = np.clip(zncc, 0.0, 1.0).astype(np.float32)

@@ -28,6 +28,8 @@ WARP_REACH = 0.75
 WARP_RADIUS_MAX = 6
 WARP_SIGNIFICANCE = 3.0
 MAX_CORRECTION_PX = 0.5
+DEFORM_MIN_SCORE = 0.6
+"""Windows matched with a lower ZNCC do not feed the local deformation of others."""
 """Largest deformation correction applied to a window's estimate (pixels)."""
 
 Method = Literal["freq", "ncc"]
@@ -341,9 +343,12 @@ def _deformation_correction(resp: np.ndarray, g: WindowGrid, window: int,
     """
     raw_r = res.drow.astype(np.float64)
     raw_c = res.dcol.astype(np.float64)
+    # Only well-matched windows tell the local deformation (not clouds, water...).
+    reliable = res.score >= DEFORM_MIN_SCORE
     cur_r, cur_c = raw_r, raw_c
     for _ in range(passes):
-        warps = local_warps(cur_r, cur_c, g.step, window)
+        warps = local_warps(np.where(reliable, cur_r, np.nan), np.where(reliable, cur_c, np.nan),
+                            g.step, window)
         corr = np.einsum("ijact,ijct->ija", resp, warps)
         # Beyond half a pixel the first-order model is not to be trusted: keep the raw
         # estimate there (as where the neighbours or the window statistics are missing).
@@ -454,10 +459,13 @@ def correlate_grid(
         kw = dict(kwargs)
         for key in ("presmooth", "model", "refine_taper"):
             kw.pop(key, None)
+        max_masked = float(kwargs.get("max_masked", subpixel.DEFAULT_MAX_MASKED))  # type: ignore[arg-type]
         if level > 0 or prepared is not None:
             # Coarse levels only feed integer priors; at full resolution the image-domain
             # refinement is run below, on the pair prepared once.
             kw["refine"] = "none" if method == "freq" else False
+        if method == "ncc":
+            kw.pop("max_masked", None)
         res = _run(method, r_img, s_img, lr, lc, window, lsearch, prow, pcol, kw)
         shape = (g.ny, g.nx)
         resp = None
@@ -467,7 +475,7 @@ def correlate_grid(
                                   res.dcol.astype(np.float64), todo,
                                   model=kwargs.get("model", "translation"),  # type: ignore[arg-type]
                                   taper=float(kwargs.get("refine_taper", 0.0)),  # type: ignore[arg-type]
-                                  with_response=deform and translation)
+                                  max_masked=max_masked, with_response=deform and translation)
             fine = Correlation(out[0].astype(np.float32), out[1].astype(np.float32),
                                np.clip(out[2], 0.0, 1.0).astype(np.float32),
                                np.where(np.isfinite(out[0]), res.snr, np.nan).astype(np.float32))

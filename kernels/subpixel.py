@@ -46,9 +46,13 @@ __all__ = ["SplineImage", "prepare", "refine", "deformation_response", "quintic_
 DEFAULT_PRESMOOTH = 0.6
 """Gaussian sigma (pixels) applied to both images before the sub-pixel match."""
 
+DEFAULT_MAX_MASKED = 0.25
+"""Largest fraction of no-data pixels in a window that is still measured."""
+
 _ORDER = 5
 _TAPS = 6  # quintic B-spline taps per axis: floor(x) - 2 .. floor(x) + 3
 _GUARD = 3  # extra pixels of valid data required around the interpolation support
+_MASK_GUARD = 1  # the same, per pixel, in windows that hold some no-data
 _PAD = 8  # mirror padding of the prepared arrays (> taps + guard)
 
 # Quintic B-spline weights: tap j (offset j - 2 from floor(x)) at fraction t is
@@ -849,15 +853,50 @@ def _border_shrink(start, w, init, margin, size):
     return k
 
 
+@numba.njit(cache=True)
+def _mask_weights(bad_ref, bad_sec, shape, r0, c0, w, py, px, wk, out):
+    """Copy of the weights wk with the no-data pixels set to 0; returns how many are left.
+
+    A pixel is no-data when it (or a neighbour) is in the reference's no-data mask, when
+    it is sampled outside the image, or when the interpolation support of its sample at
+    the starting displacement, with a 1-px guard band, touches the secondary's no-data.
+    """
+    if r0 < 0 or c0 < 0 or r0 + w > shape[0] or c0 + w > shape[1]:
+        return 0
+    valid = 0
+    for a in range(w):
+        y = r0 + a + py
+        for b in range(w):
+            idx = a * w + b
+            x = c0 + b + px
+            good = 0.0 <= y <= shape[0] - 1 and 0.0 <= x <= shape[1] - 1
+            if good:
+                good = not _any_bad(bad_ref, r0 + a - 1 + _PAD, c0 + b - 1 + _PAD,
+                                    r0 + a + 2 + _PAD, c0 + b + 2 + _PAD)
+            if good:
+                iy = int(np.floor(y))
+                ix = int(np.floor(x))
+                good = not _any_bad(bad_sec, iy - 2 - _MASK_GUARD + _PAD,
+                                    ix - 2 - _MASK_GUARD + _PAD, iy + 4 + _MASK_GUARD + _PAD,
+                                    ix + 4 + _MASK_GUARD + _PAD)
+            if good:
+                out[idx] = wk[idx]
+                valid += 1
+            else:
+                out[idx] = 0.0
+    return valid
+
+
 @numba.njit(cache=True, parallel=True)
-def _refine_loop(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, rows, cols, init_r,
-                 init_c, todo, w, wt, affine, max_iter, tol, max_move, n_chunks, drow, dcol,
-                 zncc, iters, with_response, response):
+def _refine_loop(ref, grad_y, grad_x, coef, bad_ref, bad_sec, clean, shape, rows, cols,
+                 init_r, init_c, todo, w, wt, affine, max_iter, tol, max_move, max_masked,
+                 n_chunks, drow, dcol, zncc, iters, with_response, response):
     n = rows.shape[0]
     half = w // 2
     wt32 = wt.astype(np.float32)
     margin = 0.5 * max_move
     for ch in numba.prange(n_chunks):
+        wkm = np.empty(w * w, np.float32)
         fz = np.empty(w * w)
         jac = np.empty((6, w * w))
         g = np.empty((w, w))
@@ -883,15 +922,30 @@ def _refine_loop(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, rows, cols,
                 wk = np.ascontiguousarray(wt32.reshape(w, w)[k:w - k, k:w - k]).ravel()
             else:
                 wk = wt32
+            r0k = r0 + k
+            c0k = c0 + k
+            br = bad_ref
+            bs = bad_sec
+            if not (_ref_ok(bad_ref, shape, r0k, c0k, ws)
+                    and _support_ok(bad_sec, shape, r0k + init_r[i], c0k + init_c[i], ws,
+                                    0.0, 0.0)):
+                # Some no-data in the window or in its interpolation support: those pixels
+                # get no weight, if they are few enough.
+                valid = _mask_weights(bad_ref, bad_sec, shape, r0k, c0k, ws, init_r[i],
+                                      init_c[i], wk, wkm)
+                if valid < (1.0 - max_masked) * ws * ws:
+                    continue
+                wk = wkm[:ws * ws]
+                br = clean
+                bs = clean
             if affine:
                 ok, py, px, z, it = _refine_affine(
-                    ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0 + k, c0 + k, ws,
-                    init_r[i], init_c[i], max_iter, tol, wk.astype(np.float64), fz, jac, g,
-                    wy, wx)
+                    ref, grad_y, grad_x, coef, br, bs, shape, r0k, c0k, ws, init_r[i],
+                    init_c[i], max_iter, tol, wk.astype(np.float64), fz, jac, g, wy, wx)
             else:
                 ok, py, px, z, it = _refine_translation(
-                    ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0 + k, c0 + k, ws,
-                    init_r[i], init_c[i], max_iter, tol, wk, fz32, jy32, jx32, tmp, wy, wx)
+                    ref, grad_y, grad_x, coef, br, bs, shape, r0k, c0k, ws, init_r[i],
+                    init_c[i], max_iter, tol, wk, fz32, jy32, jx32, tmp, wy, wx)
             iters[i] = it
             if ok and abs(py - init_r[i]) <= max_move and abs(px - init_c[i]) <= max_move:
                 drow[i] = py
@@ -927,7 +981,8 @@ def _response_moments(jy, jx, wk, ws, k, half, out):
         base = a * ws
         r00 = r01 = r02 = r10 = r11 = r12 = r20 = r21 = r22 = np.float32(0.0)
         for b in range(ws):
-            iq = np.float32(1.0) / wk[base + b]
+            q = wk[base + b]
+            iq = np.float32(1.0) / q if q > 0 else np.float32(0.0)
             gy = jy[base + b]
             gx = jx[base + b]
             pyy = gy * gy * iq
@@ -1093,6 +1148,7 @@ def refine(
     max_iter: int = 20,
     tol: float = 1e-4,
     max_move: float = 1.0,
+    max_masked: float = DEFAULT_MAX_MASKED,
     with_response: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """Refine window displacements by image-domain Gauss-Newton matching.
@@ -1122,6 +1178,10 @@ def refine(
         ``max_iter`` iterations.
     max_move
         A refined displacement further than this from the start is rejected (pixels).
+    max_masked
+        Largest fraction of a window's pixels that may be no-data (NaN in ``ref``, or
+        whose interpolation support touches NaN in ``sec``): they get no weight in the
+        match; beyond it the window fails.
     with_response
         Also return each window's deformation response (as
         :func:`deformation_response`, from the same window statistics; translation
@@ -1153,6 +1213,8 @@ def refine(
         raise ValueError(f"model must be 'translation' or 'affine', got {model!r}")
     if max_iter < 1 or not tol > 0 or not max_move > 0:
         raise ValueError("max_iter must be >= 1, tol and max_move > 0")
+    if not 0.0 <= max_masked < 1.0:
+        raise ValueError(f"max_masked must be in [0, 1), got {max_masked}")
     mask = np.isfinite(ir) & np.isfinite(ic)
     if todo is not None:
         t = np.asarray(todo, dtype=bool)
@@ -1166,12 +1228,13 @@ def refine(
     response = np.full((n if with_response else 1, 2, 2, 5), np.nan)
     if n:
         _refine_loop(images.ref, images.grad_y, images.grad_x, images.coef, images.bad_ref,
-                     images.bad_sec,
+                     images.bad_sec, np.zeros_like(images.bad_ref),
                      np.array(images.shape, np.int64), rows_a, cols_a,
                      np.where(mask, ir, 0.0), np.where(mask, ic, 0.0), mask, int(window),
                      _tukey(window, taper).ravel(), model == "affine", int(max_iter),
-                     float(tol), float(max_move), min(n, 8 * numba.get_num_threads()), drow,
-                     dcol, zncc, iters, bool(with_response), response)
+                     float(tol), float(max_move), float(max_masked),
+                     min(n, 8 * numba.get_num_threads()), drow, dcol, zncc, iters,
+                     bool(with_response), response)
     if with_response:
         return drow, dcol, zncc, response
     return drow, dcol, zncc

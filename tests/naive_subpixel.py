@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 GUARD = 3
+MASK_GUARD = 1
 
 
 def tukey(window: int, taper: float) -> np.ndarray:
@@ -61,8 +62,19 @@ def _matrix(p: np.ndarray) -> np.ndarray:
     return np.array([[1 + p[2], p[3], p[0]], [p[4], 1 + p[5], p[1]], [0.0, 0.0, 1.0]])
 
 
+def _box_bad(bad: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> bool:
+    """Any bad pixel in rows r0..r1-1, cols c0..c1-1 of the mirror-extended mask."""
+    ny, nx = bad.shape
+
+    def mirror(i, n):
+        i = np.abs(i)
+        return np.where(i >= n, 2 * n - 2 - i, i)
+
+    return bool(bad[np.ix_(mirror(np.arange(r0, r1), ny), mirror(np.arange(c0, c1), nx))].any())
+
+
 def naive_refine(prepared, r0, c0, w, init, *, affine=False, taper=0.0, max_iter=40,
-                 tol=1e-7, max_move=1.0):
+                 tol=1e-7, max_move=1.0, max_masked=0.25):
     """Refine one window; returns (drow, dcol, zncc) or None where the kernel fails."""
     (r, bad_r), (s, bad_s) = prepared
     ny, nx = r.shape
@@ -78,9 +90,39 @@ def naive_refine(prepared, r0, c0, w, init, *, affine=False, taper=0.0, max_iter
         return None
     if r0 < 0 or c0 < 0 or r0 + w > ny or c0 + w > nx:
         return None
-    lo_r, lo_c = max(r0 - 1, 0), max(c0 - 1, 0)
-    if bad_r[lo_r:r0 + w + 1, lo_c:c0 + w + 1].any():
-        return None
+    # A window clean of no-data (its reference pixels and their neighbours, the support of
+    # its samples at the start with a 3-px guard) is checked at every iteration. Else a
+    # pixel whose 3 x 3 neighbourhood touches the reference's mask, or whose sample at the
+    # start (support and a 1-px guard) touches the secondary's, or is sampled outside the
+    # image, gets no weight; too many of them and the window fails.
+    ys0 = r0 + np.arange(w) + init[0]
+    xs0 = c0 + np.arange(w) + init[1]
+    clean = (not _box_bad(bad_r, r0 - 1, r0 + w + 1, c0 - 1, c0 + w + 1)
+             and ys0.min() >= 0 and xs0.min() >= 0 and ys0.max() <= ny - 1
+             and xs0.max() <= nx - 1
+             and not _box_bad(bad_s, int(np.floor(ys0.min())) - 2 - GUARD,
+                              int(np.floor(ys0.max())) + 4 + GUARD,
+                              int(np.floor(xs0.min())) - 2 - GUARD,
+                              int(np.floor(xs0.max())) + 4 + GUARD))
+    masked = not clean
+    if masked:
+        valid = np.ones((w, w), bool)
+        for a in range(w):
+            for b in range(w):
+                y, x = r0 + a + init[0], c0 + b + init[1]
+                if not (0 <= y <= ny - 1 and 0 <= x <= nx - 1):
+                    valid[a, b] = False
+                    continue
+                if _box_bad(bad_r, r0 + a - 1, r0 + a + 2, c0 + b - 1, c0 + b + 2):
+                    valid[a, b] = False
+                    continue
+                iy, ix = int(np.floor(y)), int(np.floor(x))
+                if _box_bad(bad_s, iy - 2 - MASK_GUARD, iy + 4 + MASK_GUARD,
+                            ix - 2 - MASK_GUARD, ix + 4 + MASK_GUARD):
+                    valid[a, b] = False
+        if valid.sum() < (1 - max_masked) * w * w:
+            return None
+        wt = wt * valid
     h = (w - 1) / 2
     yy, xx = np.mgrid[0:w, 0:w] - h
     f = r[r0:r0 + w, c0:c0 + w]
@@ -112,7 +154,7 @@ def naive_refine(prepared, r0, c0, w, init, *, affine=False, taper=0.0, max_iter
         mr = np.where(mr >= ny, 2 * ny - 2 - mr, mr)
         mc = np.abs(cc)
         mc = np.where(mc >= nx, 2 * nx - 2 - mc, mc)
-        if bad_s[np.ix_(mr, mc)].any():
+        if not masked and bad_s[np.ix_(mr, mc)].any():
             return None
         g = ndimage.map_coordinates(s, [ys, xs], order=5, mode="mirror")
         gz = g - wmean(g)
