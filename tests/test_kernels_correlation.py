@@ -62,15 +62,21 @@ def test_spectrum_refinement_matches_bruteforce_reference(spec):
 
 
 def test_nan_and_out_of_bounds_windows_fail_cleanly(spec):
+    """A few no-data pixels are left out of a window; too many, or a window out of the
+    image, and it fails."""
     ref = shifted(spec, 0, 0)
     sec = shifted(spec, 0.5, 0.5)
     ref[100, 100] = np.nan
-    rows = np.array([100, 5, 200])
-    cols = np.array([100, 100, 200])
+    ref[40:60, 185:215] = np.nan  # most of the window at (50, 200)
+    rows = np.array([100, 5, 200, 50])
+    cols = np.array([100, 100, 200, 200])
     res = freq_correlate(ref, sec, rows, cols, 32, 6)
-    assert np.isnan(res.drow[0]) and res.score[0] == 0
+    assert abs(res.drow[0] - 0.5) < 0.02 and res.score[0] > 0.9
     assert np.isnan(res.drow[1]) and res.score[1] == 0
-    assert abs(res.drow[2] - 0.5) < 0.05
+    assert abs(res.drow[2] - 0.5) < 0.02
+    assert np.isnan(res.drow[3]) and res.score[3] == 0 and np.isnan(res.snr[3])
+    strict = freq_correlate(ref, sec, rows, cols, 32, 6, max_masked=0.0)
+    assert np.isnan(strict.drow[0])
 
 
 def test_prior_is_included_in_displacement(spec):
