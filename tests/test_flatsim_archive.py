@@ -241,7 +241,9 @@ def test_archive_campaign_kill9_of_a_worker_resumes_with_identical_products(
                 pid = int(rows[0]["worker"].rsplit(":", 1)[1])
                 victim = next((p for p in procs if p.pid == pid), None) or pid
             time.sleep(0.2)
-        time.sleep(3)  # well into the ingestion
+        time.sleep(0.5)  # into the ingestion, well before its end
+        running = [r for r in state.steps(cid_b) if r["kind"] == "ingest"]
+        assert running[0]["status"] == "running", running  # the kill lands mid-step
         pid = victim.pid if hasattr(victim, "pid") else victim
         os.kill(pid, signal.SIGKILL)
         if hasattr(victim, "wait"):
