@@ -57,6 +57,9 @@ def opt() -> None:
 @config_option(OptConfig, "presmooth")
 @config_option(OptConfig, "match_taper")
 @config_option(OptConfig, "deform", "--deform/--no-deform", default=None)
+@config_option(OptConfig, "artefacts")
+@config_option(OptConfig, "track_angle")
+@config_option(OptConfig, "scl_mask", "--scl-mask/--no-scl-mask")
 @config_option(OptConfig, "pairs")
 @config_option(OptConfig, "max_span_days")
 @config_option(OptConfig, "band")
@@ -67,7 +70,8 @@ def opt() -> None:
 def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None,
             step: int | None, search: int | None, method: str | None, min_score: float | None,
             stable: str | None, subpixel: str | None, presmooth: float | None,
-            match_taper: float | None, deform: bool | None, pairs: str,
+            match_taper: float | None, deform: bool | None, artefacts: str | None,
+            track_angle: float | None, scl_mask: bool, pairs: str,
             max_span_days: float | None, band: str, resolution: float | None, crs: str | None,
             quiet: bool, debug: bool) -> None:
     """Correlate IMAGES (2 or more dates of one area) and write products into --out.
@@ -76,6 +80,7 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
     Example:
       gdm opt run before.tif after.tif --out quake --preset etq
       gdm opt run S2*.SAFE --out slide --preset slide --window 64 --step 16
+      gdm opt run S2*.SAFE --out quake --preset etq --stable mask.tif --artefacts all
     """
     from gdm_opt.pipeline import run
 
@@ -83,7 +88,8 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
         cfg = OptConfig(images=list(images), out=out, preset=preset, window=window, step=step,
                         search=search, method=method, min_score=min_score, stable=stable,
                         subpixel=subpixel, presmooth=presmooth, match_taper=match_taper,
-                        deform=deform, pairs=pairs, max_span_days=max_span_days, band=band,
+                        deform=deform, artefacts=artefacts, track_angle=track_angle,
+                        scl_mask=scl_mask, pairs=pairs, max_span_days=max_span_days, band=band,
                         resolution=resolution, crs=crs)
         bar = ProgressBar(not quiet, "gdm-opt")
         try:
@@ -137,7 +143,7 @@ def opt_presets() -> None:
         click.echo(f"       window={p.window} step={p.step} search={p.search} "
                    f"method={p.method} min_score={p.min_score} stable={p.stable} "
                    f"subpixel={p.subpixel} presmooth={p.presmooth} "
-                   f"match_taper={p.match_taper} deform={p.deform}")
+                   f"match_taper={p.match_taper} deform={p.deform} artefacts={p.artefacts}")
 
 
 @opt.command("demo")

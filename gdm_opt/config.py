@@ -27,6 +27,7 @@ class Resolved(BaseModel):
     presmooth: float = 0.6
     match_taper: float = 0.0
     deform: bool = True
+    artefacts: Literal["none", "jitter", "detectors", "all"] = "none"
 
 
 class Preset(Resolved):
@@ -39,7 +40,7 @@ PRESETS: dict[str, Preset] = {
     "slide": Preset(
         description="landslides: slow, local motion; fine grid, most of the scene stable",
         window=32, step=8, search=8, method="freq", min_score=0.3, outlier_radius=1,
-        nmad_k=3.0, stable="auto",
+        nmad_k=3.0, stable="auto", artefacts="all",
     ),
     "etq": Preset(
         description="earthquakes: metre-scale co-seismic offsets over the whole scene",
@@ -49,7 +50,7 @@ PRESETS: dict[str, Preset] = {
     "ice": Preset(
         description="glaciers: tens of pixels per pair, weaker texture; large windows, pyramid",
         window=64, step=16, search=40, method="freq", min_score=0.15, outlier_radius=2,
-        nmad_k=3.0, stable="auto", match_taper=1.0,
+        nmad_k=3.0, stable="auto", match_taper=1.0, artefacts="all",
     ),
 }
 
@@ -109,6 +110,22 @@ class OptConfig(BaseModel):
         None, description="Correct each window's estimate for the deformation of the field "
         "inside it (measured from the neighbouring windows), so that it is the displacement "
         "at the window centre."
+    )
+    artefacts: Literal["none", "jitter", "detectors", "all"] | None = Field(
+        None, description="Push-broom artefacts fitted on stable ground and removed from each "
+        "pair: jitter (along-track oscillation common to all columns), detectors (one offset "
+        "per detector footprint, read from the Sentinel-2 MSK_DETFOO mask when there is one, "
+        "else found as steps across the track), all (both) or none."
+    )
+    track_angle: float | None = Field(
+        None, ge=-45.0, le=45.0, description="Angle of the satellite track from the grid's "
+        "columns (north-south on a UTM grid), degrees clockwise; default: from the detector "
+        "footprints when they are read, else 0."
+    )
+    scl_mask: bool = Field(
+        True, description="Mask clouds, shadows, cirrus, snow, water, saturated and no-data "
+        "pixels with the Sentinel-2 L2A scene classification (SCL) of each date, when there "
+        "is one (in the SAFE, or an *SCL* raster with the same date beside the image)."
     )
     pairs: Literal["all", "sequential", "span"] = Field(
         "all", description="Pairs correlated for 3+ dates: all, sequential (each date with the "

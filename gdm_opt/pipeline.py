@@ -31,10 +31,12 @@ from gdmio.grid import Grid, common_grid, read_on_grid
 from gdmio.products import ProductDir
 from gdmio.quicklook import quicklook_layer
 from gdmio.raster import RasterInfo, open_info
+from gdmio.s2meta import check_scl, find_detfoo, find_scl, read_detector_map, read_scl_mask
 from gdmio.stac import write_item
 from gdmio.writer import write_layers
 from kernels.outliers import apply_offset, reject_outliers, stable_offset
 from kernels.pyramid import WindowGrid, correlate_grid, pyramid_levels, window_grid
+from kernels.s2artefacts import estimate_artefacts, track_angle_from_labels
 from kernels.timeseries import invert_timeseries, select_pairs
 
 __all__ = ["OptOutputs", "PairResult", "run", "Progress"]
@@ -51,6 +53,8 @@ class PairResult:
     score: np.ndarray
     offset: tuple[float, float] = (0.0, 0.0)
     valid_fraction: float = 0.0
+    quality: dict = field(default_factory=dict)
+    artefacts: dict | None = None
 
 
 @dataclass
@@ -96,7 +100,8 @@ def _target_crs(info: RasterInfo, crs: str | None) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
-def _open_all(cfg: OptConfig) -> list[RasterInfo]:
+def _open_all(cfg: OptConfig) -> tuple[list[RasterInfo], list[Path]]:
+    """Check the inputs; their descriptions and source paths, sorted by date."""
     if len(cfg.images) < 2:
         raise InputError(f"GDM-OPT needs at least 2 images, got {len(cfg.images)}")
     infos = [open_info(p, band=cfg.band if _is_safe(p) else None) for p in cfg.images]
@@ -106,11 +111,13 @@ def _open_all(cfg: OptConfig) -> list[RasterInfo]:
                 f"no acquisition date for {info.name}: put YYYYMMDD in the file name or set "
                 "TIFFTAG_DATETIME"
             )
-    infos.sort(key=lambda x: x.date)  # type: ignore[arg-type, return-value]
+    order = sorted(range(len(infos)), key=lambda k: infos[k].date)  # type: ignore[arg-type, return-value]
+    infos = [infos[k] for k in order]
+    paths = [Path(cfg.images[k]) for k in order]
     for a, b in zip(infos, infos[1:], strict=False):
         if a.date == b.date:
             raise InputError(f"two images have the same date {a.date}: {a.name} and {b.name}")
-    return infos
+    return infos, paths
 
 
 def _is_safe(path: Path) -> bool:
@@ -134,8 +141,13 @@ def _correlate_pair(
     par: Resolved,
     block_windows: int,
     progress: Callable[[int], None],
+    scl: tuple[RasterInfo | None, RasterInfo | None] = (None, None),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Correlate one pair block by block; returns (drow, dcol, score) on the window grid."""
+    """Correlate one pair block by block; returns (drow, dcol, score) on the window grid.
+
+    Pixels that either date's scene classification masks (clouds, shadows...) are no-data
+    in both images.
+    """
     drow = np.full((wgrid.ny, wgrid.nx), np.nan, np.float32)
     dcol = np.full_like(drow, np.nan)
     score = np.zeros_like(drow)
@@ -156,6 +168,13 @@ def _correlate_pair(
         win = Window(left, top, right - left, bottom - top)
         a = read_on_grid(ref, grid, win)
         b = read_on_grid(sec, grid, win)
+        masked = np.zeros(a.shape, np.bool_)
+        for scl_info in scl:
+            if scl_info is not None:
+                masked |= read_scl_mask(scl_info, grid, win)
+        if masked.any():
+            a[masked] = np.nan
+            b[masked] = np.nan
         local = WindowGrid(r_first - top, c_first - left, wgrid.step, ni, nj)
         res = correlate_grid(a, b, local, par.window, par.search, method=par.method,
                              levels=levels, deform=par.deform, presmooth=par.presmooth,
@@ -178,6 +197,140 @@ def _stable_mask(spec: str, grid: Grid, out_transform: Affine, shape: tuple[int,
     out_grid = Grid(grid.crs, out_transform, shape[1], shape[0])
     mask = read_on_grid(info, out_grid, resampling="nearest")
     return np.isfinite(mask) & (mask != 0)
+
+
+def _scl_of(cfg: OptConfig, info: RasterInfo, src: Path, grid: Grid) -> RasterInfo | None:
+    """The checked scene classification of one input, when masking is asked and it has one."""
+    if not cfg.scl_mask:
+        return None
+    scl = find_scl(src, info.date)
+    if scl is not None:
+        check_scl(scl, grid)
+    return scl
+
+
+def _detectors_of(cfg: OptConfig, par: Resolved, info: RasterInfo, src: Path,
+                  out_grid: Grid) -> np.ndarray | None:
+    """Detector number per output window of one input (-1: none), when it has a mask."""
+    if par.artefacts not in ("detectors", "all"):
+        return None
+    name = find_detfoo(src, cfg.band.upper(), info.date)
+    return None if name is None else read_detector_map(name, out_grid)
+
+
+def _track_angle(cfg: OptConfig, detectors: list[np.ndarray | None]) -> float:
+    """Track angle: the configured one, else measured on the detector strips, else 0."""
+    if cfg.track_angle is not None:
+        return float(cfg.track_angle)
+    for det in detectors:
+        if det is not None:
+            angle = track_angle_from_labels(det.astype(np.int64), min_cells=8)
+            if angle is not None and abs(angle) <= 45.0:
+                return angle
+    return 0.0
+
+
+def _pair_labels(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """One label per combination of the two dates' detectors (-1 where either is none)."""
+    if a is None and b is None:
+        return None
+    ref = a if a is not None else b
+    assert ref is not None
+    a = a if a is not None else np.zeros_like(ref)
+    b = b if b is not None else np.zeros_like(ref)
+    lab = a.astype(np.int64) * 16 + b.astype(np.int64)
+    return np.where((a < 0) | (b < 0), -1, lab)
+
+
+def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
+                      stable: np.ndarray | None | str, par: Resolved,
+                      labels: np.ndarray | None, angle: float, what: str
+                      ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fit and subtract jitter and detector offsets; the fit's summary for the report.
+
+    With ``stable='none'`` (the whole scene may move) only the varying part of the
+    artefacts is removed: the fit's mean over the windows used is put back.
+    """
+    usable = valid & np.isfinite(drow) & np.isfinite(dcol)
+    if isinstance(stable, np.ndarray):
+        usable &= stable
+    jitter = par.artefacts in ("jitter", "all")
+    dets = par.artefacts in ("detectors", "all")
+    try:
+        fit = estimate_artefacts(np.stack([drow, dcol]), usable,
+                                 labels if dets else None, jitter=jitter, angle_deg=angle,
+                                 find_detectors=dets and labels is None)
+    except ValueError as exc:
+        raise InputError(f"artefact correction impossible for {what}: {exc}") from None
+    corr = fit.correction
+    if isinstance(stable, str):  # 'none': keep the global offset
+        corr = corr - corr[:, fit.used].mean(axis=1)[:, None, None]
+    new_r = np.where(valid, drow - corr[0], np.nan).astype(np.float32)
+    new_c = np.where(valid, dcol - corr[1], np.nan).astype(np.float32)
+    known = fit.labels >= 0
+    summary = {
+        "mode": par.artefacts,
+        "track_angle_deg": angle,
+        "detectors_from": ("footprints" if labels is not None else
+                           "estimated steps" if dets else None),
+        "detector_boundaries_windows": [float(b) for b in fit.boundaries],
+        "jitter_amplitude_px": {"row": float(fit.jitter_amplitude[0]),
+                                "col": float(fit.jitter_amplitude[1])},
+        "detector_offsets_px": [
+            {"label": int(lab), "row": float(fit.offsets[0, k]),
+             "col": float(fit.offsets[1, k]), "windows": int(fit.counts[k])}
+            for k, lab in enumerate(fit.labels) if known[k]],
+        "windows_used": int(np.count_nonzero(fit.used)),
+        "correction_rms_px": float(np.sqrt(np.mean(corr[:, usable] ** 2))) if usable.any()
+        else 0.0,
+    }
+    return new_r, new_c, summary
+
+
+def _pair_weight(r: PairResult) -> float:
+    """Weight of a pair in the time series: 1 / sigma^2 (pixels), sigma at least 0.01 px."""
+    sigma = r.quality.get("sigma_px", float("nan"))
+    if not np.isfinite(sigma):
+        return 1.0
+    return float(1.0 / max(sigma, 0.01) ** 2)
+
+
+def _nmad(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
+
+
+def _pair_quality(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
+                  stable: np.ndarray | None | str, art: dict | None, resolution: float
+                  ) -> dict:
+    """Per-pair quality: valid fraction and the robust scatter of the corrected field.
+
+    The scatter is the NMAD of both components on stable ground (the stable mask, else
+    every valid window for 'auto'); with ``stable='none'`` it is measured on the
+    differences between neighbouring windows (divided by sqrt 2), which smooth motion
+    hardly changes.
+    """
+    ok = valid & np.isfinite(drow) & np.isfinite(dcol)
+    if isinstance(stable, np.ndarray):
+        ok_st = ok & stable
+    elif stable is None:
+        ok_st = ok
+    else:
+        ok_st = None
+    if ok_st is not None and np.count_nonzero(ok_st) >= 10:
+        sig = [_nmad(c[ok_st]) for c in (drow, dcol)]
+        source = "stable ground"
+    else:
+        sig = []
+        for c in (drow, dcol):
+            d = np.concatenate([np.diff(c, axis=0).ravel(), np.diff(c, axis=1).ravel()])
+            d = d[np.isfinite(d)]
+            sig.append(_nmad(d) / np.sqrt(2.0))
+        source = "neighbour differences"
+    sigma = float(np.sqrt(0.5 * (sig[0] ** 2 + sig[1] ** 2))) if np.all(
+        np.isfinite(sig)) else float("nan")
+    return {"valid_fraction": float(ok.mean()), "sigma_px": sigma,
+            "sigma_m": sigma * resolution, "sigma_row_px": float(sig[0]),
+            "sigma_col_px": float(sig[1]), "sigma_from": source}
 
 
 def _to_metres(transform: Affine, drow: np.ndarray, dcol: np.ndarray
@@ -208,7 +361,7 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
         raise InputError(f"window must be even, got {par.window}")
     if par.stable not in ("none", "auto") and not Path(par.stable).exists():
         raise InputError(f"stable-area mask not found: {par.stable}")
-    infos = _open_all(cfg)
+    infos, sources = _open_all(cfg)
     dates = [i.date for i in infos]
     assert all(d is not None for d in dates)
     crs = _target_crs(infos[0], cfg.crs)
@@ -229,6 +382,11 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
     out_transform = _output_transform(grid, wgrid)
     shape = (wgrid.ny, wgrid.nx)
     stable = _stable_mask(par.stable, grid, out_transform, shape)
+    out_grid = Grid(grid.crs, out_transform, shape[1], shape[0])
+    scls = [_scl_of(cfg, info, src, grid) for info, src in zip(infos, sources, strict=True)]
+    detectors = [_detectors_of(cfg, par, info, src, out_grid)
+                 for info, src in zip(infos, sources, strict=True)]
+    angle = _track_angle(cfg, detectors)
 
     total = len(pairs) * wgrid.ny * wgrid.nx
     done = 0
@@ -241,10 +399,15 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
     results: list[PairResult] = []
     for i, j in pairs:
         drow, dcol, score = _correlate_pair(infos[i], infos[j], grid, wgrid, par,
-                                            cfg.block_windows, tick)
+                                            cfg.block_windows, tick, (scls[i], scls[j]))
         valid = reject_outliers(drow, dcol, score, par.min_score, radius=par.outlier_radius,
                                 nmad_k=par.nmad_k) if par.outlier_radius > 0 else (
             np.isfinite(drow) & (score >= par.min_score))
+        cloudy = np.zeros(shape, np.bool_)
+        for k in (i, j):
+            if scls[k] is not None:
+                cloudy |= read_scl_mask(scls[k], out_grid)  # type: ignore[arg-type]
+        valid &= ~cloudy
         drow = np.where(valid, drow, np.nan).astype(np.float32)
         dcol = np.where(valid, dcol, np.nan).astype(np.float32)
         offset = (0.0, 0.0)
@@ -254,7 +417,15 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
             except ValueError as exc:
                 raise InputError(f"stable-area correction impossible: {exc}") from None
             drow, dcol = apply_offset(drow, dcol, offset)
-        results.append(PairResult(i, j, drow, dcol, score, offset, float(valid.mean())))
+        art = None
+        if par.artefacts != "none":
+            drow, dcol, art = _remove_artefacts(drow, dcol, valid, stable, par,
+                                                _pair_labels(detectors[i], detectors[j]),
+                                                angle, f"{dates[i]} to {dates[j]}")
+        quality = _pair_quality(drow, dcol, valid, stable, art, grid.resolution)
+        quality["scl_masked_fraction"] = float(cloudy.mean())
+        results.append(PairResult(i, j, drow, dcol, score, offset, float(valid.mean()),
+                                  quality, art))
 
     report_progress(0.9, "writing products")
     with ProductDir(cfg.out) as stage:
@@ -292,7 +463,7 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         pairs = np.array([(r.i, r.j) for r in results], dtype=np.int64)
         t_years = _decimal_years(dates)  # type: ignore[arg-type]
         weights = np.stack([np.where(np.isfinite(r.drow), np.maximum(r.score, 1e-3), 0)
-                            for r in results]).astype(np.float32)
+                            * _pair_weight(r) for r in results]).astype(np.float32)
         ts = {}
         for comp in ("drow", "dcol"):
             obs = np.stack([getattr(r, comp) for r in results]).astype(np.float32)
@@ -359,7 +530,8 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
                  "width": grid.width, "height": grid.height},
         "pairs": [{"earlier": dates[r.i].isoformat(), "later": dates[r.j].isoformat(),  # type: ignore[union-attr]
                    "valid_fraction": r.valid_fraction,
-                   "stable_offset_px": {"row": r.offset[0], "col": r.offset[1]}}
+                   "stable_offset_px": {"row": r.offset[0], "col": r.offset[1]},
+                   "quality": r.quality, "weight": _pair_weight(r), "artefacts": r.artefacts}
                   for r in results],
         "valid_fraction": float(np.mean(valid)),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

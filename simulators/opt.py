@@ -86,6 +86,8 @@ __all__ = [
     "render",
     "simulate",
     "warp_periodic",
+    "PushbroomArtefacts",
+    "pushbroom_artefacts",
 ]
 
 Case = Literal["fault", "landslide", "glacier", "zero"]
@@ -974,3 +976,73 @@ def simulate(cfg: SimulateConfig, out_dir: Path,
         progress(1.0, "simulation written")
     return SimulateOutputs(images, dates, truth["east"], truth["north"],
                            truth["velocity_east"], truth["velocity_north"], json_path)
+
+
+# --------------------------------------------------------------------------- push-broom artefacts
+
+
+@dataclass(frozen=True)
+class PushbroomArtefacts:
+    """Sentinel-2-like artefacts of a pair's displacement field (see :func:`pushbroom_artefacts`).
+
+    Units: cells of the grid the field is simulated on (pixels, or windows of a
+    correlation grid) for periods and widths; displacement units (pixels) for amplitudes.
+    """
+
+    jitter_amplitude: tuple[float, float] = (0.2, 0.1)
+    """Amplitude of the along-track oscillation of the (row, col) components."""
+    jitter_periods: tuple[float, ...] = (60.0,)
+    """Periods of the sinusoids summed into the oscillation (each with the full amplitude
+    divided by the square root of their number), along-track cells."""
+    detectors: int = 4
+    """Number of detector strips across the grid (1: no step)."""
+    detector_step: float = 0.15
+    """Detector offsets are drawn uniformly in [-step, step] per component (zero mean)."""
+    angle_deg: float = 0.0
+    """Track angle from the row axis, clockwise towards the columns (degrees)."""
+
+
+def pushbroom_artefacts(shape: tuple[int, int], art: PushbroomArtefacts, seed: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simulate along-track jitter and detector offsets on a grid.
+
+    The jitter of component ``c`` at along-track coordinate ``a = i cos t + j sin t`` is
+    ``A_c / sqrt(K) * sum_k sin(2 pi a / P_k + phi_ck)`` (random phases); the grid is cut
+    across the track into ``detectors`` strips of nearly equal width (boundaries moved by up
+    to 10 % of a width at random), each with its own constant offset per component.
+
+    Returns
+    -------
+    tuple
+        ``(field, labels, boundaries)``: float64 ``(2, ny, nx)`` artefact (row, col)
+        components to add to the true field; int64 ``(ny, nx)`` strip labels; float64
+        across-track boundary coordinates.
+
+    """
+    if art.detectors < 1:
+        raise ValueError(f"detectors must be >= 1, got {art.detectors}")
+    if not art.jitter_periods or min(art.jitter_periods) <= 0:
+        raise ValueError("jitter_periods must be positive")
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    t = np.deg2rad(art.angle_deg)
+    i, j = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    along = i * np.cos(t) + j * np.sin(t)
+    across = j * np.cos(t) - i * np.sin(t)
+    field = np.zeros((2, ny, nx))
+    n_p = len(art.jitter_periods)
+    for c in range(2):
+        for period in art.jitter_periods:
+            phase = rng.uniform(0, 2 * np.pi)
+            field[c] += art.jitter_amplitude[c] / np.sqrt(n_p) * np.sin(
+                2 * np.pi * along / period + phase)
+    lo, hi = float(across.min()), float(across.max())
+    width = (hi - lo) / art.detectors
+    bounds = lo + width * (np.arange(1, art.detectors)
+                           + rng.uniform(-0.1, 0.1, art.detectors - 1))
+    labels = np.searchsorted(bounds, across, side="right").astype(np.int64)
+    for c in range(2):
+        off = rng.uniform(-art.detector_step, art.detector_step, art.detectors)
+        off -= off.mean()
+        field[c] += off[labels]
+    return field, labels, bounds
