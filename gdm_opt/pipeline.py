@@ -75,12 +75,17 @@ class OptOutputs:
     velocity_north: Path | None = None
     residual: Path | None = None
     pair_products: list[Path] = field(default_factory=list)
+    timeseries_east_std: Path | None = None
+    timeseries_north_std: Path | None = None
+    velocity_std_east: Path | None = None
+    velocity_std_north: Path | None = None
 
     def all_paths(self) -> list[Path]:
         """Every product file."""
         paths = [self.east, self.north, self.magnitude, self.score, self.item, self.report]
         for p in (self.timeseries_east, self.timeseries_north, self.velocity_east,
-                  self.velocity_north, self.residual):
+                  self.velocity_north, self.residual, self.timeseries_east_std,
+                  self.timeseries_north_std, self.velocity_std_east, self.velocity_std_north):
             if p is not None:
                 paths.append(p)
         return paths + list(self.quicklooks) + list(self.pair_products)
@@ -467,11 +472,20 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         ts = {}
         for comp in ("drow", "dcol"):
             obs = np.stack([getattr(r, comp) for r in results]).astype(np.float32)
-            ts[comp] = invert_timeseries(pairs, obs, weights, t_years)
+            ts[comp] = invert_timeseries(pairs, obs, weights, t_years, inverse_variance=True)
         ser_e, ser_n = _to_metres(transform_pixel(grid), ts["drow"].series, ts["dcol"].series)
         vel_e, vel_n = _to_metres(transform_pixel(grid), ts["drow"].velocity,
                                   ts["dcol"].velocity)
         res_px = np.hypot(ts["drow"].residual_rms, ts["dcol"].residual_rms)
+        tr = transform_pixel(grid)
+
+        def std_m(s_row: np.ndarray, s_col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            e = np.hypot(tr.a * s_col, tr.b * s_row).astype(np.float32)
+            n = np.hypot(tr.d * s_col, tr.e * s_row).astype(np.float32)
+            return e, n
+
+        ser_std_e, ser_std_n = std_m(ts["drow"].series_std, ts["dcol"].series_std)  # type: ignore[arg-type]
+        vel_std_e, vel_std_n = std_m(ts["drow"].velocity_std, ts["dcol"].velocity_std)
 
         def table(key: str, **extra: str) -> dict:
             meta = opt_layer(key)
@@ -486,6 +500,14 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
             "velocity_north": ("velocity_north", vel_n, table("velocity_north", **span_tags)),
             "residual": ("residual", (res_px * grid.resolution).astype(np.float32),
                          table("residual", **span_tags)),
+            "timeseries_east_std": ("displacement_east_std", ser_std_e,
+                                    table("timeseries_east_std")),
+            "timeseries_north_std": ("displacement_north_std", ser_std_n,
+                                     table("timeseries_north_std")),
+            "velocity_std_east": ("velocity_east_std", vel_std_e,
+                                  table("velocity_std_east", **span_tags)),
+            "velocity_std_north": ("velocity_north_std", vel_std_n,
+                                   table("velocity_std_north", **span_tags)),
         }, dates=dates, attrs={"title": "GDM-OPT displacement time series",
                                "comment": "East and North positive; later minus earlier"})
         ts_paths.update({k: v for k, v in written.items() if k != "residual"})
@@ -542,8 +564,8 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
     media_cog = "image/tiff; application=geotiff; profile=cloud-optimized"
     for name, p in [("east", east_p), ("north", north_p), ("magnitude", mag_p),
                     ("score", score_p), *ts_paths.items()]:
-        assets[name] = {"href": p.name, "title": name.replace("_", " "), "roles": ["data"],
-                        "type": media_cog}
+        assets[name] = {"href": p.name, "title": name.replace("_", " "),
+                        "roles": list(opt_layer(name).roles), "type": media_cog}
     if residual_path is not None:
         assets["residual"] = {"href": residual_path.name, "title": "RMS pair misfit",
                               "roles": ["data"], "type": media_cog}
@@ -567,6 +589,10 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
         velocity_east=ts_paths.get("velocity_east"),
         velocity_north=ts_paths.get("velocity_north"),
         residual=residual_path, pair_products=pair_paths,
+        timeseries_east_std=ts_paths.get("timeseries_east_std"),
+        timeseries_north_std=ts_paths.get("timeseries_north_std"),
+        velocity_std_east=ts_paths.get("velocity_std_east"),
+        velocity_std_north=ts_paths.get("velocity_std_north"),
     )
 
 
@@ -591,4 +617,8 @@ def _relocate(outputs: OptOutputs, stage: Path, out: Path) -> OptOutputs:
         velocity_east=move(outputs.velocity_east), velocity_north=move(outputs.velocity_north),
         residual=move(outputs.residual),
         pair_products=[move(p) for p in outputs.pair_products],  # type: ignore[misc]
+        timeseries_east_std=move(outputs.timeseries_east_std),
+        timeseries_north_std=move(outputs.timeseries_north_std),
+        velocity_std_east=move(outputs.velocity_std_east),
+        velocity_std_north=move(outputs.velocity_std_north),
     )

@@ -53,6 +53,12 @@ class TimeseriesResult:
         valid pairs.
     n_pairs
         int16 (ny, nx) number of valid pairs used.
+    series_std
+        float32 (n_dates, ny, nx) formal 1-sigma of each date's displacement: the square
+        root of the diagonal of the inverse weighted normal matrix ``(A^T W A)^-1``,
+        scaled by the a-posteriori variance factor ``s0^2 = r^T W r / (P - rank)`` of the
+        pixel's pair misfits (see ``inverse_variance`` of :func:`invert_timeseries`);
+        0 for the first date, NaN where not solvable.
 
     """
 
@@ -61,6 +67,7 @@ class TimeseriesResult:
     velocity_std: np.ndarray
     residual_rms: np.ndarray
     n_pairs: np.ndarray
+    series_std: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -339,6 +346,24 @@ def _chol_solve(g: np.ndarray, rhs: np.ndarray, m: int) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
+def _chol_inv_diag(g: np.ndarray, m: int, out: np.ndarray) -> None:
+    """Diagonal of ``G^-1`` into ``out[:m, 0]`` from the Cholesky factor L in ``g``.
+
+    ``G^-1 = L^-T L^-1``, so ``diag_k = sum_i (L^-1)_ik^2``: column k of ``L^-1`` is
+    found by forward substitution into ``out[:, 1]`` (scratch).
+    """
+    for k in range(m):
+        acc = 0.0
+        for i in range(k, m):
+            s = 1.0 if i == k else 0.0
+            for j in range(k, i):
+                s -= g[i, j] * out[j, 1]
+            out[i, 1] = s / g[i, i]
+            acc += out[i, 1] * out[i, 1]
+        out[k, 0] = acc
+
+
+@numba.njit(cache=True, nogil=True)
 def _slope(d: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     """Weighted LS slope of ``d`` against ``t`` (weights ``c``) and its formal sigma."""
     n = d.shape[0]
@@ -386,6 +411,8 @@ def _solve_pixels(
     vel: np.ndarray,
     vel_std: np.ndarray,
     rms: np.ndarray,
+    std: np.ndarray,
+    inv_var: bool,
 ) -> None:
     """Per-pixel weighted least squares for the pixels ``idx`` (see invert_timeseries)."""
     n_p = pairs.shape[0]
@@ -398,6 +425,7 @@ def _solve_pixels(
         parent = np.empty(n_d, np.int64)
         c = np.empty(n_d, np.float64)
         d = np.empty(n_d, np.float64)
+        linv = np.empty((n_d, n_d), np.float64)
         for qq in range(b * _SLOW_CHUNK, min(nq, (b + 1) * _SLOW_CHUNK)):
             q = idx[qq]
             g[:, :] = 0.0
@@ -433,10 +461,12 @@ def _solve_pixels(
             if cnt == 0:
                 continue
             connected = True
+            n_comp = 0
             for k in range(n_d):
+                if _find(parent, k) == k:
+                    n_comp += 1
                 if _find(parent, k) != 0:
                     connected = False
-                    break
             m = n_d - 1
             if not connected:
                 # weak linear-model constraints d_k - v * tau_k = 0, unknown v = x[n_d-1]
@@ -463,6 +493,15 @@ def _solve_pixels(
                 r = v - (d[pairs[p, 1]] - d[pairs[p, 0]])
                 swr += wt * r * r
             rms[q] = np.sqrt(swr / wsum)
+            # Formal sigma: diag of g^-1 from its Cholesky factor (lower triangle of g).
+            red = cnt - (n_d - n_comp)
+            f2 = swr / red if red > 0 else np.nan
+            if inv_var:
+                f2 = max(1.0, f2) if red > 0 else 1.0
+            _chol_inv_diag(g, m, linv)
+            std[0, q] = 0.0
+            for k in range(1, n_d):
+                std[k, q] = np.sqrt(linv[k - 1, 0] * f2)
             s, sd = _slope(d, c, tau)
             vel[q] = s
             vel_std[q] = sd
@@ -504,6 +543,31 @@ def _shared_operator(pairs: np.ndarray, tau: np.ndarray, gamma: float) -> np.nda
     return np.vstack([m, resid, srow[None, :] @ full, line_res])
 
 
+def _shared_cofactor(pairs: np.ndarray, tau: np.ndarray, gamma: float
+                     ) -> tuple[np.ndarray, int]:
+    """Cofactor diagonal of the shared path and the redundancy ``P - rank``.
+
+    The diagonal of ``(A^T A)^-1`` for dates 1..N-1, with the constraints of the
+    per-pixel path added when the network is not connected.
+    """
+    n_p = pairs.shape[0]
+    n_d = tau.shape[0]
+    a = np.zeros((n_p, n_d))
+    a[np.arange(n_p), pairs[:, 1]] = 1.0
+    a[np.arange(n_p), pairs[:, 0]] = -1.0
+    a1 = a[:, 1:]
+    comps = len(network_components(n_d, pairs))
+    if comps == 1:
+        g = a1.T @ a1
+    else:
+        g = np.zeros((n_d, n_d))
+        g[: n_d - 1, : n_d - 1] = a1.T @ a1
+        con = np.hstack([np.eye(n_d - 1), -tau[1:, None]])
+        g += gamma * con.T @ con
+    q = np.diag(np.linalg.inv(g))[: n_d - 1]
+    return q, n_p - (n_d - comps)
+
+
 def _fast_path(
     op: np.ndarray,
     pairs: np.ndarray,
@@ -514,11 +578,17 @@ def _fast_path(
     vel: np.ndarray,
     vel_std: np.ndarray,
     rms: np.ndarray,
+    w2: np.ndarray,
+    has_w: bool,
+    std: np.ndarray,
+    inv_var: bool,
+    gamma: float,
 ) -> None:
     """Apply the shared operator to the class-1 pixels, block by block.
 
     A block whose pixels are all class 1 is used as a contiguous slice (no gather).
     """
+    q, red = _shared_cofactor(pairs, tau, gamma)
     n_p = pairs.shape[0]
     n_d = tau.shape[0]
     c = np.zeros(n_d)
@@ -544,6 +614,15 @@ def _fast_path(
         r = y[n_d - 1 : n_d - 1 + n_p]
         rms[sel] = np.sqrt(np.mean(r * r, axis=0))
         vel[sel] = y[n_d - 1 + n_p]
+        # Every pair valid with one weight w0: N = w0 A^T A, s0^2 = w0 r.r / red.
+        w0 = w2[0, sel].astype(np.float64) if has_w else np.ones(y.shape[1])
+        rr = np.sum(r * r, axis=0)
+        if inv_var:
+            f2 = np.maximum(1.0, w0 * rr / red) / w0 if red > 0 else 1.0 / w0
+        else:
+            f2 = rr / red if red > 0 else np.full(y.shape[1], np.nan)
+        std[0, sel] = 0.0
+        std[1:, sel] = np.sqrt(q[:, None] * f2[None, :])
         if m_dates >= 3:
             e = y[n_d + n_p :]
             vel_std[sel] = np.sqrt(np.sum(c[:, None] * e * e, axis=0) / (m_dates - 2) / sxx)
@@ -562,6 +641,7 @@ def invert_timeseries(
     gamma: float = 1e-4,
     *,
     use_shared: bool = True,
+    inverse_variance: bool = False,
 ) -> TimeseriesResult:
     """Invert pair displacements into a displacement time series, pixel by pixel.
 
@@ -594,6 +674,12 @@ def invert_timeseries(
     use_shared
         Use the shared-matrix fast path (default). False solves every pixel in the
         per-pixel loop (same result; for testing).
+    inverse_variance
+        How ``series_std`` is scaled. False (weights are relative): by the a-posteriori
+        variance factor ``s0^2`` (NaN without redundancy, e.g. a chain of consecutive
+        pairs). True (weights are ``1/sigma^2`` of the pairs): by ``max(1, s0^2)``, so the
+        a-priori sigmas are trusted unless the misfits say they are too small, and the
+        sigma is the a-priori one without redundancy.
 
     Returns
     -------
@@ -659,6 +745,7 @@ def invert_timeseries(
     series = np.full((n_d, npix), np.nan, np.float32)
     vel = np.full(npix, np.nan, np.float32)
     vel_std = np.full(npix, np.nan, np.float32)
+    std = np.full((n_d, npix), np.nan, np.float32)
     rms = np.full(npix, np.nan, np.float32)
     cls = np.empty(npix, np.int8)
     npair = np.empty(npix, np.int16)
@@ -668,15 +755,18 @@ def invert_timeseries(
             slow = np.flatnonzero(cls == 2)
             if slow.size < npix:
                 op = _shared_operator(pr, tau, gamma)
-                _fast_path(op, pr, tau, obs2, cls, series, vel, vel_std, rms)
+                _fast_path(op, pr, tau, obs2, cls, series, vel, vel_std, rms, w2, has_w, std,
+                           inverse_variance, gamma)
         else:
             slow = np.flatnonzero(cls != 0)
         if slow.size:
-            _solve_pixels(pr, obs2, w2, has_w, tau, gamma, slow, series, vel, vel_std, rms)
+            _solve_pixels(pr, obs2, w2, has_w, tau, gamma, slow, series, vel, vel_std, rms,
+                          std, inverse_variance)
     return TimeseriesResult(
         series=series.reshape(n_d, ny, nx),
         velocity=vel.reshape(ny, nx),
         velocity_std=vel_std.reshape(ny, nx),
         residual_rms=rms.reshape(ny, nx),
         n_pairs=npair.reshape(ny, nx),
+        series_std=std.reshape(n_d, ny, nx),
     )

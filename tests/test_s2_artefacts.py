@@ -344,3 +344,57 @@ def test_bad_quality_layers_exit_2_without_products(sim, tmp_path, problem):
         word = "corrupt GML"
     out = tmp_path / "out"
     _bad(_gdm("opt", "run", *images, "--out", out, "--preset", "slide", "-q"), out, word)
+
+
+# ------------------------------------------------------------------ time-series uncertainty
+
+
+def _network(kind: str, n: int = 6) -> np.ndarray:
+    if kind == "chain":
+        return np.array([(k, k + 1) for k in range(n - 1)])
+    return np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+
+
+@pytest.mark.parametrize("kind", ["chain", "all"])
+def test_series_std_predicts_the_error(kind):
+    """Per-date formal sigma against the measured scatter (pairs with 0.1 px of noise)."""
+    from kernels.timeseries import invert_timeseries
+
+    rng = np.random.default_rng(1)
+    t = np.arange(6) * 0.2
+    pairs = _network(kind)
+    sigma = 0.1
+    obs = np.stack([(t[j] - t[i]) * 1.5 + sigma * rng.standard_normal((60, 60))
+                    for i, j in pairs]).astype(np.float32)
+    w = np.full(obs.shape, 1 / sigma ** 2, np.float32)
+    res = invert_timeseries(pairs, obs, w, t, inverse_variance=True)
+    slow = invert_timeseries(pairs, obs, w, t, inverse_variance=True, use_shared=False)
+    np.testing.assert_allclose(res.series_std, slow.series_std, rtol=1e-5)
+    err = (res.series - (t * 1.5)[:, None, None]).std(axis=(1, 2))
+    pred = res.series_std.mean(axis=(1, 2))
+    assert pred[0] == 0
+    np.testing.assert_allclose(pred[1:], err[1:], rtol=0.15)
+    rel = invert_timeseries(pairs, obs, w, t)
+    if kind == "chain":  # no redundancy: no a-posteriori factor
+        assert np.isnan(rel.series_std[1:]).all()
+    else:
+        np.testing.assert_allclose(rel.series_std.mean(axis=(1, 2))[1:], err[1:], rtol=0.15)
+
+
+def test_series_std_with_varying_pair_weights():
+    """A noisier pair, down-weighted: the per-pixel path and the prediction still agree."""
+    from kernels.timeseries import invert_timeseries
+
+    rng = np.random.default_rng(2)
+    t = np.arange(5) * 0.25
+    pairs = _network("all", 5)
+    sig = np.where(np.arange(len(pairs)) % 3 == 0, 0.3, 0.05)
+    obs = np.stack([(t[j] - t[i]) + s * rng.standard_normal((50, 50))
+                    for (i, j), s in zip(pairs, sig, strict=True)]).astype(np.float32)
+    w = np.broadcast_to((1 / sig ** 2)[:, None, None], obs.shape).astype(np.float32)
+    res = invert_timeseries(pairs, obs, w, t, inverse_variance=True)
+    err = (res.series - t[:, None, None]).std(axis=(1, 2))
+    np.testing.assert_allclose(res.series_std.mean(axis=(1, 2))[1:], err[1:], rtol=0.2)
+    flat = invert_timeseries(pairs, obs, None, t)
+    flat_err = (flat.series - t[:, None, None]).std(axis=(1, 2))
+    assert np.all(err[1:] < flat_err[1:])
