@@ -344,7 +344,7 @@ def test_embedded_server_runs_echo_and_gdm_opt(gdm_env, pair_scenes, monkeypatch
         rapid = _echo_roundtrip(store, queue="rapid")
         ondemand = _echo_roundtrip(store, queue="ondemand")
         job = submit("gdm-opt", _opt_inputs(pair_scenes, settings), OPERATOR, store=store)
-        job = wait(job.id, store=store, timeout=120)
+        job = wait(job.id, store=store, timeout=300)
         _assert_opt_products(job, settings)
         assert job.attempts == 1
         print(f"embedded: echo rapid {rapid:.2f} s, ondemand {ondemand:.2f} s")
@@ -370,7 +370,7 @@ def test_redis_broker_echo_and_gdm_opt(gdm_env, pair_scenes, redis_db):
     with _worker("rapid,ondemand", settings.home, env):
         latency = _echo_roundtrip(store)
         job = submit("gdm-opt", _opt_inputs(pair_scenes, settings), OPERATOR, store=store)
-        job = wait(job.id, store=store, timeout=120)
+        job = wait(job.id, store=store, timeout=300)
         _assert_opt_products(job, settings)
     print(f"redis: echo {latency:.2f} s")
 
