@@ -1,0 +1,9 @@
+WIDTH             47
+FILE_LENGTH       72
+X_FIRST           150.910000000   
+X_STEP            0.000833333     
+Y_FIRST           -34.170000000   
+Y_STEP            -0.000833333   
+WAVELENGTH        0.0562356424 
+DATE              061106
+DATE12            061106-070115
