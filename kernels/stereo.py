@@ -34,6 +34,8 @@ code  meaning
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -167,36 +169,57 @@ def _popcount(x):  # pragma: no cover - compiled
     return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-@numba.njit(cache=True, parallel=True)
-def _census_cost_loop(cl, bl, cr, br, c_off, dmin, invalid, cost):  # pragma: no cover
+@numba.njit(inline="always")
+def _census_cost_row(cl, bl, cr, br, c_off, dmin, invalid, cost, k_off, nd,
+                     r):  # pragma: no cover - compiled
     # The disparity axis is innermost: per left pixel, the Hamming distances to a run
     # of consecutive right codes (a vectorised popcount), the out-of-image levels
-    # split off beforehand so that the loop has no boundary test.
-    rows, cols, nd = cost.shape
+    # split off beforehand so that the loop has no boundary test. Level k goes to slot
+    # k + k_off of the last axis (1 in the padded layout of the 16-bit SGM).
+    cols = cost.shape[1]
     wr = cr.shape[1]
-    for r in numba.prange(rows):
-        crow = cr[r]
-        brow = br[r]
-        for c in range(cols):
-            cc = c + c_off
-            out = cost[r, c]
-            x0 = cc + dmin
-            k0 = min(max(-x0, 0), nd)
-            k1 = max(min(wr - x0, nd), k0)
-            if bl[r, cc]:
-                k1 = k0
-            for k in range(k0):
-                out[k] = invalid
-            code = cl[r, cc]
-            # slices: their indices are known non-negative (no wrap-around test)
-            cseg = crow[x0 + k0:x0 + k1]
-            bseg = brow[x0 + k0:x0 + k1]
-            oseg = out[k0:k1]
-            for j in range(k1 - k0):
-                v = _popcount(code ^ cseg[j])
-                oseg[j] = invalid if bseg[j] else v
-            for k in range(k1, nd):
-                out[k] = invalid
+    crow = cr[r]
+    brow = br[r]
+    for c in range(cols):
+        cc = c + c_off
+        out = cost[r, c, k_off:k_off + nd]
+        x0 = cc + dmin
+        k0 = min(max(-x0, 0), nd)
+        k1 = max(min(wr - x0, nd), k0)
+        if bl[r, cc]:
+            k1 = k0
+        for k in range(k0):
+            out[k] = invalid
+        code = cl[r, cc]
+        # slices: their indices are known non-negative (no wrap-around test)
+        cseg = crow[x0 + k0:x0 + k1]
+        bseg = brow[x0 + k0:x0 + k1]
+        oseg = out[k0:k1]
+        for j in range(k1 - k0):
+            v = _popcount(code ^ cseg[j])
+            oseg[j] = invalid if bseg[j] else v
+        for k in range(k1, nd):
+            out[k] = invalid
+
+
+@numba.njit(cache=True, parallel=True)
+def _census_cost_loop(cl, bl, cr, br, c_off, dmin, invalid, cost, k_off,
+                      nd):  # pragma: no cover - compiled
+    for r in numba.prange(cost.shape[0]):
+        _census_cost_row(cl, bl, cr, br, c_off, dmin, invalid, cost, k_off, nd, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _census_cost_serial(cl, bl, cr, br, c_off, dmin, invalid, cost, k_off,
+                        nd):  # pragma: no cover - compiled
+    # one thread, without the GIL: for tiles matched on concurrent threads
+    for r in range(cost.shape[0]):
+        _census_cost_row(cl, bl, cr, br, c_off, dmin, invalid, cost, k_off, nd, r)
+
+
+def _view(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The front of a flat scratch buffer as a C-contiguous array of ``shape``."""
+    return buf[:int(np.prod(shape))].reshape(shape)
 
 
 def cost_census(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int,
@@ -223,9 +246,26 @@ def _census_bits(w: int) -> int:
     return w * (w if w < 9 else 7) - 1
 
 
-def _census_volume(cl, bl, cr, br, c0, c1, dmin, dmax, w, dtype=np.float32) -> np.ndarray:
-    cost = np.empty((cl.shape[0], c1 - c0, dmax - dmin + 1), dtype)
-    _census_cost_loop(cl, bl, cr, br, c0, dmin, dtype(_census_bits(w)), cost)
+def _census_volume(cl, bl, cr, br, c0, c1, dmin, dmax, w, dtype=np.float32,
+                   padded: bool = False, serial: bool = False,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """Census costs of left columns c0..c1-1, (rows, c1 - c0, nd).
+
+    With ``padded``: uint8 (rows, c1 - c0, nd + 2) in the layout of the 16-bit SGM
+    (:func:`_pad16`), in the front of the flat buffer ``out`` if given; ``serial``: on the
+    calling thread, without the GIL.
+    """
+    nd = dmax - dmin + 1
+    if padded:
+        shape = (cl.shape[0], c1 - c0, nd + 2)
+        cost = np.empty(shape, np.uint8) if out is None else _view(out, shape)
+        cost[:, :, 0] = 255
+        cost[:, :, nd + 1] = 255
+    else:
+        cost = np.empty((cl.shape[0], c1 - c0, nd), dtype)
+    loop = _census_cost_serial if serial else _census_cost_loop
+    loop(cl, bl, cr, br, c0, dmin, cost.dtype.type(_census_bits(w)), cost,
+         1 if padded else 0, nd)
     return cost
 
 
@@ -430,118 +470,146 @@ def _min(a, b):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _pass16_pixel(cost, s, r, c, ic, prev, cur, prevmin, curmin, hp, ho, hmin, p1, p2,
-                  first):  # pragma: no cover - compiled
-    # The four paths of a pass at one pixel (scan column ic): from the previous pixel of
-    # the row (hp -> ho) and from scan columns ic-1, ic, ic+1 of the previous row
-    # (prev -> cur), fused in one loop over the disparities, with every intermediate
-    # cast back to 16 bits so that LLVM runs it on 16-bit lanes. Path vectors carry a
-    # sentinel at both ends of the disparity axis; zero vectors (minimum 0) stand for
-    # "no predecessor", which starts a path there (L = C). ``first``: the sums are set,
-    # not added to. Returns the minimum of the new horizontal path vector.
-    nd = cost.shape[2]
+def _pass16_buffers(cols, nd):  # pragma: no cover - compiled
+    # Path rows, flat: slot j (0..nd+1) of image column c (-1..cols) at 1 + (c+1)(nd+2) + j,
+    # one spare element at both ends. Slots 0 and nd+1 are sentinels; columns -1 and
+    # cols are "no predecessor" (zero vectors, minimum 0: a path starts there, L = C).
+    ndp = nd + 2
+    n = (cols + 2) * ndp + 2
     big = np.int16(_BIG16)
-    cv = cost[r, c]
-    sv = s[r, c]
-    q0 = prev[0, ic]
-    q1 = prev[1, ic + 1]
-    q2 = prev[2, ic + 2]
-    m0 = prevmin[0, ic]
-    m1 = prevmin[1, ic + 1]
-    m2 = prevmin[2, ic + 2]
-    o0 = cur[0, ic + 1]
-    o1 = cur[1, ic + 1]
-    o2 = cur[2, ic + 1]
-    jh = np.int16(hmin + p2)
-    j0 = np.int16(m0 + p2)
-    j1 = np.int16(m1 + p2)
-    j2 = np.int16(m2 + p2)
-    bh = big
-    b0 = big
-    b1 = big
-    b2 = big
-    for d in range(nd):
-        cd = np.int16(cv[d])
-        vh = np.int16(cd + np.int16(_min(_min(hp[d + 1], np.int16(_min(hp[d], hp[d + 2]) + p1)),
-                                         jh) - hmin))
-        v0 = np.int16(cd + np.int16(_min(_min(q0[d + 1], np.int16(_min(q0[d], q0[d + 2]) + p1)),
-                                         j0) - m0))
-        v1 = np.int16(cd + np.int16(_min(_min(q1[d + 1], np.int16(_min(q1[d], q1[d + 2]) + p1)),
-                                         j1) - m1))
-        v2 = np.int16(cd + np.int16(_min(_min(q2[d + 1], np.int16(_min(q2[d], q2[d + 2]) + p1)),
-                                         j2) - m2))
-        ho[d + 1] = vh
-        o0[d + 1] = v0
-        o1[d + 1] = v1
-        o2[d + 1] = v2
-        tot = np.uint16(np.int16(vh + v0) + np.int16(v1 + v2))
-        if first:
-            sv[d] = tot
-        else:
-            sv[d] = np.uint16(sv[d] + tot)
-        bh = _min(bh, vh)
-        b0 = _min(b0, v0)
-        b1 = _min(b1, v1)
-        b2 = _min(b2, v2)
-    curmin[0, ic + 1] = b0
-    curmin[1, ic + 1] = b1
-    curmin[2, ic + 1] = b2
-    return bh
+    prev = np.zeros((3, n), np.int16)
+    cur = np.zeros((3, n), np.int16)
+    hrow = np.zeros(n, np.int16)
+    for c in range(cols + 2):
+        i = 1 + c * ndp
+        for k in range(3):
+            prev[k, i] = big
+            prev[k, i + nd + 1] = big
+            cur[k, i] = big
+            cur[k, i + nd + 1] = big
+        hrow[i] = big
+        hrow[i + nd + 1] = big
+    return prev, cur, hrow
 
 
 @numba.njit(inline="always")
-def _pass16_buffers(cols, nd):  # pragma: no cover - compiled
+def _pass16_row(costp, s, r, step, prev, cur, hrow, p1, p2,
+                first):  # pragma: no cover - compiled
+    # One row of a pass (the four paths that come from the previous pixel of the scan
+    # and from the three neighbours of the previous row), on 16-bit lanes.
+    #
+    # The path along the row is sequential: one short loop per pixel, on its own (few
+    # arrays: LLVM's runtime overlap checks before each vectorised loop stay few).
+    # The three paths from the previous row are independent across the row: their path
+    # vectors are kept normalised (minimum subtracted, so L = C + min(L'(d),
+    # min(L'(d-1), L'(d+1)) + p1, p2) needs no per-pixel scalar) and computed in one
+    # loop over the whole padded row, with the sums; then each pixel's minimum is
+    # subtracted and its sentinels restored. Same integers as the textbook recursion.
+    cols = costp.shape[1]
+    ndp = costp.shape[2]
+    nd = ndp - 2
     big = np.int16(_BIG16)
-    prev = np.zeros((3, cols + 2, nd + 2), np.int16)
-    cur = np.zeros((3, cols + 2, nd + 2), np.int16)
-    prev[:, :, 0] = big
-    prev[:, :, nd + 1] = big
-    cur[:, :, 0] = big
-    cur[:, :, nd + 1] = big
-    hbuf = np.zeros((2, nd + 2), np.int16)
-    hbuf[:, 0] = big
-    hbuf[:, nd + 1] = big
-    return prev, cur, np.zeros((3, cols + 2), np.int16), np.zeros((3, cols + 2), np.int16), hbuf
+    crow = costp[r]
+    hmin = np.int16(0)
+    for ic in range(cols):
+        c = ic if step > 0 else cols - 1 - ic
+        ip = 1 + (c + 1 - step) * ndp
+        io = 2 + (c + 1) * ndp
+        hp = hrow[ip:ip + ndp]
+        ho = hrow[io:io + nd]
+        cv = crow[c, 1:nd + 1]
+        jh = np.int16(hmin + p2)
+        bh = big
+        for d in range(nd):
+            vh = np.int16(np.int16(cv[d]) + np.int16(
+                _min(_min(hp[d + 1], np.int16(_min(hp[d], hp[d + 2]) + p1)), jh) - hmin))
+            ho[d] = vh
+            bh = _min(bh, vh)
+        hmin = bh
+    lo = 1 + ndp
+    n = cols * ndp
+    cflat = crow.reshape(n)
+    sflat = s[r].reshape(n)
+    a0 = prev[0, lo - ndp - 1:lo - 1 + n + 2 - ndp]  # from column c - 1
+    a1 = prev[1, lo - 1:lo - 1 + n + 2]  # from column c
+    a2 = prev[2, lo + ndp - 1:lo - 1 + n + 2 + ndp]  # from column c + 1
+    o0 = cur[0, lo:lo + n]
+    o1 = cur[1, lo:lo + n]
+    o2 = cur[2, lo:lo + n]
+    hh = hrow[lo:lo + n]
+    if first:
+        for j in range(n):
+            cd = np.int16(cflat[j])
+            v0 = np.int16(cd + _min(_min(a0[j + 1], np.int16(_min(a0[j], a0[j + 2]) + p1)), p2))
+            v1 = np.int16(cd + _min(_min(a1[j + 1], np.int16(_min(a1[j], a1[j + 2]) + p1)), p2))
+            v2 = np.int16(cd + _min(_min(a2[j + 1], np.int16(_min(a2[j], a2[j + 2]) + p1)), p2))
+            o0[j] = v0
+            o1[j] = v1
+            o2[j] = v2
+            sflat[j] = np.uint16(np.int16(hh[j] + v0) + np.int16(v1 + v2))
+    else:
+        for j in range(n):
+            cd = np.int16(cflat[j])
+            v0 = np.int16(cd + _min(_min(a0[j + 1], np.int16(_min(a0[j], a0[j + 2]) + p1)), p2))
+            v1 = np.int16(cd + _min(_min(a1[j + 1], np.int16(_min(a1[j], a1[j + 2]) + p1)), p2))
+            v2 = np.int16(cd + _min(_min(a2[j + 1], np.int16(_min(a2[j], a2[j + 2]) + p1)), p2))
+            o0[j] = v0
+            o1[j] = v1
+            o2[j] = v2
+            sflat[j] = np.uint16(sflat[j] + np.uint16(np.int16(hh[j] + v0) + np.int16(v1 + v2)))
+    for k in range(3):
+        row = cur[k]
+        for c in range(cols):
+            b = lo + c * ndp
+            seg = row[b + 1:b + 1 + nd]
+            m = big
+            for d in range(nd):
+                m = _min(m, seg[d])
+            for d in range(nd):
+                seg[d] = np.int16(seg[d] - m)
+            row[b] = big
+            row[b + nd + 1] = big
 
 
-@numba.njit(cache=True)
-def _sgm_pass16(cost, p1, p2, s, reverse, first):  # pragma: no cover - compiled
-    """Four of the 8 paths (forward, or backward when ``reverse``) into ``s``."""
-    rows, cols, nd = cost.shape
+@numba.njit(cache=True, nogil=True)
+def _sgm_pass16(costp, p1, p2, s, reverse, first):  # pragma: no cover - compiled
+    """Four of the 8 paths (forward, or backward when ``reverse``) into ``s``.
+
+    ``costp`` and ``s``: (rows, cols, nd + 2), disparity ``k`` at slot ``k + 1`` (the
+    end slots are scratch).
+    """
+    rows, cols, ndp = costp.shape
+    prev, cur, hrow = _pass16_buffers(cols, ndp - 2)
+    step = -1 if reverse else 1
     p1 = np.int16(p1)
     p2 = np.int16(p2)
-    prev, cur, prevmin, curmin, hbuf = _pass16_buffers(cols, nd)
     for ir in range(rows):
         r = rows - 1 - ir if reverse else ir
-        hbuf[0, 1:nd + 1] = 0
-        hmin = np.int16(0)
-        for ic in range(cols):
-            c = cols - 1 - ic if reverse else ic
-            hmin = _pass16_pixel(cost, s, r, c, ic, prev, cur, prevmin, curmin,
-                                 hbuf[ic % 2], hbuf[(ic + 1) % 2], hmin, p1, p2, first)
+        _pass16_row(costp, s, r, step, prev, cur, hrow, p1, p2, first)
         prev, cur = cur, prev
-        prevmin, curmin = curmin, prevmin
 
 
 @numba.njit
-def _decide_row(srow, crow, invalid, equiangular, dmin, c_off, dl, dr, best,
-                kbest):  # pragma: no cover - compiled
+def _decide_row(srow, crow, invalid, equiangular, dmin, c_off, dl, dr,
+                bkey):  # pragma: no cover - compiled
     """Left disparities (WTA, sub-pixel) and right disparities of one row of sums.
 
-    srow: (cols, nd) uint16 sums of the 8 paths; crow: (cols, nd) costs (a level whose
-    cost is >= ``invalid`` cannot win). Same results as _wta_loop and _right_disparity
-    (ties go to the first level; the right pixel's ties to the first left pixel).
+    srow: (cols, nd + 2) uint16 sums of the 8 paths, level k at slot k + 1; crow: the
+    costs, same layout (a level whose cost is >= ``invalid`` cannot win). Same results
+    as _wta_loop and _right_disparity (ties go to the first level; the right pixel's
+    ties to the first left pixel).
     """
-    cols, nd = srow.shape
+    cols = srow.shape[0]
+    nd = srow.shape[1] - 2
     wr = dr.shape[0]
     for c in range(cols):
-        sv = srow[c]
+        sv = srow[c, 1:nd + 1]
         # the minimum and its first level in one vectorised reduction of keys
         key = np.int32(np.int32(sv[0]) << 10)
         for k in range(1, nd):
             key = _min(key, np.int32((np.int32(sv[k]) << 10) | k))
         kb = key & 1023
-        if crow[c, kb] >= invalid:
+        if crow[c, kb + 1] >= invalid:
             dl[c] = np.nan
             continue
         off = 0.0
@@ -559,66 +627,59 @@ def _decide_row(srow, crow, invalid, equiangular, dmin, c_off, dl, dr, best,
                     off = (a - e) / den
             off = min(max(off, -0.5), 0.5)
         dl[c] = np.float32(kb + off) + np.float32(dmin)
+    # right pixel x: the minimum over the left pixels that see it of (sum, first left
+    # pixel), as one uint32 key per x (sum << 16 | 65535 - level: at equal sums the
+    # largest level, i.e. the first left pixel) and a vectorised running minimum
     for x in range(wr):
-        best[x] = 65535
-        kbest[x] = -1
-        dr[x] = -1e9
+        bkey[x] = np.uint32(0xFFFFFFFF)
     for c in range(cols):
-        sv = srow[c]
+        sv = srow[c, 1:nd + 1]
         x0 = c + c_off + dmin
         k0 = min(max(-x0, 0), nd)
         k1 = max(min(wr - x0, nd), k0)
         sseg = sv[k0:k1]
-        bseg = best[x0 + k0:x0 + k1]
-        kseg = kbest[x0 + k0:x0 + k1]
+        bseg = bkey[x0 + k0:x0 + k1]
+        top = np.uint32(65535 - k0)
         for j in range(k1 - k0):
-            v = sseg[j]
-            lt = v < bseg[j]
-            bseg[j] = v if lt else bseg[j]
-            kseg[j] = np.int16(k0 + j) if lt else kseg[j]
+            rk = np.uint32((np.uint32(sseg[j]) << np.uint32(16)) | (top - np.uint32(j)))
+            bseg[j] = _min(bseg[j], rk)
     for x in range(wr):
-        k = np.int64(kbest[x])
-        if k < 0:
+        rk = bkey[x]
+        if rk == np.uint32(0xFFFFFFFF):
+            dr[x] = -1e9
             continue
+        k = 65535 - np.int64(rk & np.uint32(0xFFFF))
         off = 0.0
         c = x - c_off - dmin - k
         if 0 < k < nd - 1 and 0 <= c + 1 < cols and 0 <= c - 1 < cols:
-            a = np.float32(srow[c + 1, k - 1])
-            e = np.float32(srow[c - 1, k + 1])
-            den = 2.0 * (a - 2.0 * np.float32(best[x]) + e)
+            a = np.float32(srow[c + 1, k])
+            e = np.float32(srow[c - 1, k + 2])
+            den = 2.0 * (a - 2.0 * np.float32(rk >> np.uint32(16)) + e)
             if den > 0:
                 off = min(max((a - e) / den, -0.5), 0.5)
         dr[x] = dmin + k + off
 
 
-@numba.njit(cache=True)
-def _sgm_match16(cost, p1, p2, s, invalid, equiangular, dmin, c_off, dl,
+@numba.njit(cache=True, nogil=True)
+def _sgm_match16(costp, p1, p2, s, invalid, equiangular, dmin, c_off, dl,
                  dr):  # pragma: no cover - compiled
     """SGM and the decisions on one thread, in two passes over the volume.
 
     The forward pass sets ``s``; the backward pass adds its four paths and, as each row
     is then final, takes the row's decisions (the sums of that row are still in cache).
     """
-    rows, cols, nd = cost.shape
+    rows, cols, ndp = costp.shape
     wr = dr.shape[1]
-    _sgm_pass16(cost, p1, p2, s, False, True)
+    _sgm_pass16(costp, p1, p2, s, False, True)
     p1 = np.int16(p1)
     p2 = np.int16(p2)
-    prev, cur, prevmin, curmin, hbuf = _pass16_buffers(cols, nd)
-    best = np.empty(wr, np.uint16)
-    kbest = np.empty(wr, np.int16)
+    prev, cur, hrow = _pass16_buffers(cols, ndp - 2)
+    bkey = np.empty(wr, np.uint32)
     for ir in range(rows):
         r = rows - 1 - ir
-        hbuf[0, 1:nd + 1] = 0
-        hmin = np.int16(0)
-        for ic in range(cols):
-            c = cols - 1 - ic
-            hmin = _pass16_pixel(cost, s, r, c, ic, prev, cur, prevmin, curmin,
-                                 hbuf[ic % 2], hbuf[(ic + 1) % 2], hmin, p1, p2, False)
+        _pass16_row(costp, s, r, -1, prev, cur, hrow, p1, p2, False)
         prev, cur = cur, prev
-        prevmin, curmin = curmin, prevmin
-        _decide_row(s[r], cost[r], invalid, equiangular, dmin, c_off, dl[r], dr[r], best,
-                    kbest)
+        _decide_row(s[r], costp[r], invalid, equiangular, dmin, c_off, dl[r], dr[r], bkey)
 
 
 def _int_penalties(cmax: int, p1: float, p2: float) -> tuple[int, int] | None:
@@ -631,29 +692,45 @@ def _int_penalties(cmax: int, p1: float, p2: float) -> tuple[int, int] | None:
     return i1, i2
 
 
+def _pad16(cost: np.ndarray) -> np.ndarray:
+    """(rows, cols, nd) uint8 costs in the padded layout of the 16-bit SGM."""
+    rows, cols, nd = cost.shape
+    costp = np.empty((rows, cols, nd + 2), np.uint8)
+    costp[:, :, 0] = 255
+    costp[:, :, nd + 1] = 255
+    costp[:, :, 1:nd + 1] = cost
+    return costp
+
+
 def _aggregate16(cost: np.ndarray, p1: int, p2: int) -> np.ndarray:
     """8-path SGM of a uint8 cost volume; uint16 sums (see :func:`_int_penalties`)."""
-    s = np.empty(cost.shape, np.uint16)
-    _sgm_pass16(cost, p1, p2, s, False, True)
-    _sgm_pass16(cost, p1, p2, s, True, False)
-    return s
+    costp = _pad16(cost)
+    s = np.empty(costp.shape, np.uint16)
+    _sgm_pass16(costp, p1, p2, s, False, True)
+    _sgm_pass16(costp, p1, p2, s, True, False)
+    return s[:, :, 1:-1]
 
 
 def _match16(cost: np.ndarray, p1: int, p2: int, invalid: int, equiangular: bool,
-             dmin: int, c_off: int, wr: int) -> tuple[np.ndarray, np.ndarray]:
+             dmin: int, c_off: int, wr: int, padded: bool = False,
+             sbuf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Integer SGM and decisions of one tile, on one thread.
 
-    Tiles are the unit of parallel work (dsm_opt.pipeline matches them on worker
-    processes); two passes over the volume, no second sum volume.
+    ``cost``: uint8 (rows, cols, nd), or (rows, cols, nd + 2) in the padded layout of
+    :func:`_pad16` when ``padded``. Tiles are the unit of parallel work (dsm_opt.pipeline
+    matches them on worker processes); two passes over the volume, no second sum volume.
+    ``sbuf``: a flat uint16 scratch buffer for the sums (reused from tile to tile, its
+    pages are not faulted in again).
 
     Returns the left disparities (NaN where the winner is an invalid level) and the
     disparity of each right column (-1e9: none).
     """
-    rows, cols, _ = cost.shape
+    costp = cost if padded else _pad16(cost)
+    rows, cols, _ = costp.shape
     dl = np.empty((rows, cols), np.float32)
     dr = np.empty((rows, wr), np.float32)
-    s = np.empty(cost.shape, np.uint16)
-    _sgm_match16(cost, p1, p2, s, np.uint8(invalid), equiangular, dmin, c_off, dl, dr)
+    s = np.empty(costp.shape, np.uint16) if sbuf is None else _view(sbuf, costp.shape)
+    _sgm_match16(costp, p1, p2, s, np.uint8(invalid), equiangular, dmin, c_off, dl, dr)
     return dl, dr
 
 
@@ -774,7 +851,7 @@ def _right_disparity(s, dmin, c_off, wr, none, dr):  # pragma: no cover - compil
             dr[r, x] = dmin + k + off
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lr_loop(dl, dr, c_off, dmin, nd, thr, code):  # pragma: no cover - compiled
     rows, cols = dl.shape
     wr = dr.shape[1]
@@ -1294,38 +1371,59 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         nodata_l = uniform_filter(nodata_l.astype(np.float32), w, mode="nearest") > 1e-6
     col_margin = overlap + nd  # the LR check needs the whole range of right candidates
     equiangular = subpixel == "equiangular"
-    for r0 in _tile_starts(rows, tile):
-        r1 = min(r0 + tile, rows)
+    tiles = [(r0, min(r0 + tile, rows), c0, min(c0 + tile, cols))
+             for r0 in _tile_starts(rows, tile) for c0 in _tile_starts(cols, tile)]
+    # census with integer penalties: tiles on concurrent threads (each tile on one
+    # thread, without the GIL) when numba may use several; otherwise one after the other
+    workers = min(numba.get_num_threads(), len(tiles)) if ints is not None else 1
+    # each thread's cost and sum volumes in buffers kept from tile to tile
+    scratch = threading.local()
+    nvox = max((min(r1 + overlap, rows) - max(r0 - overlap, 0))
+               * (min(c1 + col_margin, cols) - max(c0 - col_margin, 0))
+               for r0, r1, c0, c1 in tiles) * (nd + 2) if tiles else 0
+
+    def one_tile(t: tuple[int, int, int, int]) -> None:
+        r0, r1, c0, c1 = t
         a0, a1 = max(r0 - overlap, 0), min(r1 + overlap, rows)
-        for c0 in _tile_starts(cols, tile):
-            c1 = min(c0 + tile, cols)
-            b0, b1 = max(c0 - col_margin, 0), min(c1 + col_margin, cols)
-            if ints is not None:  # census, integer penalties: the exact 16-bit SGM
-                vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0, b1,
-                                     dmin, dmax, w, np.uint8)
-                dl, dr = _match16(vol, *ints, int(invalid_cost), equiangular, dmin, b0,
-                                  rf.shape[1])
-                del vol
+        b0, b1 = max(c0 - col_margin, 0), min(c1 + col_margin, cols)
+        if ints is not None:  # census, integer penalties: the exact 16-bit SGM
+            if not hasattr(scratch, "vol"):
+                scratch.vol = np.empty(nvox, np.uint8)
+                scratch.s = np.empty(nvox, np.uint16)
+            vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0, b1,
+                                 dmin, dmax, w, padded=True, serial=workers > 1,
+                                 out=scratch.vol)
+            dl, dr = _match16(vol, *ints, int(invalid_cost), equiangular, dmin, b0,
+                              rf.shape[1], padded=True, sbuf=scratch.s)
+            del vol
+        else:
+            if cost == "census":
+                vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0,
+                                     b1, dmin, dmax, w)
             else:
-                if cost == "census":
-                    vol = _census_volume(cl[a0:a1], bl[a0:a1], cr[a0:a1], br[a0:a1], b0,
-                                         b1, dmin, dmax, w)
-                else:
-                    vol = _zncc_volume(lf[a0:a1], rf[a0:a1], b0, b1, dmin, dmax, w)
-                s = aggregate_sgm(vol, p1, p2)
-                dl = np.empty(s.shape[:2], np.float32)
-                _wta_loop(s, vol, invalid_cost, np.float32(np.inf), equiangular, dl)
-                dl += np.float32(dmin)
-                del vol
-                dr = np.empty((a1 - a0, rf.shape[1]), np.float32)
-                _right_disparity(s, dmin, b0, rf.shape[1], np.float32(np.inf), dr)
-                del s
-            tc = np.zeros(dl.shape, np.uint8)
-            _lr_loop(dl, dr, b0, dmin, nd, np.float32(lr_threshold), tc)
-            tc[~np.isfinite(dl) & (tc == 0)] = 2
-            core = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
-            disp[r0:r1, c0:c1] = dl[core]
-            code[r0:r1, c0:c1] = tc[core]
+                vol = _zncc_volume(lf[a0:a1], rf[a0:a1], b0, b1, dmin, dmax, w)
+            s = aggregate_sgm(vol, p1, p2)
+            dl = np.empty(s.shape[:2], np.float32)
+            _wta_loop(s, vol, invalid_cost, np.float32(np.inf), equiangular, dl)
+            dl += np.float32(dmin)
+            del vol
+            dr = np.empty((a1 - a0, rf.shape[1]), np.float32)
+            _right_disparity(s, dmin, b0, rf.shape[1], np.float32(np.inf), dr)
+            del s
+        tc = np.zeros(dl.shape, np.uint8)
+        _lr_loop(dl, dr, b0, dmin, nd, np.float32(lr_threshold), tc)
+        tc[~np.isfinite(dl) & (tc == 0)] = 2
+        core = (slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
+        disp[r0:r1, c0:c1] = dl[core]
+        code[r0:r1, c0:c1] = tc[core]
+
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(one_tile, tiles):
+                pass
+    else:
+        for t in tiles:
+            one_tile(t)
     code[nodata_l] = 1
     disp[code != 0] = np.nan
     if speckle_size > 0:

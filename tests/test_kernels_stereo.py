@@ -158,6 +158,28 @@ def test_tiles_do_not_change_the_result_much():
     assert np.mean(np.abs(one.disparity[both] - tiled.disparity[both]) > 0.25) < 0.01
 
 
+def test_tiles_on_concurrent_threads_give_the_one_thread_result():
+    # with several numba threads the tiles of the 16-bit path are matched concurrently,
+    # each on one thread: the result must be the one of one thread, bit for bit
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here")
+    left, right, _ = _pair(70, 90, lambda y, x: 2.0 + 4.0 * np.sin(x / 23.0) * np.cos(y / 17.0))
+    left[10, 20] = np.nan
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = stereo.match(left, right, -4, 9, window=5, tile=24, overlap=8)
+        numba.set_num_threads(2)
+        two = stereo.match(left, right, -4, 9, window=5, tile=24, overlap=8)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one.mask, two.mask)
+    assert np.array_equal(one.disparity, two.disparity, equal_nan=True)
+    assert np.isfinite(one.disparity).mean() > 0.8
+
+
 def test_nan_input_is_masked_as_nodata():
     left, right, _ = _pair(80, 100, lambda y, x: 4 + 0 * x)
     left[30:40, 30:40] = np.nan
