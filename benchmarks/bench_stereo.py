@@ -5,7 +5,7 @@ warped along the rows, disparities 5..55 px, sensor noise 2 % of the texture's
 standard deviation) is matched by the three with comparable settings: census 5×5 (SGBM:
 block 5, its Birchfield-Tomasi cost), 64 disparities, P1 = 8 and P2 = 32 per census
 bit (SGBM: 8·5² and 32·5²), 8 paths (SGBM MODE_HH), left-right check at 1 px, speckle
-filter and 3×3 median. For each the script prints the wall time (median of --repeats
+filter and 3×3 median. For each the script prints the wall and CPU time (medians of --repeats
 runs), the bad-1px rate (pixels whose disparity is missing or more than 1 px off, over
 every pixel whose match lies inside the right image), the fraction left invalid and
 the sub-pixel error (mean |error| of the pixels within 1 px), then the ratios. It
@@ -13,11 +13,22 @@ prints; it asserts nothing.
 
 Usage: python benchmarks/bench_stereo.py [--size 1024] [--repeats 3]
 
-Measured (768², 2 CPU cores shared with other engineers, load ~14, medians of 3 runs):
-ours 9.26 s, bad-1px 0.00 %, sub-pixel error 0.058 px; StereoSGBM 1.57 s, 3.63 %, 0.090
-px; pandora + libsgm 64.1 s, 0.00 %, 0.066 px. Ours/SGBM time 5.9 (8.4 with numba on one
-thread, 6.8 on two, in back-to-back runs); ours/pandora 0.14. Our pixels more than 1 px
-off are all left invalid by the left-right check; SGBM's are its uniqueness/LR/speckle
+Measured (768², 2 CPU cores shared with other engineers, medians of 3 interleaved runs;
+StereoSGBM in MODE_HH, 8 paths like ours, runs on one thread whatever the thread count,
+so the like-for-like comparison is ours on one thread):
+
+- before (main at 2ff05c2, the matcher of 29e2890; load ~4.7): ours 1 thread 1.39 s
+  wall / 0.69 s CPU, 2 threads 1.36 / 0.67; StereoSGBM 0.75 / 0.36; pandora 25.7 s.
+  Ours/SGBM wall 1.79 (1 thread), 1.64 (2 threads); CPU 1.86, 1.74.
+- after (load ~10.6): ours 1 thread 1.27 / 0.39 (0.47 Mpix/s, 1.53 Mpix per CPU-s), 2
+  threads 1.48 / 0.46; StereoSGBM 0.88 / 0.26 (0.67 Mpix/s, 2.25 per CPU-s); pandora
+  31.2 / 10.0 (0.02 Mpix/s). Ours/SGBM wall 1.37 (1 thread), 1.69 (2 threads); CPU 1.38,
+  1.74. With two threads the tiles run concurrently; on this loaded machine the second
+  thread gives little (another run: wall ratio 1.03 with two threads, 1.71 with one).
+
+Accuracy unchanged (same disparities bit for bit): bad-1px ours 0.00 %, StereoSGBM 3.63 %,
+pandora 0.00 %; sub-pixel error 0.058 / 0.090 / 0.066 px. Our pixels more than 1 px off
+are all left invalid by the left-right check; SGBM's are its uniqueness/LR/speckle
 rejections.
 """
 
@@ -120,9 +131,10 @@ def _quiet():
             logging.disable(logging.NOTSET)
 
 
-def pandora_sgm(left: np.ndarray, right: np.ndarray, folder: Path) -> tuple[np.ndarray, float]:
-    """Pandora with its libsgm plugin; returns the disparity and the time of the run
-    itself (image files are written before the clock starts)."""
+def pandora_sgm(left: np.ndarray, right: np.ndarray,
+                folder: Path) -> tuple[np.ndarray, float, float]:
+    """Pandora with its libsgm plugin; returns the disparity, the wall and the CPU time
+    of the run itself (image files are written before the clock starts)."""
     import pandora
     import rasterio
     from pandora import check_configuration
@@ -152,17 +164,17 @@ def pandora_sgm(left: np.ndarray, right: np.ndarray, folder: Path) -> tuple[np.n
                                "cross_checking_threshold": 1.0},
             },
         }
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         machine = PandoraMachine()
         cfg = check_configuration.check_conf(user, machine)
         img_l = create_dataset_from_inputs(cfg["input"]["left"])
         cfg["input"]["right"]["disp"] = [0, NDISP - 1]
         img_r = create_dataset_from_inputs(cfg["input"]["right"])
         left_ds, _ = pandora.run(machine, img_l, img_r, cfg)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     # pandora writes invalid_disparity (NaN) where its validity mask says invalid
     d = left_ds["disparity_map"].values.astype(np.float32)
-    return -d, elapsed
+    return -d, elapsed, cpu
 
 
 def _timed(func, *args):
@@ -216,16 +228,19 @@ def main() -> None:
         times = []
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.repeats):
-                d, t = pandora_sgm(left, right, Path(tmp))
-                times.append(t)
-        results["pandora + libsgm"] = (statistics.median(times), float("nan"),
+                d, t, c = pandora_sgm(left, right, Path(tmp))
+                times.append((t, c))
+        results["pandora + libsgm"] = (statistics.median(t for t, _ in times),
+                                       statistics.median(c for _, c in times),
                                        score(d, truth))
 
-    print(f"{'matcher':<22} {'wall s':>7} {'cpu s':>7} {'Mpix/s':>7} {'bad-1px':>8} "
-          f"{'invalid':>8} {'subpix err':>10}")
+    # Mpix per second of wall time, and per CPU second (all threads): on a shared
+    # machine the second is the steadier of the two
+    print(f"{'matcher':<22} {'wall s':>7} {'cpu s':>7} {'Mpix/s':>7} {'Mpix/cpu-s':>10} "
+          f"{'bad-1px':>8} {'invalid':>8} {'subpix err':>10}")
     for name, (t, c, (bad, inv, sub)) in results.items():
-        print(f"{name:<22} {t:7.2f} {c:7.2f} {mpix / t:7.2f} {bad:8.2%} {inv:8.2%} "
-              f"{sub:10.3f}")
+        print(f"{name:<22} {t:7.2f} {c:7.2f} {mpix / t:7.2f} {mpix / c:10.2f} {bad:8.2%} "
+              f"{inv:8.2%} {sub:10.3f}")
     sg = runs["OpenCV StereoSGBM"]
     _, _, (bad_sg, _, sub_sg) = results["OpenCV StereoSGBM"]
     for name, r in runs.items():
@@ -237,10 +252,11 @@ def main() -> None:
                   f"of the per-run ratios); bad-1px {bad:.2%} vs {bad_sg:.2%}, sub-pixel "
                   f"error ours/theirs {sub / sub_sg:.2f}")
     if "pandora + libsgm" in results:
-        t_p = results["pandora + libsgm"][0]
+        t_p, c_p = results["pandora + libsgm"][:2]
         for name in runs:
             if name.startswith("ours"):
-                print(f"{name} / pandora: wall time {results[name][0] / t_p:.2f}")
+                print(f"{name} / pandora: wall time {results[name][0] / t_p:.2f}, CPU time "
+                      f"{results[name][1] / c_p:.2f}")
 
 
 if __name__ == "__main__":

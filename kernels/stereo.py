@@ -14,11 +14,16 @@ overlap (the cost volumes of one tile only are in memory).
 
 Census costs with integer penalties (every preset) take an integer path that computes
 exactly what the float32 definitions give: uint8 costs with the disparity axis
-innermost, path costs on 16-bit lanes that LLVM vectorises (checked with numba's
-``inspect_asm``: ``vpminsw`` on ymm registers), uint16 sums, the decisions (WTA,
-sub-pixel, right disparities) taken row by row in the backward pass while the row's
-sums are in cache: 3 bytes per voxel and two passes over the volume. ZNCC costs and
-fractional penalties take the float32 path. Every pixel gets a mask code:
+innermost (padded by one level at each end), path costs on 16-bit lanes that LLVM
+vectorises (checked with numba's ``inspect_asm``: ``vpminsw`` on ymm registers), uint16
+sums. The path along the row runs pixel by pixel; the three paths from the previous row
+keep normalised vectors and run over the whole row in one loop (per-pixel loops over
+many arrays pay LLVM's runtime overlap checks at every pixel). The decisions (WTA,
+sub-pixel, right disparities as a running minimum of packed keys) are taken row by row
+in the backward pass while the row's sums are in cache: 3 bytes per voxel and two
+passes over the volume. With several numba threads, tiles are matched concurrently,
+one per thread. ZNCC costs and fractional penalties take the float32 path. Every pixel
+gets a mask code:
 
 ====  ==================================================================
 code  meaning
@@ -1334,7 +1339,8 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         Side of the core of a tile. The cost volumes of one tile only are in memory:
         about ``b (tile + 2 overlap) (tile + 2 (overlap + ndisp)) ndisp`` bytes (the
         columns carry the whole disparity range on each side for the left-right check),
-        b = 3 for census with integer penalties, 9 otherwise (13 with several threads).
+        b = 3 for census with integer penalties (times the number of numba threads, which
+        match tiles concurrently), 9 otherwise (13 with several threads).
     overlap : int
         Margin added around each tile (SGM paths start there).
     refine_window : int, optional
