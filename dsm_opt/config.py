@@ -116,6 +116,11 @@ class DsmConfig(BaseModel):
     fusion: bool = Field(True, description="Triplets: match every pair and fuse their "
                          "heights per cell (consensus); off: only the pair closest to the "
                          "target B/H.")
+    fusion_align: bool = Field(True, description="Triplets: before fusing, bring each "
+                               "pair's heights onto those of the pair with the largest "
+                               "base-to-height ratio (a plane fitted to their difference: "
+                               "the along-epipolar part of the relative pointing errors, "
+                               "which no pair sees alone, differs between pairs).")
     refine_window: int | None = Field(None, ge=3, le=15, description="Odd window side of "
                                       "the image-based sub-pixel refinement: larger "
                                       "averages more matching noise (smoother surfaces), "

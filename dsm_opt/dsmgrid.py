@@ -31,7 +31,8 @@ from dsm_opt.products import layer
 from gdmio.cog import CogWriter
 from kernels.rasterize import fill_from_neighbours, fill_holes, finish_splat, splat_points
 
-__all__ = ["BlockGrid", "write_products", "fuse_cells", "ProductStats"]
+__all__ = ["BlockGrid", "write_products", "fuse_cells", "ProductStats", "align_pairs",
+           "plane_at"]
 
 
 class BlockGrid:
@@ -188,6 +189,97 @@ def fuse_cells(layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
             cnt.sum(axis=0).astype(np.int32), n_have, (have & ~agree).sum(axis=0))
 
 
+def plane_at(coef: np.ndarray, rows: int, cols: int, r0: int, r1: int, c0: int, c1: int
+             ) -> np.ndarray:
+    """A plane of :func:`align_pairs` on a window of cells (rows r0:r1, cols c0:c1)."""
+    scale = float(max(rows, cols))
+    r = (np.arange(r0, r1, dtype=np.float64) - 0.5 * rows) / scale
+    c = (np.arange(c0, c1, dtype=np.float64) - 0.5 * cols) / scale
+    return (coef[0] + coef[1] * r[:, None] + coef[2] * c[None, :]).astype(np.float32)
+
+
+def align_pairs(grids: list[BlockGrid], sigmas: list[float], ref: int,
+                max_blocks: int = 64, max_samples: int = 400_000) -> list[dict]:
+    """Height offset (a plane) of each pair's DSM to the reference pair's.
+
+    The part of a relative pointing error along the epipolar lines cannot be seen in a
+    pair: it shifts the pair's heights (metres per pixel of disparity times the error).
+    The pairs of a triplet share views, so these shifts differ from pair to pair and
+    show as height differences between their DSMs. Each pair's difference to ``ref``
+    (over the cells both see, on up to ``max_blocks`` blocks spread over the grid) is
+    fitted robustly by a plane (a constant when the common cells do not spread over a
+    fifth of the grid both ways); adding it to the pair's heights brings it onto the
+    reference. The absolute height of the set cannot be told from the images (a
+    common offset is invisible): it stays the reference pair's.
+
+    Returns
+    -------
+    list of dict
+        Per pair: ``coef`` (the plane, for :func:`plane_at`; zeros for ``ref`` or with
+        too few common cells), ``samples``, ``median_m`` (median difference before),
+        ``nmad_m`` (NMAD of the difference after).
+
+    """
+    g0 = grids[0]
+    rows, cols, b = g0.rows, g0.cols, g0.block
+    nbi, nbj = g0.shape
+    keys = [(bi, bj) for bi in range(nbi) for bj in range(nbj)]
+    if len(keys) > max_blocks:
+        keys = [keys[i] for i in np.linspace(0, len(keys) - 1, max_blocks).astype(int)]
+    per_block = max(max_samples // max(len(keys), 1), 1000)
+    samples: list[list[np.ndarray]] = [[] for _ in grids]
+    rng = np.random.default_rng(0)
+    for bi, bj in keys:
+        r0, r1 = bi * b, min((bi + 1) * b, rows)
+        c0, c1 = bj * b, min((bj + 1) * b, cols)
+        base = grids[ref].finish_window(r0, r1, c0, c1, sigmas[ref])[0]
+        if not np.isfinite(base).any():
+            continue
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        for k, g in enumerate(grids):
+            if k == ref:
+                continue
+            v = g.finish_window(r0, r1, c0, c1, sigmas[k])[0]
+            ok = np.flatnonzero(np.isfinite(v) & np.isfinite(base))
+            if ok.size > per_block:
+                ok = rng.choice(ok, per_block, replace=False)
+            samples[k].append(np.stack([rr.ravel()[ok], cc.ravel()[ok],
+                                        (base.ravel()[ok] - v.ravel()[ok])]))
+    out = []
+    scale = float(max(rows, cols))
+    for k in range(len(grids)):
+        info: dict = {"coef": np.zeros(3), "samples": 0, "median_m": 0.0, "nmad_m": 0.0}
+        if k == ref or not samples[k]:
+            out.append(info)
+            continue
+        r, c, d = np.concatenate(samples[k], axis=1)
+        info["samples"] = int(d.size)
+        if d.size < 200:
+            out.append(info)
+            continue
+        x = np.column_stack([np.ones_like(d), (r - 0.5 * rows) / scale,
+                             (c - 0.5 * cols) / scale])
+        if min(np.ptp(r) / rows, np.ptp(c) / cols) < 0.2:
+            x = x[:, :1]
+        keep = np.ones(d.size, bool)
+        beta = np.zeros(x.shape[1])
+        for _ in range(6):
+            beta = np.linalg.lstsq(x[keep], d[keep], rcond=None)[0]
+            res = d - x @ beta
+            nmad = 1.4826 * float(np.median(np.abs(res[keep] - np.median(res[keep]))))
+            new = np.abs(res) <= max(3.0 * nmad, 0.05)
+            if np.array_equal(new, keep) or new.sum() < 100:
+                break
+            keep = new
+        coef = np.zeros(3)
+        coef[:beta.size] = beta
+        res = d - x @ beta
+        info.update(coef=coef, median_m=float(np.median(d)),
+                    nmad_m=float(1.4826 * np.median(np.abs(res - np.median(res)))))
+        out.append(info)
+    return out
+
+
 @dataclass
 class ProductStats:
     """What :func:`write_products` counted."""
@@ -203,12 +295,14 @@ class ProductStats:
 def write_products(grids: list[BlockGrid], sigmas: list[float], tols: list[float],
                    stage: Path, crs: str, transform: Affine, nodata: float,
                    fill_max_cells: int | None, tags: dict[str, str],
-                   progress: Callable[[float], None] | None = None) -> ProductStats:
+                   progress: Callable[[float], None] | None = None,
+                   offsets: list[np.ndarray] | None = None) -> ProductStats:
     """Finish the pairs' grids block by block into dsm/ortho/count/uncertainty(/filled).tif.
 
     Each output block is computed on the block plus a halo (one cell for the one-cell
     gaps, plus ``fill_max_cells`` when holes are filled), so the result does not depend
-    on the block size except for holes wider than the halo.
+    on the block size except for holes wider than the halo. ``offsets``: a plane per
+    pair (:func:`align_pairs`) added to its heights before they are fused.
     """
     g0 = grids[0]
     rows, cols, b = g0.rows, g0.cols, g0.block
@@ -241,6 +335,10 @@ def write_products(grids: list[BlockGrid], sigmas: list[float], tols: list[float
                 wr0, wr1, wc0, wc1 = r0 - halo, r1 + halo, c0 - halo, c1 + halo
                 layers = [g.finish_window(wr0, wr1, wc0, wc1, s)
                           for g, s in zip(grids, sigmas, strict=True)]
+                if offsets is not None:
+                    layers = [(v + plane_at(o, rows, cols, wr0, wr1, wc0, wc1), u, c, n)
+                              if np.any(o) else (v, u, c, n)
+                              for (v, u, c, n), o in zip(layers, offsets, strict=True)]
                 core = (slice(halo, halo + r1 - r0), slice(halo, halo + c1 - c0))
                 for k, (v, _, _, _) in enumerate(layers):
                     stats.per_pair[k] += int(np.isfinite(v[core]).sum())

@@ -39,19 +39,22 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
 from dsm_opt.config import DsmConfig, DsmParams
-from dsm_opt.dsmgrid import BlockGrid, write_products
+from dsm_opt.dsmgrid import BlockGrid, align_pairs, write_products
 from dsm_opt.geometry import (
     EpipolarGrids,
+    LosGrids,
     View,
     disparity_range,
     epipolar_grids,
     footprint,
     ground_sampling_distance,
     load_view,
+    los_grids,
     pointing_offset,
     resample,
     select_pair,
     triangulate,
+    triangulate_grids,
     utm_epsg,
 )
 from dsm_opt.sparse import (
@@ -175,12 +178,15 @@ class _PairResult:
 
 def _match_tile(left: View, right: View, grids: EpipolarGrids, y0: int, y1: int, x0: int,
                 x1: int, dmin: int, dmax: int, params: DsmParams, lr_threshold: float,
-                overlap: int, refine_window: int | None
+                overlap: int, refine_window: int | None, clock: dict[str, float] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense disparity of one epipolar tile (core rows y0:y1, columns x0:x1).
 
-    Returns the disparity and mask of the core and the left image of the core.
+    Returns the disparity and mask of the core and the left image of the core; adds the
+    seconds spent resampling and matching to ``clock``.
     """
+    clock = {} if clock is None else clock
+    t0 = time.perf_counter()
     ny, nx = grids.shape
     ov = overlap + params.window
     a0, a1 = max(y0 - ov, 0), min(y1 + ov, ny)
@@ -196,10 +202,13 @@ def _match_tile(left: View, right: View, grids: EpipolarGrids, y0: int, y1: int,
         return (np.full((y1 - y0, x1 - x0), np.nan, np.float32),
                 np.full((y1 - y0, x1 - x0), MASK["out_of_range"], np.uint8), epi_l[core])
     shift = b0 - rc0  # right array column = left array column + d + shift
+    t1 = time.perf_counter()
+    clock["resample"] = clock.get("resample", 0.0) + t1 - t0
     res = match(epi_l, epi_r, dmin + shift, dmax + shift, cost=params.cost,
                 window=params.window, p1=params.p1, p2=params.p2, subpixel=params.subpixel,
                 lr_threshold=lr_threshold, speckle_size=params.speckle_size,
                 tile=max(a1 - a0, b1 - b0), overlap=0, refine_window=refine_window)
+    clock["match"] = clock.get("match", 0.0) + time.perf_counter() - t1
     return res.disparity[core] - shift, res.mask[core], epi_l[core]
 
 
@@ -229,6 +238,7 @@ class _TileJob:
     overlap: int
     refine_window: int | None
     epsg: int
+    los: LosGrids
 
 
 @dataclass
@@ -241,6 +251,7 @@ class _TilePoints:
     colour: np.ndarray
     codes: np.ndarray
     gap: float
+    clock: dict[str, float] = field(default_factory=dict)
 
 
 _TRANSFORMERS: dict[int, Transformer] = {}
@@ -249,30 +260,33 @@ _TRANSFORMERS: dict[int, Transformer] = {}
 def _tile_points(job: _TileJob, t: _TileTask) -> _TilePoints:
     """Match, check and triangulate one tile (runs in a worker process or in line)."""
     to_utm = _TRANSFORMERS.get(job.epsg)
-    if to_utm is None:
+    if to_utm is None:  # ECEF straight to UTM and ellipsoidal height
         to_utm = _TRANSFORMERS.setdefault(
-            job.epsg, Transformer.from_crs("EPSG:4326", f"EPSG:{job.epsg}", always_xy=True))
+            job.epsg, Transformer.from_crs("EPSG:4978", f"EPSG:{job.epsg}", always_xy=True))
+    clock: dict[str, float] = {}
     disp, mask, colour = _match_tile(job.left, job.right, job.grids, t.y0, t.y1, t.x0, t.x1,
                                      t.dmin, t.dmax, job.params, job.lr_threshold,
-                                     job.overlap, job.refine_window)
+                                     job.overlap, job.refine_window, clock)
+    t0 = time.perf_counter()
     codes = np.bincount(mask.ravel(), minlength=len(MASK))[:len(MASK)].astype(np.int64)
     empty = np.empty(0)
     yy, xx = np.nonzero(np.isfinite(disp))
     if not yy.size:
-        return _TilePoints(empty, empty, empty, empty, codes, np.nan)
-    lon, lat, h, gap = triangulate(job.left, job.right, job.grids,
-                                   (yy + t.y0).astype(np.float64),
-                                   (xx + t.x0).astype(np.float64),
-                                   disp[yy, xx].astype(np.float64))
-    east, north = (np.asarray(v) for v in to_utm.transform(lon, lat))
+        return _TilePoints(empty, empty, empty, empty, codes, np.nan, clock)
+    xyz, gap = triangulate_grids(job.los, (yy + t.y0).astype(np.float64),
+                                 (xx + t.x0).astype(np.float64),
+                                 disp[yy, xx].astype(np.float64))
+    east, north, h = (np.asarray(v) for v in to_utm.transform(xyz[:, 0], xyz[:, 1],
+                                                               xyz[:, 2]))
     span = t.h_hi - t.h_lo
     ok = (np.isfinite(east) & np.isfinite(north) & np.isfinite(h)
           & (h > t.h_lo - span) & (h < t.h_hi + span))
+    clock["triangulate"] = time.perf_counter() - t0
     if not ok.any():
-        return _TilePoints(empty, empty, empty, empty, codes, np.nan)
+        return _TilePoints(empty, empty, empty, empty, codes, np.nan, clock)
     return _TilePoints(east[ok], north[ok], h[ok].astype(np.float64),
                        colour[yy, xx][ok].astype(np.float64), codes,
-                       float(np.median(gap[ok])))
+                       float(np.median(gap[ok])), clock)
 
 
 def _init_worker() -> None:
@@ -329,16 +343,27 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
     def prog(f: float, msg: str) -> None:
         report_progress(p0 + (p1 - p0) * f, f"{name}: {msg}")
 
+    clock: dict[str, float] = {}
+    tick = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        clock[name] = clock.get(name, 0.0) + now - tick[0]
+        tick[0] = now
+
     grids = epipolar_grids(left, right, h0, h1)
     d_lo, d_hi = disparity_range(left, right, grids, h0, h1)
+    lap("epipolar_grids")
     prog(0.02, "sparse matches")
     sparse = sparse_matches(left, right, grids, d_lo, d_hi)
+    lap("sparse_matches")
     pointing: dict = {"enabled": cfg.pointing_correction, "matches": len(sparse),
                       "applied": False}
     if cfg.pointing_correction:
         right, pointing = correct_pointing_sparse(left, right, sparse, h0, h1,
                                                   direction_model=cfg.pointing_direction)
         pointing["enabled"] = True
+    lap("pointing_correction")
     heights = match_heights(left, right, sparse, h0, h1) if len(sparse) else np.empty(0)
     usable = int(np.isfinite(heights).sum())
     if h_source == "rpc" and usable < 12:
@@ -355,6 +380,7 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
         dy, n_tiles = pointing_offset(left, right, grids)
         pointing["dense_check_px"] = None if not np.isfinite(dy) else round(dy, 4)
         pointing["dense_check_tiles"] = n_tiles
+    lap("epipolar_grids")
     cy = np.array([grids.shape[0] / 2.0] * 2)
     cx = np.array([grids.shape[1] / 2.0] * 2)
     _, _, hd, _ = triangulate(left, right, grids, cy, cx, np.array([0.0, 1.0]))
@@ -387,15 +413,27 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
         widths.append(dmax - dmin + 1)
         sources[src] = sources.get(src, 0) + 1
         tasks.append(_TileTask(y0, y1, x0, x1, dmin, dmax, lo, hi))
+    d_far = max([abs(v) for t in tasks for v in (t.dmin, t.dmax)], default=0)
+    los = los_grids(left, right, grids, d_far + 2 * params.window)
+    lap("tile_ranges")
     job = _TileJob(left, right, grids, params, cfg.lr_threshold, cfg.overlap,
-                   params.refine_window, grid.epsg)
+                   params.refine_window, grid.epsg, los)
+    in_tiles: dict[str, float] = {}
+    splat = 0.0
     for k, res in enumerate(_run_tiles(job, tasks, cfg.workers)):
         codes += res.codes
+        for name, sec in res.clock.items():
+            in_tiles[name] = in_tiles.get(name, 0.0) + sec
         if res.east.size:
             n_points += int(res.east.size)
             gaps.append(res.gap)
+            t_splat = time.perf_counter()
             acc.add(res.east, res.north, res.h, res.colour, grid.x0, grid.y0, grid.res)
+            splat += time.perf_counter() - t_splat
         prog(0.1 + 0.9 * (k + 1) / max(len(tasks), 1), f"tile {k + 1} of {len(tasks)}")
+    lap("tiles_wall")
+    clock["tiles_splat"] = splat
+    clock.update({f"tiles_{k}_cpu": v for k, v in in_tiles.items()})
     report = {
         "left": left.path.name, "right": right.path.name, "indices": [i, j],
         "bh": round(bh, 4), "rpc": [left.rpc_origin, right.rpc_origin],
@@ -407,6 +445,7 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
                      "metres_per_pixel_of_disparity": round(m_per_px, 4)},
         "sparse": {"tiles": sparse.tiles, "matches": len(sparse), "usable": usable} | summary,
         "pointing": pointing,
+        "seconds": {k: round(v, 2) for k, v in clock.items()},
     }
     return _PairResult(i, j, bh, acc, report, codes, n_points, gaps, m_per_px, left, right,
                        grids)
@@ -534,6 +573,7 @@ def _finish(cfg: DsmConfig, params: DsmParams, views: list[View],
     left, right = best.left, best.right
     mask_stats = {name: float(codes[code] / max(codes.sum(), 1))
                   for name, code in MASK.items()}
+    t_pairs = time.perf_counter()
     report_progress(0.85, f"rasterisation {ncols}x{nrows} at {resolution} m")
     transform = Affine(resolution, 0.0, x0, 0.0, -resolution, y0)
     dates = [v.date for v in (left, right) if v.date is not None]
@@ -545,10 +585,23 @@ def _finish(cfg: DsmConfig, params: DsmParams, views: list[View],
                 "PROCESS": "dsm-opt"}
         sigmas = [max(_SIGMA_DISPARITY * r.m_per_px, 0.05) for r in results]
         tols = [3.0 * max(sg, r.m_per_px / 3.0) for sg, r in zip(sigmas, results, strict=True)]
+        offsets, alignment = None, {}
+        if len(results) > 1 and cfg.fusion_align:
+            ref = max(range(len(results)), key=lambda k: results[k].bh)
+            aligned = align_pairs([r.acc for r in results], sigmas, ref)
+            offsets = [a["coef"] for a in aligned]
+            alignment = {"reference": f"{results[ref].i}-{results[ref].j}", "pairs": {
+                f"{r.i}-{r.j}": {"samples": a["samples"],
+                                 "median_difference_m": round(a["median_m"], 3),
+                                 "plane_m": [round(float(v), 3) for v in a["coef"]],
+                                 "nmad_after_m": round(a["nmad_m"], 3)}
+                for r, a in zip(results, aligned, strict=True) if r is not results[ref]}}
         pstats = write_products([r.acc for r in results], sigmas, tols, stage, crs,
                                 transform, NODATA,
                                 cfg.fill_max_cells if cfg.fill_holes else None, tags,
-                                lambda f: report_progress(0.85 + 0.1 * f, "products"))
+                                lambda f: report_progress(0.85 + 0.1 * f, "products"),
+                                offsets=offsets)
+        t_products = time.perf_counter()
         dsm_p, ortho_p, count_p, unc_p = (stage / f"{n}.tif" for n in
                                           ("dsm", "ortho", "count", "uncertainty"))
         filled_p = stage / "filled.tif" if cfg.fill_holes else None
@@ -568,6 +621,7 @@ def _finish(cfg: DsmConfig, params: DsmParams, views: list[View],
         fusion = {} if len(results) == 1 else {
             "cells_by_pairs": {str(k): v for k, v in sorted(pstats.by_pairs.items())},
             "rejected_pair_heights": pstats.rejected,
+            "alignment": alignment,
             "cells_per_pair": {f"{r.i}-{r.j}": n for r, n in
                                zip(results, pstats.per_pair, strict=True)}}
         report = {
@@ -592,6 +646,10 @@ def _finish(cfg: DsmConfig, params: DsmParams, views: list[View],
                      "filled_fraction": pstats.filled / max(pstats.cells, 1),
                      "blocks_read_back": sum(r.acc.loads for r in results)},
             "seconds": round(time.perf_counter() - t_start, 2),
+            "seconds_by_stage": {
+                "pairs": round(t_pairs - t_start, 2),
+                "products": round(t_products - t_pairs, 2),
+                "quicklook": round(time.perf_counter() - t_products, 2)},
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         report_p = stage / "report.json"

@@ -25,7 +25,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["Rpc", "CorrectedRpc", "fit_rpc"]
+__all__ = ["Rpc", "CorrectedRpc", "fit_rpc", "grid_interp", "intersect_los_grids"]
 
 _N_TERMS = 20
 
@@ -373,3 +373,134 @@ class CorrectedRpc:
         q_r = inv[0, 0] * r + inv[0, 1] * c
         q_c = inv[1, 0] * r + inv[1, 1] * c
         return self.rpc.localise(q_r, q_c, h, tol=tol, max_iter=max_iter)
+
+
+# ------------------------------------------------- node grids and lines of sight
+@numba.njit(cache=True, nogil=True)
+def _grid_interp_loop(g, y, x, out):  # pragma: no cover - compiled
+    k, nv, nu = g.shape
+    for p in range(y.shape[0]):
+        yy, xx = y[p], x[p]
+        i = int(np.floor(yy)) if np.isfinite(yy) else 0
+        j = int(np.floor(xx)) if np.isfinite(xx) else 0
+        i = min(max(i, 0), nv - 2)
+        j = min(max(j, 0), nu - 2)
+        ty, tx = yy - i, xx - j
+        for q in range(k):
+            out[q, p] = ((1 - ty) * ((1 - tx) * g[q, i, j] + tx * g[q, i, j + 1])
+                         + ty * ((1 - tx) * g[q, i + 1, j] + tx * g[q, i + 1, j + 1]))
+
+
+def grid_interp(grid: np.ndarray, y: Any, x: Any) -> np.ndarray:
+    """Bilinear interpolation of node grids, extrapolated linearly past their edges.
+
+    Parameters
+    ----------
+    grid : numpy.ndarray
+        (k, nv, nu) values at the nodes (nv, nu >= 2).
+    y, x : array_like
+        Positions in node units (row, column), broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (k, *shape): the k interpolated layers (NaN where a position is NaN).
+
+    """
+    g = np.ascontiguousarray(grid, np.float64)
+    if g.ndim != 3 or g.shape[1] < 2 or g.shape[2] < 2:
+        raise ValueError(f"grid must be (k, nv >= 2, nu >= 2), got {g.shape}")
+    y_, x_ = np.broadcast_arrays(np.asarray(y, np.float64), np.asarray(x, np.float64))
+    shape = y_.shape
+    out = np.empty((g.shape[0], y_.size))
+    _grid_interp_loop(g, np.ascontiguousarray(y_).ravel(), np.ascontiguousarray(x_).ravel(),
+                      out)
+    return out.reshape((g.shape[0], *shape))
+
+
+@numba.njit(cache=True, nogil=True)
+def _intersect_loop(a, b, ya, xa, yb, xb, mid, gap):  # pragma: no cover - compiled
+    _, nv, nu = a.shape
+    _, mv, mu = b.shape
+    pa = np.empty(6)
+    pb = np.empty(6)
+    for p in range(ya.shape[0]):
+        for which in range(2):
+            g = a if which == 0 else b
+            yy = ya[p] if which == 0 else yb[p]
+            xx = xa[p] if which == 0 else xb[p]
+            n_v = nv if which == 0 else mv
+            n_u = nu if which == 0 else mu
+            i = min(max(int(np.floor(yy)), 0), n_v - 2)
+            j = min(max(int(np.floor(xx)), 0), n_u - 2)
+            ty, tx = yy - i, xx - j
+            w00 = (1 - ty) * (1 - tx)
+            w01 = (1 - ty) * tx
+            w10 = ty * (1 - tx)
+            w11 = ty * tx
+            for q in range(6):
+                v = (w00 * g[q, i, j] + w01 * g[q, i, j + 1] + w10 * g[q, i + 1, j]
+                     + w11 * g[q, i + 1, j + 1])
+                if which == 0:
+                    pa[q] = v
+                else:
+                    pb[q] = v
+        # lines a0 + s u and b0 + t v: closest points
+        ux, uy, uz = pa[3] - pa[0], pa[4] - pa[1], pa[5] - pa[2]
+        vx, vy, vz = pb[3] - pb[0], pb[4] - pb[1], pb[5] - pb[2]
+        wx, wy, wz = pa[0] - pb[0], pa[1] - pb[1], pa[2] - pb[2]
+        uu = ux * ux + uy * uy + uz * uz
+        uv = ux * vx + uy * vy + uz * vz
+        vv = vx * vx + vy * vy + vz * vz
+        uw = ux * wx + uy * wy + uz * wz
+        vw = vx * wx + vy * wy + vz * wz
+        den = uu * vv - uv * uv
+        if not (den != 0.0) or not np.isfinite(den):
+            mid[p, 0] = np.nan
+            mid[p, 1] = np.nan
+            mid[p, 2] = np.nan
+            gap[p] = np.nan
+            continue
+        s = (uv * vw - vv * uw) / den
+        t = (uu * vw - uv * uw) / den
+        ax, ay, az = pa[0] + s * ux, pa[1] + s * uy, pa[2] + s * uz
+        bx, by, bz = pb[0] + t * vx, pb[1] + t * vy, pb[2] + t * vz
+        mid[p, 0] = 0.5 * (ax + bx)
+        mid[p, 1] = 0.5 * (ay + by)
+        mid[p, 2] = 0.5 * (az + bz)
+        gap[p] = np.sqrt((ax - bx) ** 2 + (ay - by) ** 2 + (az - bz) ** 2)
+
+
+def intersect_los_grids(a: np.ndarray, b: np.ndarray, ya: Any, xa: Any, yb: Any, xb: Any
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Closest points of two lines of sight interpolated from node grids.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        (6, nv, nu) node grids of the two views: two points of each node's line of sight
+        (x0, y0, z0, x1, y1, z1, Cartesian metres, best centred on the scene).
+    ya, xa, yb, xb : array_like
+        Positions in node units of each point in grid ``a`` and grid ``b`` (same size).
+
+    Returns
+    -------
+    mid : numpy.ndarray
+        (n, 3) midpoints of the shortest segments between the lines (NaN if parallel).
+    gap : numpy.ndarray
+        (n,) their lengths.
+
+    """
+    ga = np.ascontiguousarray(a, np.float64)
+    gb = np.ascontiguousarray(b, np.float64)
+    for g in (ga, gb):
+        if g.ndim != 3 or g.shape[0] != 6 or g.shape[1] < 2 or g.shape[2] < 2:
+            raise ValueError(f"grids must be (6, nv >= 2, nu >= 2), got {g.shape}")
+    arrs = [np.ascontiguousarray(v, np.float64).ravel() for v in (ya, xa, yb, xb)]
+    n = arrs[0].size
+    if any(v.size != n for v in arrs):
+        raise ValueError("ya, xa, yb and xb must have the same size")
+    mid = np.empty((n, 3))
+    gap = np.empty(n)
+    _intersect_loop(ga, gb, arrs[0], arrs[1], arrs[2], arrs[3], mid, gap)
+    return mid, gap

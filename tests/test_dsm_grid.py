@@ -8,7 +8,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from dsm_opt.dsmgrid import BlockGrid, fuse_cells, write_products
+from dsm_opt.dsmgrid import BlockGrid, align_pairs, fuse_cells, plane_at, write_products
 from kernels.rasterize import finish_splat, splat_points
 
 
@@ -117,6 +117,50 @@ def test_fusion_keeps_the_agreeing_pairs():
     v, _, _, n, have, rejected = fuse_cells(layers, [0.2, 0.2, 0.2], [0.6, 0.6, 0.6])
     assert np.allclose(v, 100.1) and np.all(rejected == 1) and np.all(have == 3)
     assert np.all(n == 3)
+
+
+def test_pairs_are_aligned_on_the_widest_pair_before_fusion(tmp_path):
+    """Three pairs of one surface with different height offsets and tilts (the along-
+    epipolar pointing errors no pair sees alone): the planes found bring them onto the
+    reference pair, so the fused heights agree with it and no pair height is rejected."""
+    rng = np.random.default_rng(5)
+    rows, cols, res = 300, 260, 0.5
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    east = (xx + 0.5).ravel() * res
+    north = -(yy + 0.5).ravel() * res
+    surface = 200 + 20 * np.sin(xx / 40.0).ravel() + 0.05 * yy.ravel()
+    planes = [np.array([2.4, 0.5, -0.2]), np.zeros(3), np.array([1.5, -0.1, 0.3])]
+    grids = []
+    for k, coef in enumerate(planes):
+        g = BlockGrid(rows, cols, tmp_path / f"p{k}", 0.6, 200.0, block=64, max_blocks=8)
+        bias = plane_at(coef, rows, cols, 0, rows, 0, cols).ravel()
+        keep = rng.uniform(size=east.size) > 0.1
+        h = surface - bias + rng.normal(0, 0.3, east.size)
+        outliers = rng.uniform(size=east.size) < 0.02  # gross mismatches
+        h[outliers] += rng.normal(0, 30, outliers.sum())
+        g.add(east[keep], north[keep], h[keep], np.ones(keep.sum()), 0.0, 0.0, res)
+        grids.append(g)
+    found = align_pairs(grids, [0.5, 0.25, 0.5], ref=1, max_blocks=16)
+    assert found[1]["samples"] == 0 and not found[1]["coef"].any()
+    for k in (0, 2):
+        assert found[k]["coef"] == pytest.approx(planes[k], abs=0.03)
+        assert found[k]["median_m"] == pytest.approx(planes[k][0], abs=0.2)
+    outs = {}
+    for name, offsets in (("aligned", [f["coef"] for f in found]), ("raw", None)):
+        stage = tmp_path / name
+        stage.mkdir()
+        stats = write_products(grids, [0.5, 0.25, 0.5], [1.5, 0.75, 1.5], stage,
+                               "EPSG:32631", Affine(res, 0, 0, 0, -res, 0), -9999.0, None,
+                               {}, offsets=offsets)
+        with rasterio.open(stage / "dsm.tif") as ds:
+            d = ds.read(1)
+        ok = d != -9999.0
+        outs[name] = (float(np.median(np.abs(d[ok] - surface.reshape(rows, cols)[ok]))),
+                      stats.rejected)
+    print(f"\nmedian |error| and rejected pair heights: raw {outs['raw']}, aligned "
+          f"{outs['aligned']}")
+    assert outs["aligned"][0] < 0.1 < 0.3 < outs["raw"][0]
+    assert outs["aligned"][1] < 0.25 * outs["raw"][1]
 
 
 @pytest.mark.slow
