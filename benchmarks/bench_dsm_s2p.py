@@ -23,13 +23,24 @@ matches from our run (ours needs none). CARS writes heights above the EGM96 geoi
 0.8 m grid here: its median difference holds the geoid undulation, and its resampling
 to s2p's 0.5 m grid smooths it (its roughness is not comparable one to one).
 
+``--triplet DIR`` compares a triplet instead: DIR is s2p's test data folder (its
+``input_triplet/img_01.tif`` .. ``img_03.tif``, Pléiades crops with RPC tags, and
+``expected_output/triplet/dsm.tif``, s2p's DSM of them; s2p is AGPL: its data are read
+from where they lie, never copied into the project), or the environment variable
+``GDM_S2P_TESTDATA``. Our fused DSM is made with no option (``gdm dsm run img_01.tif
+img_02.tif img_03.tif --out DIR``), each pair alone likewise (two images), and the fused
+DSM once more without the alignment of the pairs (``fusion_align=False``), all compared
+with s2p's DSM as above (s2p's is computed on the ROI of its test configuration).
+
 Usage: python benchmarks/bench_dsm_s2p.py [--ours DIR] [--cars DSM.tif | --cars-venv VENV]
-[--keep DIR]. It prints; it asserts nothing.
+[--keep DIR] [--triplet DIR]. It prints; it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -138,13 +149,82 @@ def run_cars(venv: Path, folder: Path, ours: Path, work: Path) -> Path:
     return work / "out" / "dsm" / "dsm.tif"
 
 
+def _gdm_run(images: list[Path], out: Path) -> float:
+    gdm = Path(sys.executable).with_name("gdm")
+    t0 = time.perf_counter()
+    subprocess.run([str(gdm), "dsm", "run", *map(str, images), "--out", str(out), "-q"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def triplet(data: Path, keep: Path | None) -> None:
+    """The s2p triplet: each pair alone, fused without and with alignment, against s2p."""
+    from dsm_opt.config import DsmConfig
+    from dsm_opt.pipeline import run
+
+    folder = data / "input_triplet" if (data / "input_triplet").is_dir() else data
+    ref_path = data / "expected_output" / "triplet" / "dsm.tif"
+    if not ref_path.is_file():
+        ref_path = folder.parent / "expected_output" / "triplet" / "dsm.tif"
+    images = [folder / f"img_0{k}.tif" for k in (1, 2, 3)]
+    if not (ref_path.is_file() and all(p.is_file() for p in images)):
+        sys.exit(f"no s2p triplet in {data} (img_01..03.tif, expected_output/triplet/dsm.tif)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        runs: list[tuple[str, Path, float]] = []
+        out = root / "fused"
+        runs.append(("fused (no option)", out, _gdm_run(images, out)))
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            out = root / f"pair_{a + 1}{b + 1}"
+            runs.append((f"pair {a + 1}-{b + 1}", out, _gdm_run([images[a], images[b]], out)))
+        out = root / "fused_unaligned"
+        t0 = time.perf_counter()
+        run(DsmConfig(images=images, out=out, fusion_align=False))
+        runs.append(("fused, not aligned", out, time.perf_counter() - t0))
+        ref = on_grid(ref_path, ref_path)
+        patches = smooth_patches(ref)
+        rows = [compare("s2p (reference)", ref, ref, patches) | {"bh": "", "seconds": 0.0}]
+        for name, out, sec in runs:
+            rep = json.loads((out / "report.json").read_text())
+            bh = "/".join(f"{p['bh']:.2f}" for p in rep["pairs"])
+            rows.append(compare(name, on_grid(out / "dsm.tif", ref_path), ref, patches)
+                        | {"bh": bh, "seconds": sec})
+        fusion = json.loads((root / "fused" / "report.json").read_text())["fusion"]
+    print(f"s2p triplet, against s2p's DSM ({ref.shape[1]}x{ref.shape[0]} cells of 0.5 m, "
+          f"{np.isfinite(ref).mean():.1%} valid); roughness: median over {len(patches)} "
+          f"smooth {PATCH}x{PATCH}-cell patches")
+    print(f"{'DSM':<20} {'B/H':>14} {'median m':>9} {'NMAD m':>7} {'coverage':>9} "
+          f"{'roughness m':>12} {'seconds':>8}")
+    for r in rows:
+        print(f"{r['name']:<20} {r['bh']:>14} {r['median']:+9.3f} {r['nmad']:7.3f} "
+              f"{r['coverage']:9.1%} {r['roughness']:12.3f} {r['seconds']:8.1f}")
+    al = fusion.get("alignment", {})
+    for pair, a in al.get("pairs", {}).items():
+        print(f"alignment of pair {pair} on {al['reference']}: median difference "
+              f"{a['median_difference_m']:+.3f} m, plane {a['plane_m']} m, NMAD after "
+              f"{a['nmad_after_m']:.3f} m ({a['samples']} cells)")
+    print(f"cells by number of pairs {fusion['cells_by_pairs']}, rejected pair heights "
+          f"{fusion['rejected_pair_heights']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ours", type=Path, help="Products made already (skip our run).")
     ap.add_argument("--cars", type=Path, help="A CARS DSM of the pair to compare too.")
     ap.add_argument("--cars-venv", type=Path, help="Run CARS from this virtual environment.")
     ap.add_argument("--keep", type=Path, help="Write our products here (default: temporary).")
+    ap.add_argument("--triplet", type=Path, nargs="?", const=Path(""),
+                    help="Compare the s2p triplet: s2p's tests/data folder (default: "
+                    "$GDM_S2P_TESTDATA).")
     args = ap.parse_args()
+    if args.triplet is not None:
+        data = args.triplet if str(args.triplet) else Path(os.environ.get(
+            "GDM_S2P_TESTDATA", ""))
+        if not str(data):
+            sys.exit("--triplet: give s2p's tests/data folder or set GDM_S2P_TESTDATA")
+        triplet(data, args.keep)
+        return
     folder = require_shared_data("pleiades", "s2p_pair")
     ref_path = folder / "s2p_expected_dsm.tif"
     with tempfile.TemporaryDirectory() as tmp:

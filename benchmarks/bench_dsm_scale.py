@@ -6,8 +6,11 @@ A pair of SIZE × SIZE pixels (0.5 m, B/H 0.3) of a known smooth relief (heights
 intersected with the analytic surface (fixed-point iterations), the albedo is value
 noise hashed from the ground coordinates. Then ``gdm dsm run`` makes the DSM with no
 option but ``--workers``; the peak resident memory of its whole process tree is
-sampled from /proc every 0.2 s. The DSM is checked against the analytic surface on
-a sample of its cells (median, NMAD, completeness).
+sampled from /proc every 0.2 s, and its CPU time (user + system of the run and its
+worker processes) is counted besides the wall time: on a shared machine the wall time
+depends on the load, the CPU time much less. The seconds of each stage (from
+``report.json``) are printed. The DSM is checked against the analytic surface on a
+sample of its cells (median, NMAD, completeness).
 
 Usage: python benchmarks/bench_dsm_scale.py [--size 20000] [--workers 2] [--keep DIR]
 It prints; it asserts nothing.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -218,6 +222,7 @@ def main() -> None:
         cmd = [str(gdm), "dsm", "run", *map(str, images), "--out", str(out), "-q",
                "--workers", str(args.workers)]
         load0 = os.getloadavg()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t1 = time.perf_counter()
         proc = subprocess.Popen(cmd)
         peak, loads = 0, []
@@ -236,6 +241,8 @@ def main() -> None:
         done.set()
         th.join()
         seconds = time.perf_counter() - t1
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         if rc != 0:
             print(f"gdm dsm run failed (exit {rc})")
             sys.exit(1)
@@ -252,6 +259,11 @@ def main() -> None:
           f"{report['grid']['height']} cells, {km2:.1f} km² of valid DSM -> "
           f"{km2 / (seconds / 3600):.1f} km²/hour; blocks read back from disk "
           f"{report['grid'].get('blocks_read_back')}")
+    print(f"CPU time of the process tree {cpu:.0f} s -> {km2 / (cpu / 3600):.1f} km² per "
+          f"CPU-hour; epipolar images {report['epipolar']['shape']}, "
+          f"{report['epipolar']['tiles']} tiles")
+    print(f"seconds by stage: {report.get('seconds_by_stage')}; pair: "
+          f"{report['pairs'][0].get('seconds')}")
     print(f"against the true surface: median {q['median_m']:+.3f} m, NMAD "
           f"{q['nmad_m']:.3f} m, completeness {q['completeness']:.1%} "
           f"({q['cells']} cells sampled)")
