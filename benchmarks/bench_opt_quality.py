@@ -1,13 +1,24 @@
 """GDM-OPT quality figures: Sentinel-2 artefact removal and the gain of a redundant network.
 
     python benchmarks/bench_opt_quality.py artefacts     # error reduction per simulated case
+    python benchmarks/bench_opt_quality.py images        # the same through gdm opt run
     python benchmarks/bench_opt_quality.py redundancy    # chain vs all pairs, 6 dates
+    python benchmarks/bench_opt_quality.py network       # the same on pair noise models
 
 ``artefacts``: pair fields of a landslide with simulated push-broom artefacts
 (:func:`simulators.opt.pushbroom_artefacts`: along-track sinusoids, detector steps) and
 0.03 px of white noise, 10 % failed windows; RMSE against the true field before and after
 :func:`kernels.s2artefacts.estimate_artefacts`, with the detector footprints given and
 estimated from the field.
+
+``images``: simulated image pairs (384 px, landslide, 30 dB) rendered with per-date
+jitter and detector offsets (``SimulateConfig.jitter_px``, ``detectors``...), run through
+``gdm_opt.pipeline.run`` with ``artefacts='none'`` and ``'all'`` (slide preset): RMSE of
+the east/north products against the truth.
+
+``network``: the inversion alone (``kernels.timeseries.invert_timeseries``) on 6 dates,
+chain vs all pairs, for two noise models: independent pair noise (correlation noise) and
+per-date noise shared by every pair of the date (image artefacts).
 
 ``redundancy``: six simulated dates (landslide, 20 dB) run end to end through
 ``gdm_opt.pipeline.run`` twice: a chain of the 5 consecutive pairs, and all 15 pairs.
@@ -85,6 +96,80 @@ def artefacts(seeds: int) -> None:
           f"{seeds} seeds; fp: footprints given, est: detector steps estimated")
 
 
+IMAGE_CASES = {
+    "jitter 0.25 px P=160 px, 3 detectors (estimated)":
+        ({"jitter_px": 0.25, "jitter_period_px": 160.0, "detectors": 3,
+          "detector_step_px": 0.15, "seed": 4}, False),
+    "jitter 0.1 px P=100 px, 3 detectors (estimated)":
+        ({"jitter_px": 0.1, "jitter_period_px": 100.0, "detectors": 3,
+          "detector_step_px": 0.1, "seed": 5}, False),
+    "jitter 0.3 px P=300 px, no detector step":
+        ({"jitter_px": 0.3, "jitter_period_px": 300.0, "seed": 6}, False),
+    "jitter 0.2 px P=240 px, 4 detectors tilted 10 deg (footprints)":
+        ({"jitter_px": 0.2, "jitter_period_px": 240.0, "detectors": 4,
+          "detector_step_px": 0.2, "track_angle_deg": 10.0, "seed": 8}, True),
+}
+
+
+def images() -> None:
+    """Artefacts rendered into the images, removed by gdm opt run."""
+    from gdm_opt.demo import accuracy_against_truth
+    from tests.test_s2_artefacts import _write_footprints
+
+    print(f"{'case (384 px landslide, 30 dB)':64s} {'none':>6s} {'all':>6s} {'x':>5s}")
+    for name, (kw, footprints) in IMAGE_CASES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = SimulateConfig(case="landslide", size=384, dates=2, **kw)
+            sim = simulate(cfg, Path(tmp) / "in")
+            if footprints:
+                _write_footprints(cfg, sim.images)
+            rmse = {}
+            for mode in ("none", "all"):
+                out = run(OptConfig(images=sim.images, out=Path(tmp) / mode, preset="slide",
+                                    artefacts=mode))
+                rmse[mode] = accuracy_against_truth(out.east, out.north, sim.truth_east,
+                                                    sim.truth_north, band=2,
+                                                    resolution=10.0).rmse_px
+        print(f"{name:64s} {rmse['none']:6.3f} {rmse['all']:6.3f} "
+              f"{rmse['none'] / rmse['all']:5.1f}")
+    print("RMSE (px) of east/north against the truth; artefacts none vs all, slide preset")
+
+
+def network(pixels: int = 40000) -> None:
+    """Chain vs all pairs on the inversion alone, two noise models."""
+    from kernels.timeseries import invert_timeseries
+
+    t = np.arange(6) * 60 / 365.25
+    v = 1.0
+    nets = {"chain": np.array([(k, k + 1) for k in range(5)]),
+            "all": np.array([(i, j) for i in range(6) for j in range(i + 1, 6)])}
+    print(f"{'noise model':20s} {'network':8s} {'pairs':>5s} {'vel err':>8s} "
+          f"{'scatter':>8s} {'formal':>8s} {'product':>8s} {'date err':>9s} {'date std':>9s}")
+    for model in ("pair noise 0.1 px", "date noise 0.07 px"):
+        for name, pairs in nets.items():
+            rng = np.random.default_rng(0)
+            if model.startswith("pair"):
+                noise = 0.1 * rng.standard_normal((len(pairs), pixels))
+            else:
+                e = 0.07 * rng.standard_normal((6, pixels))
+                noise = e[pairs[:, 1]] - e[pairs[:, 0]]
+            obs = ((t[pairs[:, 1]] - t[pairs[:, 0]])[:, None] * v + noise).astype(np.float32)
+            sig = 0.1
+            w = np.full(obs.shape, 1 / sig ** 2, np.float32)
+            res = invert_timeseries(pairs, obs[:, None, :], w[:, None, :], t,
+                                    inverse_variance=True)
+            ve = res.velocity[0] - v
+            de = res.series[1:, 0] - (t[1:] * v)[:, None]
+            prod = np.fmax(res.velocity_std, res.velocity_formal_std)
+            print(f"{model:20s} {name:8s} {len(pairs):5d} {np.sqrt(np.mean(ve ** 2)):8.3f} "
+                  f"{np.nanmean(res.velocity_std):8.3f} "
+                  f"{np.nanmean(res.velocity_formal_std):8.3f} {np.nanmean(prod):8.3f} "
+                  f"{np.sqrt(np.mean(de ** 2)):9.4f} {np.nanmean(res.series_std[1:]):9.4f}")
+    print("px/yr and px; err: RMS error; scatter, formal, product (the larger of the two, "
+          "written as velocity_std_*), date std: mean predicted 1-sigma (a-priori pair "
+          "sigma 0.1 px, scaled by max(1, s0^2))")
+
+
 def _read(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read().astype(np.float64)
@@ -138,9 +223,15 @@ def main() -> None:
     r = sub.add_parser("redundancy")
     r.add_argument("--size", type=int, default=384)
     r.add_argument("--snr", type=float, default=20.0)
+    sub.add_parser("images")
+    sub.add_parser("network")
     args = ap.parse_args()
     if args.what == "artefacts":
         artefacts(args.seeds)
+    elif args.what == "images":
+        images()
+    elif args.what == "network":
+        network()
     else:
         redundancy(args.size, args.snr)
 

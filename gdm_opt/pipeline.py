@@ -250,8 +250,11 @@ def _pair_labels(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | Non
 def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
                       stable: np.ndarray | None | str, par: Resolved,
                       labels: np.ndarray | None, angle: float, what: str
-                      ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Fit and subtract jitter and detector offsets; the fit's summary for the report.
+                      ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """Fit and subtract jitter and detector offsets.
+
+    Returns the corrected components, the fit's summary for the report and the windows
+    the fit kept as stable ground (the deforming zone rejected).
 
     With ``stable='none'`` (the whole scene may move) only the varying part of the
     artefacts is removed: the fit's mean over the windows used is put back.
@@ -289,7 +292,7 @@ def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
         "correction_rms_px": float(np.sqrt(np.mean(corr[:, usable] ** 2))) if usable.any()
         else 0.0,
     }
-    return new_r, new_c, summary
+    return new_r, new_c, summary, fit.used
 
 
 def _pair_weight(r: PairResult) -> float:
@@ -305,20 +308,20 @@ def _nmad(x: np.ndarray) -> float:
 
 
 def _pair_quality(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
-                  stable: np.ndarray | None | str, art: dict | None, resolution: float
-                  ) -> dict:
+                  stable: np.ndarray | None | str, kept: np.ndarray | None,
+                  resolution: float) -> dict:
     """Per-pair quality: valid fraction and the robust scatter of the corrected field.
 
-    The scatter is the NMAD of both components on stable ground (the stable mask, else
-    every valid window for 'auto'); with ``stable='none'`` it is measured on the
-    differences between neighbouring windows (divided by sqrt 2), which smooth motion
-    hardly changes.
+    The scatter is the NMAD of both components on stable ground: the stable mask if one
+    was given, else the windows the artefact fit kept (deforming zone rejected). Without
+    either, it is measured on the differences between neighbouring windows (divided by
+    sqrt 2), which smooth motion hardly changes.
     """
     ok = valid & np.isfinite(drow) & np.isfinite(dcol)
     if isinstance(stable, np.ndarray):
         ok_st = ok & stable
-    elif stable is None:
-        ok_st = ok
+    elif kept is not None:
+        ok_st = ok & kept
     else:
         ok_st = None
     if ok_st is not None and np.count_nonzero(ok_st) >= 10:
@@ -423,11 +426,12 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
                 raise InputError(f"stable-area correction impossible: {exc}") from None
             drow, dcol = apply_offset(drow, dcol, offset)
         art = None
+        kept = None
         if par.artefacts != "none":
-            drow, dcol, art = _remove_artefacts(drow, dcol, valid, stable, par,
+            drow, dcol, art, kept = _remove_artefacts(drow, dcol, valid, stable, par,
                                                 _pair_labels(detectors[i], detectors[j]),
                                                 angle, f"{dates[i]} to {dates[j]}")
-        quality = _pair_quality(drow, dcol, valid, stable, art, grid.resolution)
+        quality = _pair_quality(drow, dcol, valid, stable, kept, grid.resolution)
         quality["scl_masked_fraction"] = float(cloudy.mean())
         results.append(PairResult(i, j, drow, dcol, score, offset, float(valid.mean()),
                                   quality, art))
@@ -485,7 +489,11 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
             return e, n
 
         ser_std_e, ser_std_n = std_m(ts["drow"].series_std, ts["dcol"].series_std)  # type: ignore[arg-type]
-        vel_std_e, vel_std_n = std_m(ts["drow"].velocity_std, ts["dcol"].velocity_std)
+        # Velocity sigma: the larger of the formal one (propagated through the network)
+        # and the scatter of the series about the line (date-specific errors, nonlinearity).
+        vs = {c: np.fmax(ts[c].velocity_std, ts[c].velocity_formal_std)  # type: ignore[arg-type]
+              for c in ("drow", "dcol")}
+        vel_std_e, vel_std_n = std_m(vs["drow"], vs["dcol"])
 
         def table(key: str, **extra: str) -> dict:
             meta = opt_layer(key)

@@ -30,10 +30,10 @@ LAYERS = (
               "date (weighted network, scaled by the misfit)", ("quality",), per_date=True),
     LayerMeta("timeseries_north_std", "m", "formal 1-sigma of the north displacement of each "
               "date (weighted network, scaled by the misfit)", ("quality",), per_date=True),
-    LayerMeta("velocity_std_east", "m/yr", "1-sigma of the east velocity (scatter of the "
-              "series about the line)", ("quality",)),
-    LayerMeta("velocity_std_north", "m/yr", "1-sigma of the north velocity (scatter of the "
-              "series about the line)", ("quality",)),
+    LayerMeta("velocity_std_east", "m/yr", "1-sigma of the east velocity (the larger of the "
+              "formal sigma and the scatter of the series about the line)", ("quality",)),
+    LayerMeta("velocity_std_north", "m/yr", "1-sigma of the north velocity (the larger of the "
+              "formal sigma and the scatter of the series about the line)", ("quality",)),
 )
 PAIR_LAYERS = (
     LayerMeta("pair_east", "m", "east displacement of the pair", pattern="*_east",

@@ -236,31 +236,33 @@ def _smooth_profile(prof: np.ndarray, counts: np.ndarray, sigma: float, min_coun
 
 
 @numba.njit(cache=True, nogil=True)
-def _partition(z: np.ndarray, min_width: int, penalty: float) -> np.ndarray:
+def _partition(z: np.ndarray, min_width: int, min_edge: int, penalty: float) -> np.ndarray:
     """Optimal partition of the rows of ``z`` (n, m) into constant segments (L2 + penalty).
 
-    Returns the start index of every segment after the first.
+    Inner segments are at least ``min_width`` rows long, the first and the last at least
+    ``min_edge`` (a strip cut by the edge of the image). Returns the start index of every
+    segment after the first.
     """
     n, m = z.shape
     s1 = np.zeros((n + 1, m))
     s2 = np.zeros(n + 1)
     for k in range(n):
-        for c in range(m):
-            s1[k + 1, c] = s1[k, c] + z[k, c]
         acc = 0.0
         for c in range(m):
+            s1[k + 1, c] = s1[k, c] + z[k, c]
             acc += z[k, c] * z[k, c]
         s2[k + 1] = s2[k] + acc
     best = np.full(n + 1, np.inf)
     prev = np.full(n + 1, -1, np.int64)
     best[0] = -penalty
-    for e in range(min_width, n + 1):
-        for s in range(0, e - min_width + 1):
+    for e in range(1, n + 1):
+        for s in range(0, e):
             if not np.isfinite(best[s]):
                 continue
-            if s != 0 and s < min_width:
-                continue
             length = e - s
+            need = min_edge if (s == 0 or e == n) else min_width
+            if length < need:
+                continue
             cost = s2[e] - s2[s]
             for c in range(m):
                 d = s1[e, c] - s1[s, c]
@@ -285,8 +287,9 @@ def estimate_detector_boundaries(
     usable: np.ndarray,
     *,
     angle_deg: float = 0.0,
-    min_width: int = 16,
+    min_width: int = 8,
     min_step: float = 0.05,
+    min_edge: int = 3,
     min_count: int = 5,
     noise_floor: float = 0.01,
     penalty: float = 4.0,
@@ -314,6 +317,8 @@ def estimate_detector_boundaries(
         Narrowest detector strip, cells (>= 2).
     min_step
         Smallest detector step kept, units of the field (>= 0).
+    min_edge
+        Narrowest strip at either edge (cut by the edge of the image), cells (>= 1).
     min_count
         Across-track bins with fewer usable windows are ignored.
     noise_floor
@@ -337,6 +342,7 @@ def estimate_detector_boundaries(
     nc, ny, nx = f.shape
     use = _mask("usable", usable, (ny, nx)) & np.all(np.isfinite(f), axis=0)
     min_width = _int("min_width", min_width, 2)
+    min_edge = min(_int("min_edge", min_edge, 1), min_width)
     min_step = _real("min_step", min_step, 0.0)
     min_count = _int("min_count", min_count, 1)
     noise_floor = _real("noise_floor", noise_floor, 1e-12)
@@ -356,7 +362,7 @@ def estimate_detector_boundaries(
         rowmed, _ = _group_median(ab, v, n_a)
         prof[:, c], cnt = _group_median(cb, v - rowmed[ab], n_c)
     keep = np.flatnonzero((cnt >= min_count) & np.all(np.isfinite(prof), axis=1))
-    if keep.size < 2 * min_width:
+    if keep.size < 2 * min_edge:
         return np.zeros(0)
     z = prof[keep]
     sig = np.empty(nc)
@@ -365,7 +371,7 @@ def estimate_detector_boundaries(
         sig[c] = max(_NMAD * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0),
                      noise_floor)
     zs = np.ascontiguousarray(z / sig)
-    cuts = list(_partition(zs, min_width, penalty * nc * np.log(keep.size)))
+    cuts = list(_partition(zs, min_width, min_edge, penalty * nc * np.log(keep.size)))
     # Merge weak steps, the weakest first.
     while cuts:
         edges = [0, *cuts, keep.size]
@@ -398,7 +404,7 @@ def estimate_artefacts(
     min_label_count: int = 10,
     iterations: int = 4,
     find_detectors: bool = False,
-    min_width: int = 16,
+    min_width: int = 8,
     min_step: float = 0.05,
 ) -> ArtefactFit:
     """Fit along-track jitter and per-detector offsets on stable ground.
@@ -451,16 +457,20 @@ def estimate_artefacts(
     f = _fields(fields)
     nc, ny, nx = f.shape
     if find_detectors and labels is None:
-        first = estimate_artefacts(f, usable, None, jitter=jitter, angle_deg=angle_deg,
-                                   smooth=smooth, reject_k=reject_k, min_count=min_count,
-                                   min_label_count=min_label_count, iterations=iterations)
-        found = estimate_detector_boundaries(f - first.correction, first.used,
-                                             angle_deg=angle_deg, min_width=min_width,
-                                             min_step=min_step)
-        fit = estimate_artefacts(f, usable, detector_labels((ny, nx), found, angle_deg),
-                                 jitter=jitter, angle_deg=angle_deg, smooth=smooth,
-                                 reject_k=reject_k, min_count=min_count,
-                                 min_label_count=min_label_count, iterations=iterations)
+        # Boundaries on every usable window (the along-track medians inside resist a
+        # local deforming zone), a fit with them that rejects the deforming zone, then
+        # the boundaries again on the windows it kept, and the final fit.
+        opts = {"jitter": jitter, "angle_deg": angle_deg, "smooth": smooth,
+                "reject_k": reject_k, "min_count": min_count,
+                "min_label_count": min_label_count, "iterations": iterations}
+        keep = np.asarray(usable)
+        found = np.zeros(0)
+        for _ in range(2):
+            found = estimate_detector_boundaries(f, keep, angle_deg=angle_deg,
+                                                 min_width=min_width, min_step=min_step)
+            fit = estimate_artefacts(f, usable, detector_labels((ny, nx), found, angle_deg),
+                                     **opts)  # type: ignore[arg-type]
+            keep = fit.used
         return ArtefactFit(**{**fit.__dict__, "boundaries": found})
     base = _mask("usable", usable, (ny, nx)) & np.all(np.isfinite(f), axis=0)
     angle_deg = _real("angle_deg", angle_deg, -90.0, 90.0)

@@ -59,6 +59,11 @@ class TimeseriesResult:
         scaled by the a-posteriori variance factor ``s0^2 = r^T W r / (P - rank)`` of the
         pixel's pair misfits (see ``inverse_variance`` of :func:`invert_timeseries`);
         0 for the first date, NaN where not solvable.
+    velocity_formal_std
+        float32 (ny, nx) formal 1-sigma of ``velocity`` propagated from the same scaled
+        covariance of the series (``s^T C s``, ``s`` the slope weights of the dates): unlike
+        ``velocity_std`` it sees the errors that a chain of pairs accumulates, not the
+        scatter of date-specific errors.
 
     """
 
@@ -68,6 +73,7 @@ class TimeseriesResult:
     residual_rms: np.ndarray
     n_pairs: np.ndarray
     series_std: np.ndarray | None = None
+    velocity_formal_std: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -413,6 +419,7 @@ def _solve_pixels(
     rms: np.ndarray,
     std: np.ndarray,
     inv_var: bool,
+    vel_sig: np.ndarray,
 ) -> None:
     """Per-pixel weighted least squares for the pixels ``idx`` (see invert_timeseries)."""
     n_p = pairs.shape[0]
@@ -505,6 +512,31 @@ def _solve_pixels(
             s, sd = _slope(d, c, tau)
             vel[q] = s
             vel_std[q] = sd
+            # Formal sigma of the slope: v = sum_k s_k d_k, var = f2 s^T G^-1 s.
+            sw = 0.0
+            st = 0.0
+            for k in range(n_d):
+                if c[k] > 0:
+                    sw += c[k]
+                    st += c[k] * tau[k]
+            if sw > 0:
+                tm = st / sw
+                sxx = 0.0
+                for k in range(n_d):
+                    if c[k] > 0:
+                        sxx += c[k] * (tau[k] - tm) * (tau[k] - tm)
+                if sxx > 0:
+                    for k in range(m):
+                        kk = k + 1
+                        srow = c[kk] * (tau[kk] - tm) / sxx if (kk < n_d and c[kk] > 0) else 0.0
+                        acc = srow
+                        for j in range(k):
+                            acc -= g[k, j] * linv[j, 1]
+                        linv[k, 1] = acc / g[k, k]
+                    qv = 0.0
+                    for k in range(m):
+                        qv += linv[k, 1] * linv[k, 1]
+                    vel_sig[q] = np.sqrt(qv * f2)
 
 
 # --------------------------------------------------------------------------------------
@@ -544,11 +576,12 @@ def _shared_operator(pairs: np.ndarray, tau: np.ndarray, gamma: float) -> np.nda
 
 
 def _shared_cofactor(pairs: np.ndarray, tau: np.ndarray, gamma: float
-                     ) -> tuple[np.ndarray, int]:
-    """Cofactor diagonal of the shared path and the redundancy ``P - rank``.
+                     ) -> tuple[np.ndarray, int, float]:
+    """Cofactors of the shared path and the redundancy ``P - rank``.
 
-    The diagonal of ``(A^T A)^-1`` for dates 1..N-1, with the constraints of the
-    per-pixel path added when the network is not connected.
+    The diagonal of ``(A^T A)^-1`` for dates 1..N-1 (with the constraints of the
+    per-pixel path added when the network is not connected), the redundancy and the
+    cofactor ``s^T (A^T A)^-1 s`` of the velocity (``s``: slope weights of the dates).
     """
     n_p = pairs.shape[0]
     n_d = tau.shape[0]
@@ -564,8 +597,13 @@ def _shared_cofactor(pairs: np.ndarray, tau: np.ndarray, gamma: float
         g[: n_d - 1, : n_d - 1] = a1.T @ a1
         con = np.hstack([np.eye(n_d - 1), -tau[1:, None]])
         g += gamma * con.T @ con
-    q = np.diag(np.linalg.inv(g))[: n_d - 1]
-    return q, n_p - (n_d - comps)
+    ginv = np.linalg.inv(g)
+    q = np.diag(ginv)[: n_d - 1]
+    c = np.abs(a).sum(axis=0)
+    tm = np.sum(c * tau) / np.sum(c)
+    srow = np.where(c > 0, c * (tau - tm) / np.sum(c * (tau - tm) ** 2), 0.0)[1:]
+    qv = float(srow @ ginv[: n_d - 1, : n_d - 1] @ srow)
+    return q, n_p - (n_d - comps), qv
 
 
 def _fast_path(
@@ -583,12 +621,13 @@ def _fast_path(
     std: np.ndarray,
     inv_var: bool,
     gamma: float,
+    vel_sig: np.ndarray,
 ) -> None:
     """Apply the shared operator to the class-1 pixels, block by block.
 
     A block whose pixels are all class 1 is used as a contiguous slice (no gather).
     """
-    q, red = _shared_cofactor(pairs, tau, gamma)
+    q, red, qv = _shared_cofactor(pairs, tau, gamma)
     n_p = pairs.shape[0]
     n_d = tau.shape[0]
     c = np.zeros(n_d)
@@ -623,6 +662,7 @@ def _fast_path(
             f2 = rr / red if red > 0 else np.full(y.shape[1], np.nan)
         std[0, sel] = 0.0
         std[1:, sel] = np.sqrt(q[:, None] * f2[None, :])
+        vel_sig[sel] = np.sqrt(qv * f2)
         if m_dates >= 3:
             e = y[n_d + n_p :]
             vel_std[sel] = np.sqrt(np.sum(c[:, None] * e * e, axis=0) / (m_dates - 2) / sxx)
@@ -746,6 +786,7 @@ def invert_timeseries(
     vel = np.full(npix, np.nan, np.float32)
     vel_std = np.full(npix, np.nan, np.float32)
     std = np.full((n_d, npix), np.nan, np.float32)
+    vel_sig = np.full(npix, np.nan, np.float32)
     rms = np.full(npix, np.nan, np.float32)
     cls = np.empty(npix, np.int8)
     npair = np.empty(npix, np.int16)
@@ -756,12 +797,12 @@ def invert_timeseries(
             if slow.size < npix:
                 op = _shared_operator(pr, tau, gamma)
                 _fast_path(op, pr, tau, obs2, cls, series, vel, vel_std, rms, w2, has_w, std,
-                           inverse_variance, gamma)
+                           inverse_variance, gamma, vel_sig)
         else:
             slow = np.flatnonzero(cls != 0)
         if slow.size:
             _solve_pixels(pr, obs2, w2, has_w, tau, gamma, slow, series, vel, vel_std, rms,
-                          std, inverse_variance)
+                          std, inverse_variance, vel_sig)
     return TimeseriesResult(
         series=series.reshape(n_d, ny, nx),
         velocity=vel.reshape(ny, nx),
@@ -769,4 +810,5 @@ def invert_timeseries(
         residual_rms=rms.reshape(ny, nx),
         n_pairs=npair.reshape(ny, nx),
         series_std=std.reshape(n_d, ny, nx),
+        velocity_formal_std=vel_sig.reshape(ny, nx),
     )

@@ -86,6 +86,7 @@ __all__ = [
     "render",
     "simulate",
     "warp_periodic",
+    "date_artefacts",
     "PushbroomArtefacts",
     "pushbroom_artefacts",
 ]
@@ -167,6 +168,22 @@ class SimulateConfig(BaseModel):
         description="Sensor modulation transfer function at Nyquist (Gaussian blur); "
         "1 means no blur.",
     )
+    jitter_px: float = Field(
+        default=0.0, ge=0.0, le=5.0,
+        description="Push-broom artefacts (not in the truth): amplitude of each date's "
+        "along-track jitter, row component (the column component is half), pixels.",
+    )
+    jitter_period_px: float = Field(
+        default=200.0, gt=2.0, le=1e6, description="Period of the jitter along the track, "
+        "pixels.")
+    detectors: int = Field(default=1, ge=1, le=64,
+                           description="Detector strips across the image (1: no step).")
+    detector_step_px: float = Field(
+        default=0.0, ge=0.0, le=5.0, description="Each date's detector offsets are drawn "
+        "uniformly in +-step per component, pixels (same strips at every date).")
+    track_angle_deg: float = Field(
+        default=0.0, ge=-45.0, le=45.0, description="Track angle from the columns, degrees "
+        "clockwise (jitter lines and detector strips).")
 
     @field_validator("epsg")
     @classmethod
@@ -676,12 +693,35 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def date_artefacts(cfg: SimulateConfig, index: int) -> np.ndarray | None:
+    """Push-broom artefact ``(2, size, size)`` of date ``index`` (pixels), None without.
+
+    Pixel ``y`` of that image sees the ground at ``y - a(y)``: a feature appears moved by
+    ``a``, and a pair ``(i, j)`` measures about ``d_j - d_i + a_j - a_i``.
+    """
+    if cfg.jitter_px == 0.0 and (cfg.detectors == 1 or cfg.detector_step_px == 0.0):
+        return None
+    art = PushbroomArtefacts((cfg.jitter_px, cfg.jitter_px / 2), (cfg.jitter_period_px,),
+                             cfg.detectors, cfg.detector_step_px, cfg.track_angle_deg)
+    field, _, _ = pushbroom_artefacts((cfg.size, cfg.size), art, seed=cfg.seed * 7919 + index,
+                                      layout_seed=cfg.seed)
+    return field
+
+
 def _render_clean_block(texture: np.ndarray, coeffs: _Spline, fld: _Field, frac: float,
-                        r0: int, r1: int, rad: dict[str, float]) -> np.ndarray:
+                        r0: int, r1: int, rad: dict[str, float],
+                        art: np.ndarray | None = None) -> np.ndarray:
     """Noise-free digital numbers of rows ``r0:r1`` at fraction ``frac``."""
     size = texture.shape[1]
     y = texture[r0:r1].astype(np.float64)
-    if frac != 0.0 and not fld.is_zero:
+    if art is not None:
+        rows = np.arange(r0, r1, dtype=np.float64)[:, None] - art[0, r0:r1]
+        cols = np.arange(size, dtype=np.float64)[None, :] - art[1, r0:r1]
+        gr, gc = rows.ravel(), cols.ravel()
+        if frac != 0.0 and not fld.is_zero:
+            gr, gc = _invert(fld, frac, gr, gc)
+        y = coeffs.sample(gr, gc).reshape(r1 - r0, size)
+    elif frac != 0.0 and not fld.is_zero:
         dr, dc = fld.rows(r0, r1)
         moving = (dr != 0.0) | (dc != 0.0)  # elsewhere x = y (the solution is unique)
         if moving.any():
@@ -739,12 +779,13 @@ def render(cfg: SimulateConfig, keep_clean: bool = False,
         for k, (date, frac) in enumerate(zip(cfg.acquisition_dates(), fractions, strict=True)):
             rad = _radiometry(cfg.seed, k, cfg.radiometric_change)
             clean: np.ndarray = np.empty((size, size), dtype)
+            art = date_artefacts(cfg, k)
 
             def clean_block(b: tuple[int, int], frac: float = frac,
-                            rad: dict[str, float] = rad,
-                            clean: np.ndarray = clean) -> tuple[int, float, float]:
+                            rad: dict[str, float] = rad, clean: np.ndarray = clean,
+                            art: np.ndarray | None = art) -> tuple[int, float, float]:
                 r0, r1 = b
-                blk = _render_clean_block(texture, coeffs, fld, frac, r0, r1, rad)
+                blk = _render_clean_block(texture, coeffs, fld, frac, r0, r1, rad, art)
                 clean[r0:r1] = blk
                 mean = float(blk.mean(dtype=np.float64))
                 m2 = float(np.square(blk - mean, dtype=np.float64).sum())
@@ -1002,7 +1043,8 @@ class PushbroomArtefacts:
     """Track angle from the row axis, clockwise towards the columns (degrees)."""
 
 
-def pushbroom_artefacts(shape: tuple[int, int], art: PushbroomArtefacts, seed: int = 0
+def pushbroom_artefacts(shape: tuple[int, int], art: PushbroomArtefacts, seed: int = 0,
+                        layout_seed: int | None = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Simulate along-track jitter and detector offsets on a grid.
 
@@ -1016,7 +1058,9 @@ def pushbroom_artefacts(shape: tuple[int, int], art: PushbroomArtefacts, seed: i
     tuple
         ``(field, labels, boundaries)``: float64 ``(2, ny, nx)`` artefact (row, col)
         components to add to the true field; int64 ``(ny, nx)`` strip labels; float64
-        across-track boundary coordinates.
+        across-track boundary coordinates. ``layout_seed`` (default: ``seed``) draws the
+        strip boundaries: equal layout seeds give the same strips (one orbit, several
+        dates) with different offsets and jitter.
 
     """
     if art.detectors < 1:
@@ -1038,8 +1082,9 @@ def pushbroom_artefacts(shape: tuple[int, int], art: PushbroomArtefacts, seed: i
                 2 * np.pi * along / period + phase)
     lo, hi = float(across.min()), float(across.max())
     width = (hi - lo) / art.detectors
+    lrng = rng if layout_seed is None else np.random.default_rng([layout_seed, 5])
     bounds = lo + width * (np.arange(1, art.detectors)
-                           + rng.uniform(-0.1, 0.1, art.detectors - 1))
+                           + lrng.uniform(-0.1, 0.1, art.detectors - 1))
     labels = np.searchsorted(bounds, across, side="right").astype(np.int64)
     for c in range(2):
         off = rng.uniform(-art.detector_step, art.detector_step, art.detectors)

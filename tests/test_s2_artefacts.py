@@ -370,10 +370,13 @@ def test_series_std_predicts_the_error(kind):
     res = invert_timeseries(pairs, obs, w, t, inverse_variance=True)
     slow = invert_timeseries(pairs, obs, w, t, inverse_variance=True, use_shared=False)
     np.testing.assert_allclose(res.series_std, slow.series_std, rtol=1e-5)
+    np.testing.assert_allclose(res.velocity_formal_std, slow.velocity_formal_std, rtol=1e-5)
     err = (res.series - (t * 1.5)[:, None, None]).std(axis=(1, 2))
     pred = res.series_std.mean(axis=(1, 2))
     assert pred[0] == 0
     np.testing.assert_allclose(pred[1:], err[1:], rtol=0.15)
+    vel_err = np.sqrt(np.mean((res.velocity - 1.5) ** 2))
+    assert res.velocity_formal_std.mean() == pytest.approx(vel_err, rel=0.15)
     rel = invert_timeseries(pairs, obs, w, t)
     if kind == "chain":  # no redundancy: no a-posteriori factor
         assert np.isnan(rel.series_std[1:]).all()
@@ -398,3 +401,57 @@ def test_series_std_with_varying_pair_weights():
     flat = invert_timeseries(pairs, obs, None, t)
     flat_err = (flat.series - t[:, None, None]).std(axis=(1, 2))
     assert np.all(err[1:] < flat_err[1:])
+
+
+# ------------------------------------------------------------------ end to end, image level
+
+
+def _write_footprints(sim_cfg: SimulateConfig, images: list[Path]) -> None:
+    """The simulated detector strips as MSK_DETFOO rasters (detector 1..n) beside the images."""
+    art = PushbroomArtefacts((0.0, 0.0), (100.0,), sim_cfg.detectors, 0.0,
+                             sim_cfg.track_angle_deg)
+    _, labels, _ = pushbroom_artefacts((sim_cfg.size, sim_cfg.size), art, seed=0,
+                                       layout_seed=sim_cfg.seed)
+    for p in images:
+        with rasterio.open(p) as src:
+            profile = {"driver": "GTiff", "width": src.width, "height": src.height,
+                       "count": 1, "dtype": "uint8", "crs": src.crs,
+                       "transform": src.transform}
+        d = open_info(p).date
+        with rasterio.open(p.parent / f"T31_{d:%Y%m%d}_MSK_DETFOO_B04.tif", "w",
+                           **profile) as dst:
+            dst.write((labels + 1).astype(np.uint8), 1)
+
+
+E2E = {
+    "landslide, jitter 0.25 px P=160, 3 detectors estimated":
+        ({"case": "landslide", "jitter_px": 0.25, "jitter_period_px": 160.0, "detectors": 3,
+          "detector_step_px": 0.15, "seed": 4}, False),
+    "landslide, jitter 0.2 px P=240, 4 detectors tilted 10 deg, from footprints":
+        ({"case": "landslide", "jitter_px": 0.2, "jitter_period_px": 240.0, "detectors": 4,
+          "detector_step_px": 0.2, "track_angle_deg": 10.0, "seed": 8}, True),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(E2E))
+def test_pipeline_removes_simulated_image_artefacts(tmp_path, name):
+    """Images rendered with jitter and detector offsets: error of gdm opt / 3 or better."""
+    from gdm_opt.demo import accuracy_against_truth
+
+    kw, footprints = E2E[name]
+    cfg = SimulateConfig(size=384, dates=2, **kw)
+    sim = simulate(cfg, tmp_path / "in")
+    if footprints:
+        _write_footprints(cfg, sim.images)
+    rmse = {}
+    for mode in ("none", "all"):
+        out = run(OptConfig(images=sim.images, out=tmp_path / mode, preset="slide",
+                            artefacts=mode))
+        rmse[mode] = accuracy_against_truth(out.east, out.north, sim.truth_east,
+                                            sim.truth_north, band=2, resolution=10.0).rmse_px
+    report = json.loads(out.report.read_text())["pairs"][0]["artefacts"]
+    assert report["detectors_from"] == ("footprints" if footprints else "estimated steps")
+    if footprints:
+        assert report["track_angle_deg"] == pytest.approx(cfg.track_angle_deg, abs=1.0)
+    assert rmse["none"] / rmse["all"] >= 3.0, rmse
