@@ -115,15 +115,38 @@ def opt_run(images: tuple[Path, ...], out: Path, preset: str, window: int | None
               help="Largest displacement at the last date, pixels.")
 @click.option("--snr", type=float, default=30.0, show_default=True, help="Noise level, dB.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jitter", "jitter_px", type=float, default=0.0, show_default=True,
+              help="Push-broom artefacts (not in the truth): along-track jitter amplitude of "
+              "each date, row component (the column component is half), pixels.")
+@click.option("--jitter-period", "jitter_period_px", type=float, default=200.0,
+              show_default=True, help="Period of the jitter along the track, pixels.")
+@click.option("--detectors", type=int, default=1, show_default=True,
+              help="Detector strips across the image (1: no step).")
+@click.option("--detector-step", "detector_step_px", type=float, default=0.0,
+              show_default=True, help="Each date's detector offsets are drawn in +-step "
+              "per component, pixels.")
+@click.option("--track-angle", "track_angle_deg", type=float, default=0.0, show_default=True,
+              help="Track angle from the columns, degrees clockwise.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of internal errors.")
 def opt_simulate(out: Path, case: str, size: int, dates: int, interval_days: int,
-                 amplitude: float, snr: float, seed: int, debug: bool) -> None:
-    """Simulate Sentinel-2-like images warped by a known displacement field, with truth."""
+                 amplitude: float, snr: float, seed: int, jitter_px: float,
+                 jitter_period_px: float, detectors: int, detector_step_px: float,
+                 track_angle_deg: float, debug: bool) -> None:
+    """Simulate Sentinel-2-like images warped by a known displacement field, with truth.
+
+    \b
+    Example (push-broom artefacts in the images, not in the truth):
+      gdm opt simulate --case landslide --size 384 --jitter 0.25 --jitter-period 160 \\
+          --detectors 3 --detector-step 0.15 --out sim
+    """
     from simulators.opt import SimulateConfig, simulate
 
     def job() -> Any:
         cfg = SimulateConfig(case=case, size=size, dates=dates, interval_days=interval_days,
-                             amplitude_px=amplitude, snr_db=snr, seed=seed)
+                             amplitude_px=amplitude, snr_db=snr, seed=seed, jitter_px=jitter_px,
+                             jitter_period_px=jitter_period_px, detectors=detectors,
+                             detector_step_px=detector_step_px,
+                             track_angle_deg=track_angle_deg)
         return simulate(cfg, out)
 
     sim = guarded(job, debug)

@@ -249,15 +249,19 @@ def _pair_labels(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | Non
 
 def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
                       stable: np.ndarray | None | str, par: Resolved,
-                      labels: np.ndarray | None, angle: float, what: str
-                      ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+                      labels: np.ndarray | None, angle: float, what: str,
+                      explicit: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray | None]:
     """Fit and subtract jitter and detector offsets.
 
     Returns the corrected components, the fit's summary for the report and the windows
     the fit kept as stable ground (the deforming zone rejected).
 
     With ``stable='none'`` (the whole scene may move) only the varying part of the
-    artefacts is removed: the fit's mean over the windows used is put back.
+    artefacts is removed: the fit's mean over the windows used is put back. When the fit
+    is impossible (too few stable windows) it is bad input if the user asked for it
+    (``explicit``), else (a preset's default) the pair is left as it is and the report
+    says why.
     """
     usable = valid & np.isfinite(drow) & np.isfinite(dcol)
     if isinstance(stable, np.ndarray):
@@ -269,7 +273,9 @@ def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
                                  labels if dets else None, jitter=jitter, angle_deg=angle,
                                  find_detectors=dets and labels is None)
     except ValueError as exc:
-        raise InputError(f"artefact correction impossible for {what}: {exc}") from None
+        if explicit:
+            raise InputError(f"artefact correction impossible for {what}: {exc}") from None
+        return drow, dcol, {"mode": par.artefacts, "skipped": str(exc)}, None
     corr = fit.correction
     if isinstance(stable, str):  # 'none': keep the global offset
         corr = corr - corr[:, fit.used].mean(axis=1)[:, None, None]
@@ -301,6 +307,12 @@ def _pair_weight(r: PairResult) -> float:
     if not np.isfinite(sigma):
         return 1.0
     return float(1.0 / max(sigma, 0.01) ** 2)
+
+
+def _median_score(r: PairResult) -> float:
+    """Median score of the pair's valid windows (1 when there is none)."""
+    ok = np.isfinite(r.drow) & np.isfinite(r.score)
+    return float(max(np.median(r.score[ok]), 1e-3)) if ok.any() else 1.0
 
 
 def _nmad(x: np.ndarray) -> float:
@@ -428,9 +440,9 @@ def run(cfg: OptConfig, progress: Progress | None = None) -> OptOutputs:
         art = None
         kept = None
         if par.artefacts != "none":
-            drow, dcol, art, kept = _remove_artefacts(drow, dcol, valid, stable, par,
-                                                _pair_labels(detectors[i], detectors[j]),
-                                                angle, f"{dates[i]} to {dates[j]}")
+            drow, dcol, art, kept = _remove_artefacts(
+                drow, dcol, valid, stable, par, _pair_labels(detectors[i], detectors[j]),
+                angle, f"{dates[i]} to {dates[j]}", explicit=cfg.artefacts is not None)
         quality = _pair_quality(drow, dcol, valid, stable, kept, grid.resolution)
         quality["scl_masked_fraction"] = float(cloudy.mean())
         results.append(PairResult(i, j, drow, dcol, score, offset, float(valid.mean()),
@@ -471,8 +483,11 @@ def _write_products(stage: Path, cfg: OptConfig, par: Resolved, infos: list[Rast
     else:
         pairs = np.array([(r.i, r.j) for r in results], dtype=np.int64)
         t_years = _decimal_years(dates)  # type: ignore[arg-type]
+        # Inverse variances: 1/sigma^2 of the pair, modulated per window by its score
+        # relative to the pair's median score (so the typical window keeps 1/sigma^2).
         weights = np.stack([np.where(np.isfinite(r.drow), np.maximum(r.score, 1e-3), 0)
-                            * _pair_weight(r) for r in results]).astype(np.float32)
+                            / _median_score(r) * _pair_weight(r)
+                            for r in results]).astype(np.float32)
         ts = {}
         for comp in ("drow", "dcol"):
             obs = np.stack([getattr(r, comp) for r in results]).astype(np.float32)

@@ -246,6 +246,15 @@ def test_detfoo_found_in_a_safe(tmp_path):
     name = find_detfoo(qi.parents[2], "B04", None)
     assert name is not None and name.endswith("MSK_DETFOO_B04.gml")
     assert find_detfoo(qi.parents[2], "B08", None) is None
+    import shutil
+
+    safe = qi.parents[2]
+    zipped = Path(shutil.make_archive(str(tmp_path / "z" / safe.name), "zip", safe.parent,
+                                      safe.name))
+    zname = find_detfoo(zipped, "B04", None)
+    assert zname is not None and zname.startswith("/vsizip/")
+    det = read_detector_map(zname, _grid())
+    assert set(np.unique(det)) == {-1, 3}
 
 
 # ------------------------------------------------------------------ SCL
@@ -455,3 +464,57 @@ def test_pipeline_removes_simulated_image_artefacts(tmp_path, name):
     if footprints:
         assert report["track_angle_deg"] == pytest.approx(cfg.track_angle_deg, abs=1.0)
     assert rmse["none"] / rmse["all"] >= 3.0, rmse
+
+
+# ------------------------------------------------------------------ L2A SAFE (folder and zip)
+
+
+def _jp2(path: Path, data: np.ndarray, crs, transform) -> None:
+    with rasterio.open(path, "w", driver="JP2OpenJPEG", width=data.shape[1],
+                       height=data.shape[0], count=1, dtype=data.dtype, crs=crs,
+                       transform=transform, QUALITY=100, REVERSIBLE="YES") as dst:
+        dst.write(data, 1)
+
+
+def _make_l2a(folder: Path, tif: Path, date: str, cloud: bool) -> Path:
+    """A minimal L2A SAFE: B04 at R10m, SCL at R20m, MSK_DETFOO_B04.jp2 in QI_DATA."""
+    safe = folder / f"S2B_MSIL2A_{date}T103021_N0509_R108_T31TGL_{date}T141222.SAFE"
+    gran = safe / "GRANULE" / f"L2A_T31TGL_A040000_{date}T103021"
+    (gran / "IMG_DATA" / "R10m").mkdir(parents=True)
+    (gran / "IMG_DATA" / "R20m").mkdir(parents=True)
+    (gran / "QI_DATA").mkdir(parents=True)
+    with rasterio.open(tif) as src:
+        data, crs, t = src.read(1), src.crs, src.transform
+    _jp2(gran / "IMG_DATA" / "R10m" / f"T31TGL_{date}T103021_B04_10m.jp2", data, crs, t)
+    n = data.shape[0] // 2
+    scl = np.full((n, n), 5, np.uint8)
+    if cloud:
+        scl[5:25, 5:40] = 8
+    t20 = t * rasterio.Affine.scale(2)
+    _jp2(gran / "IMG_DATA" / "R20m" / f"T31TGL_{date}T103021_SCL_20m.jp2", scl, crs, t20)
+    det = np.ones((n, n), np.uint8)
+    det[:, n // 2:] = 2
+    _jp2(gran / "QI_DATA" / "MSK_DETFOO_B04.jp2", det, crs, t20)
+    return safe
+
+
+def test_l2a_safe_scl_and_footprints_folder_and_zip(sim, tmp_path):
+    import shutil
+
+    safes = [_make_l2a(tmp_path / "safe", p, f"{d:%Y%m%d}", cloud=k == 1)
+             for k, (p, d) in enumerate(zip(sim.images, sim.dates, strict=True))]
+    scl = find_scl(safes[1], None)
+    assert scl is not None and "SCL" in scl.name
+    det = find_detfoo(safes[0], "B04", None)
+    assert det is not None and det.endswith("MSK_DETFOO_B04.jp2")
+    zips = [Path(shutil.make_archive(str(tmp_path / "zip" / s.name), "zip", s.parent, s.name))
+            for s in safes]
+    assert find_scl(zips[1], None) is not None
+    zdet = find_detfoo(zips[0], "B04", None)
+    assert zdet is not None and zdet.startswith("/vsizip/")
+    for inputs, label in ((safes, "folder"), (zips, "zip")):
+        out = run(OptConfig(images=inputs, out=tmp_path / label, preset="slide"))
+        pair = json.loads(out.report.read_text())["pairs"][0]
+        assert pair["quality"]["scl_masked_fraction"] == pytest.approx(20 * 35 / 128 ** 2,
+                                                                        abs=0.02)
+        assert pair["artefacts"]["detectors_from"] == "footprints"
