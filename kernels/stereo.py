@@ -1368,6 +1368,8 @@ def match(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
     if cost == "census":
         cl, bl = census_transform(lf, w)
         cr, br = census_transform(rf, w)
+        if _census_bits(w) <= 32:  # 8 codes per AVX2 register in the cost loop, not 4
+            cl, cr = cl.astype(np.uint32), cr.astype(np.uint32)
         invalid_cost = np.float32(_census_bits(w))
         ints = _int_penalties(_census_bits(w), p1, p2)
     else:
