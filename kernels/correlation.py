@@ -232,7 +232,7 @@ def _cross_one_f32(r, s, weight, power, out):
     interleaved real and imaginary parts. Runs in float32, which vectorizes.
     """
     ny, nx = weight.shape
-    total = 0.0
+    total = np.float64(0.0)
     one = np.float32(1.0)
     tiny = np.float32(1e-30)
     p = np.float32(-0.5 * power)

@@ -674,11 +674,11 @@ def _translation_sums(coef, r0, c0, w, py, px, wy, wx, tmp, wt, fz, jy, jx):
     v3 = np.float32(wy[3])
     v4 = np.float32(wy[4])
     v5 = np.float32(wy[5])
-    s1 = 0.0
-    s2 = 0.0
-    sf = 0.0
-    sy = 0.0
-    sx = 0.0
+    s1 = np.float64(0.0)
+    s2 = np.float64(0.0)
+    sf = np.float64(0.0)
+    sy = np.float64(0.0)
+    sx = np.float64(0.0)
     for a in range(w):
         t0 = tmp[a]
         t1 = tmp[a + 1]
@@ -1041,14 +1041,14 @@ def _response_moments(jy, jx, wk, ws, k, half, out):
     window of side ``ws`` that starts ``k`` pixels inside the nominal one, ``wk`` its
     weights; coordinates are taken about the nominal centre (``half`` pixels in).
     """
-    hyy = 0.0
-    hyx = 0.0
-    hxx = 0.0
+    hyy = np.float64(0.0)
+    hyx = np.float64(0.0)
+    hxx = np.float64(0.0)
     # m[p, t] = sum w g_a g_c basis_t for the products p = (yy, yx, xx), with the basis
     # (y, x, y^2/2, y x, x^2/2): row sums of x^0, x^1, x^2 first, then the row coordinate.
-    m00 = m01 = m02 = m03 = m04 = 0.0
-    m10 = m11 = m12 = m13 = m14 = 0.0
-    m20 = m21 = m22 = m23 = m24 = 0.0
+    m00 = m01 = m02 = m03 = m04 = np.float64(0.0)
+    m10 = m11 = m12 = m13 = m14 = np.float64(0.0)
+    m20 = m21 = m22 = m23 = m24 = np.float64(0.0)
     xs = np.empty(ws, np.float32)
     x2 = np.empty(ws, np.float32)
     for b in range(ws):
