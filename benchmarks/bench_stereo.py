@@ -20,11 +20,16 @@ so the like-for-like comparison is ours on one thread):
 - before (main at 2ff05c2, the matcher of 29e2890; load ~4.7): ours 1 thread 1.39 s
   wall / 0.69 s CPU, 2 threads 1.36 / 0.67; StereoSGBM 0.75 / 0.36; pandora 25.7 s.
   Ours/SGBM wall 1.79 (1 thread), 1.64 (2 threads); CPU 1.86, 1.74.
-- after (load ~10.6): ours 1 thread 1.27 / 0.39 (0.47 Mpix/s, 1.53 Mpix per CPU-s), 2
-  threads 1.48 / 0.46; StereoSGBM 0.88 / 0.26 (0.67 Mpix/s, 2.25 per CPU-s); pandora
-  31.2 / 10.0 (0.02 Mpix/s). Ours/SGBM wall 1.37 (1 thread), 1.69 (2 threads); CPU 1.38,
-  1.74. With two threads the tiles run concurrently; on this loaded machine the second
-  thread gives little (another run: wall ratio 1.03 with two threads, 1.71 with one).
+- after, three runs. ca13c02 at load ~10.6: ours 1 thread 1.27 s / 0.39 s, 2 threads
+  1.48 / 0.46, StereoSGBM 0.88 / 0.26, pandora 31.2 / 10.0; ours/SGBM wall 1.37 (1
+  thread), 1.69 (2), CPU 1.38, 1.74. c67ddf9 at load ~7.3: ours 0.72 / 0.48 (0.82 Mpix/s), 1.04 /
+  0.50; SGBM 0.58 / 0.30 (1.02 Mpix/s); pandora 23.4 / 11.1 (0.03 Mpix/s); wall 1.17,
+  1.80, CPU 1.62, 1.67. Load ~7.0, 5 runs, --no-pandora: ours 0.89 / 0.37 (0.66
+  Mpix/s), 1.18 / 0.47; SGBM 0.75 / 0.30 (0.78 Mpix/s); wall 1.18, 1.62, CPU 1.29, 1.70.
+  The 2ff05c2 and c67ddf9 matchers in one process, interleaved: one thread 0.42 -> 0.35
+  CPU-s, wall x0.71; two threads 0.52 -> 0.41 CPU-s, wall x0.79. On this oversubscribed
+  machine a second numba thread makes ours slower, not faster (its parallel regions and
+  concurrent tiles wait for a share of the two cores); SGBM's MODE_HH is single-threaded.
 
 Accuracy unchanged (same disparities bit for bit): bad-1px ours 0.00 %, StereoSGBM 3.63 %,
 pandora 0.00 %; sub-pixel error 0.058 / 0.090 / 0.066 px. Our pixels more than 1 px off
