@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -252,6 +253,7 @@ class _TilePoints:
     codes: np.ndarray
     gap: float
     clock: dict[str, float] = field(default_factory=dict)
+    pid: int = 0
 
 
 _TRANSFORMERS: dict[int, Transformer] = {}
@@ -263,7 +265,7 @@ def _tile_points(job: _TileJob, t: _TileTask) -> _TilePoints:
     if to_utm is None:  # ECEF straight to UTM and ellipsoidal height
         to_utm = _TRANSFORMERS.setdefault(
             job.epsg, Transformer.from_crs("EPSG:4978", f"EPSG:{job.epsg}", always_xy=True))
-    clock: dict[str, float] = {}
+    clock: dict[str, float] = {"pid": os.getpid()}
     disp, mask, colour = _match_tile(job.left, job.right, job.grids, t.y0, t.y1, t.x0, t.x1,
                                      t.dmin, t.dmax, job.params, job.lr_threshold,
                                      job.overlap, job.refine_window, clock)
@@ -302,7 +304,9 @@ def _run_tiles(job: _TileJob, tasks: list[_TileTask], workers: int
 
     Dask computes the tiles in batches of twice the workers (bounded memory: the
     points of a batch only), on a process pool of our own whose workers hold the pair
-    (the views, grids and parameters are sent once per batch as one shared argument).
+    (the views, grids and parameters are sent once per batch as one shared argument),
+    one tile per submission (Dask's default chunks of 6 tasks would put a whole batch
+    on one process).
     """
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
@@ -321,7 +325,8 @@ def _run_tiles(job: _TileJob, tasks: list[_TileTask], workers: int
         for b0 in range(0, len(tasks), batch):
             parts = [dask.delayed(_tile_points, pure=True)(shared, t)
                      for t in tasks[b0:b0 + batch]]
-            yield from dask.compute(*parts, scheduler="processes", pool=pool)
+            yield from dask.compute(*parts, scheduler="processes", pool=pool,
+                                    num_workers=workers, chunksize=1)
 
 
 def _epipolar_tiles(shape: tuple[int, int], tile: int) -> list[tuple[int, int, int, int]]:
@@ -419,9 +424,11 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
     job = _TileJob(left, right, grids, params, cfg.lr_threshold, cfg.overlap,
                    params.refine_window, grid.epsg, los)
     in_tiles: dict[str, float] = {}
+    pids: set[int] = set()
     splat = 0.0
     for k, res in enumerate(_run_tiles(job, tasks, cfg.workers)):
         codes += res.codes
+        pids.add(int(res.clock.pop("pid", 0)))
         for name, sec in res.clock.items():
             in_tiles[name] = in_tiles.get(name, 0.0) + sec
         if res.east.size:
@@ -442,6 +449,7 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
                          "median": int(np.median(widths)) if widths else 0,
                          "max": int(max(widths)) if widths else 0},
                      "range_source": sources,
+                     "worker_processes": len(pids),
                      "metres_per_pixel_of_disparity": round(m_per_px, 4)},
         "sparse": {"tiles": sparse.tiles, "matches": len(sparse), "usable": usable} | summary,
         "pointing": pointing,

@@ -3,6 +3,8 @@ to disk and come back, products written block by block equal to one block."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -177,5 +179,8 @@ def test_tiles_on_worker_processes_give_the_same_dsm(tmp_path):
                             resolution=0.5, tile=64, workers=workers))
         with rasterio.open(out.dsm) as ds:
             outs[workers] = ds.read(1)
+        report = json.loads(out.report.read_text())
+        # every worker takes tiles (Dask's default chunks put a whole batch on one)
+        assert report["pairs"][0]["epipolar"]["worker_processes"] == workers
     assert np.array_equal(outs[1], outs[2])
     assert (outs[1] != -9999.0).mean() > 0.5
