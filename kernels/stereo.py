@@ -625,11 +625,11 @@ def _decide_row(srow, crow, invalid, equiangular, dmin, c_off, dl, dr,
             if equiangular:
                 den = 2.0 * max(a - b, e - b)
                 if den > 0:
-                    off = (a - e) / den
+                    off = float((a - e) / den)
             else:
                 den = 2.0 * (a - 2.0 * b + e)
                 if den > 0:
-                    off = (a - e) / den
+                    off = float((a - e) / den)
             off = min(max(off, -0.5), 0.5)
         dl[c] = np.float32(kb + off) + np.float32(dmin)
     # right pixel x: the minimum over the left pixels that see it of (sum, first left
@@ -653,16 +653,16 @@ def _decide_row(srow, crow, invalid, equiangular, dmin, c_off, dl, dr,
         if rk == np.uint32(0xFFFFFFFF):
             dr[x] = -1e9
             continue
-        k = 65535 - np.int64(rk & np.uint32(0xFFFF))
+        kr = 65535 - np.int64(rk & np.uint32(0xFFFF))
         off = 0.0
-        c = x - c_off - dmin - k
-        if 0 < k < nd - 1 and 0 <= c + 1 < cols and 0 <= c - 1 < cols:
-            a = np.float32(srow[c + 1, k])
-            e = np.float32(srow[c - 1, k + 2])
+        c = x - c_off - dmin - kr
+        if 0 < kr < nd - 1 and 0 <= c + 1 < cols and 0 <= c - 1 < cols:
+            a = np.float32(srow[c + 1, kr])
+            e = np.float32(srow[c - 1, kr + 2])
             den = 2.0 * (a - 2.0 * np.float32(rk >> np.uint32(16)) + e)
             if den > 0:
-                off = min(max((a - e) / den, -0.5), 0.5)
-        dr[x] = dmin + k + off
+                off = min(max(float((a - e) / den), -0.5), 0.5)
+        dr[x] = dmin + kr + off
 
 
 @numba.njit(cache=True, nogil=True)
@@ -766,11 +766,11 @@ def _wta_loop(s, cost, invalid, none, equiangular, disp):  # pragma: no cover - 
                 if equiangular:
                     den = 2.0 * max(a - b, e - b)
                     if den > 0:
-                        off = (a - e) / den
+                        off = float((a - e) / den)
                 else:
                     den = 2.0 * (a - 2.0 * b + e)
                     if den > 0:
-                        off = (a - e) / den
+                        off = float((a - e) / den)
                 off = min(max(off, -0.5), 0.5)
             disp[r, c] = kb + off
 
@@ -852,7 +852,7 @@ def _right_disparity(s, dmin, c_off, wr, none, dr):  # pragma: no cover - compil
                 e = np.float32(s[r, c - 1, k + 1])
                 den = 2.0 * (a - 2.0 * np.float32(best[x]) + e)
                 if den > 0:
-                    off = min(max((a - e) / den, -0.5), 0.5)
+                    off = min(max(float((a - e) / den), -0.5), 0.5)
             dr[r, x] = dmin + k + off
 
 
