@@ -149,7 +149,10 @@ class GridGeometry:
     def incidence_rows(self, r0: int, r1: int) -> float | np.ndarray:
         """The incidence (deg) of rows ``r0:r1``."""
         inc = self.incidence_deg
-        return inc[r0:r1] if np.ndim(inc) == 2 else float(inc)
+        if np.ndim(inc) == 2:
+            assert isinstance(inc, np.ndarray)  # a 2-d value of float | ndarray
+            return inc[r0:r1]
+        return float(inc)
 
 
 def _block_mean(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -266,7 +269,7 @@ class Corrections:
         self.weather_file = weather_file
         self.terms = terms
         self.coef = coef
-        self._wref = None
+        self._wref: np.ndarray | None = None
         if weather_file is not None:
             import rasterio
             from rasterio.windows import Window
@@ -274,7 +277,7 @@ class Corrections:
             with rasterio.open(weather_file) as ds:
                 self._wref = ds.read(window=Window(ref[1], ref[0], 1, 1))[:, 0, 0] \
                     .astype(np.float64)
-        self._mref = None
+        self._mref: np.ndarray | None = None
         if coef is not None and len(terms) > 1:
             h = None if geo is None or geo.height is None else \
                 geo.height[ref[0]:ref[0] + 1]
@@ -297,6 +300,7 @@ class Corrections:
         c1 = self.shape[1] if c1 is None else c1
         with rasterio.open(self.weather_file) as ds:
             d = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float64)
+        assert self._wref is not None  # read in __init__ with weather_file
         return d - self._wref[:, None, None]
 
     def apply(self, obs: np.ndarray, r0: int, r1: int, which: Sequence[int] | None = None,
@@ -315,6 +319,7 @@ class Corrections:
         if with_models and self.coef is not None and len(self.terms) > 1:
             h = None if self.geo is None else self.geo.rows("height", r0, r1)
             dcol = design_columns(self.terms, r0, r1, self.shape, h)[:, :, c0:c1]
+            assert self._mref is not None  # set in __init__ with coef and terms
             for k, p in enumerate(which):
                 c = self.coef[p]
                 if np.all(np.isfinite(c)):
@@ -389,6 +394,7 @@ def survey_pairs(source: PairSource, pairs: Sequence[tuple[int, int]], n_dates: 
         good = np.isfinite(obs) & (coh >= opts.min_coherence)
         valid += good.reshape(n_p, -1).sum(axis=1)
         if to_rad is not None:
+            assert wavelength is not None  # to_rad is set from it
             for p in range(n_p):
                 s, n = phase_gradient_variance(np.where(good[p], obs[p] * to_rad, np.nan))
                 var_sum[p] += s
@@ -399,7 +405,7 @@ def survey_pairs(source: PairSource, pairs: Sequence[tuple[int, int]], n_dates: 
                 fin = np.isfinite(clo)
                 t_seen[t] += int(fin.sum())
                 t_bad[t] += int((np.abs(clo[fin]) > half).sum())
-        if fit:
+        if ne is not None:  # fit
             h = None if geo is None else geo.rows("height", r0, r1)
             dcol = design_columns(terms, r0, r1, (ny, nx), h)
             w = coherence_weights(coh.copy())
@@ -433,7 +439,7 @@ def survey_pairs(source: PairSource, pairs: Sequence[tuple[int, int]], n_dates: 
                                 f"{opts.max_misclosure_fraction}")
     keep = [p for p in range(n_p) if p not in dropped]
     coef = date_coef = fit_rms = None
-    if fit:
+    if ne is not None:  # fit
         coef, fit_rms = ne.solve()
         coef[[p for p in dropped]] = np.nan
         if opts.correction_network and keep:
@@ -632,7 +638,7 @@ def prepare_corrections(opts: Any, shape: tuple[int, int], transform: Any, crs: 
             WeatherClient(opts.troposphere).fetch(list(dates), fetch_dir)
             folder = fetch_dir
         bbox = None
-        if geo.lat is not None:
+        if geo.lat is not None and geo.lon is not None:
             bbox = (float(np.nanmin(geo.lon)), float(np.nanmin(geo.lat)),
                     float(np.nanmax(geo.lon)), float(np.nanmax(geo.lat)))
         weather = open_weather(opts.troposphere, folder, opts.acquisition_time, bbox)

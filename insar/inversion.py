@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import rasterio
@@ -233,6 +233,18 @@ class _StackPairs(PairSource):
         return unw, _read_layer(dirs, "coherence.tif", r0, r1, nx, np.float32)
 
 
+class _Counts(TypedDict):
+    """Pixel and triplet tallies of :func:`invert_stack` over its row blocks."""
+
+    masked: int
+    triplet_px: int
+    bad_triplet_px: int
+    loop_errors: int
+    loop_errors_left: int
+    corrected_px: int
+    reasons: dict[str, int]  # masked pixels per MASK_BITS reason
+
+
 def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
                  facts: StackFacts, opts: Any, out_dir: Path, crs: Any, transform: Any,
                  shape: tuple[int, int], budget_bytes: int,
@@ -328,9 +340,9 @@ def invert_stack(pair_dirs: Sequence[Path], pairs: Sequence[tuple[int, int]],
     net_gaps = int(pixel_network_gaps(np.ones((len(kpairs), 1, 1), bool), kpairs,
                                       n_dates)[0, 0])
     names = [n for n in SERIES_ORDER if n != "dem_error" or extra is not None]
-    counts = {"masked": 0, "triplet_px": 0, "bad_triplet_px": 0, "loop_errors": 0,
-              "loop_errors_left": 0, "corrected_px": 0,
-              "reasons": {k: 0 for k in MASK_BITS}}
+    counts: _Counts = {"masked": 0, "triplet_px": 0, "bad_triplet_px": 0,
+                       "loop_errors": 0, "loop_errors_left": 0, "corrected_px": 0,
+                       "reasons": {k: 0 for k in MASK_BITS}}
 
     def invert_rows(r0: int, r1: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         h = r1 - r0

@@ -26,7 +26,8 @@ PHASE = ("ifg_ij = slc_i * conj(slc_j), i earlier; motion towards the satellite 
 
 Layer = LayerMeta  # one metadata record per product raster (gdmio.writer.LayerMeta)
 
-_MM = {"display_scale": 1000.0}
+#: ``display_scale`` of layers in metres shown in millimetres.
+_MM = 1000.0
 
 PAIR_LAYERS = (
     Layer("wrapped", "rad", "wrapped (filtered) interferometric phase", convention=PHASE,
@@ -49,23 +50,23 @@ PAIR_FINE_LAYERS = (
 #: Interferograms made elsewhere, as ``gdm sar timeseries`` puts them on its grid.
 IMPORTED_PAIR_LAYERS = (
     Layer("los", "m", "LOS displacement of the pair (later minus earlier date)",
-          convention=LOS, signed=True, display_units="mm", **_MM),
+          convention=LOS, signed=True, display_units="mm", display_scale=_MM),
 )
 
 SERIES_LAYERS = (
     Layer("velocity", "m/yr", "LOS velocity (positive towards the satellite)",
           convention=LOS, reference="REFERENCE_PIXEL", signed=True, display_units="mm/yr",
-          **_MM),
+          display_scale=_MM),
     Layer("timeseries", "m", "LOS displacement time series, relative to the first date",
           convention=LOS, reference="REFERENCE_PIXEL", per_date=True, signed=True,
-          display_units="mm", **_MM),
+          display_units="mm", display_scale=_MM),
     Layer("velocity_std", "m/yr", "LOS velocity 1-sigma", ("quality",),
-          display_units="mm/yr", **_MM),
+          display_units="mm/yr", display_scale=_MM),
     Layer("temporal_coherence", "1", "temporal coherence", ("quality",), cmap="gray"),
     Layer("residual", "m", "RMS misfit of the pair network", ("quality",),
-          display_units="mm", **_MM),
+          display_units="mm", display_scale=_MM),
     Layer("misclosure", "m", "RMS triplet misclosure", ("quality",), display_units="mm",
-          **_MM),
+          display_scale=_MM),
     Layer("n_pairs", "count", "pairs used per pixel", ("quality",)),
     Layer("mean_coherence", "1", "coherence averaged over the pairs", ("quality",),
           cmap="gray"),
@@ -81,7 +82,7 @@ SERIES_LAYERS = (
           "coherence, 4 network gap, 8 loop errors, 16 no pair, 32 user mask", ("quality",)),
     Layer("troposphere", "m", "weather-model LOS tropospheric delay of each date "
           "(larger delay = longer range)", ("data",), per_date=True, display_units="mm",
-          **_MM),
+          display_scale=_MM),
 )
 
 GEOMETRY_LAYERS = (

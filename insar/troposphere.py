@@ -119,13 +119,14 @@ def read_era5(path: str | os.PathLike[str]) -> dict:
         levels = levels * scale
         try:
             cal = getattr(time_v, "calendar", "standard")
-            times = netCDF4.num2date(np.atleast_1d(time_v[:]), time_v.units, cal,
-                                     only_use_cftime_datetimes=False,
-                                     only_use_python_datetimes=True)
+            stamps = netCDF4.num2date(np.atleast_1d(time_v[:]), time_v.units, cal,
+                                      only_use_cftime_datetimes=False,
+                                      only_use_python_datetimes=True)
         except (AttributeError, ValueError) as exc:
             raise InputError(f"{path.name}: cannot read the times ({exc})") from None
+        assert isinstance(stamps, np.ndarray)  # an array input gives an array (not a datetime)
         times = [dt.datetime(t.year, t.month, t.day, t.hour, t.minute, t.second)
-                 for t in times]
+                 for t in stamps]
 
         def cube(v) -> np.ndarray:  # noqa: ANN001
             dims = list(v.dimensions)
