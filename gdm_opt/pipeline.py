@@ -39,7 +39,10 @@ from kernels.pyramid import WindowGrid, correlate_grid, pyramid_levels, window_g
 from kernels.s2artefacts import estimate_artefacts, track_angle_from_labels
 from kernels.timeseries import invert_timeseries, select_pairs
 
-__all__ = ["OptOutputs", "PairResult", "run", "Progress"]
+__all__ = ["MAX_ARTEFACT_PX", "OptOutputs", "PairResult", "run", "Progress"]
+
+#: Largest push-broom artefact (jitter amplitude, detector offset) believed, pixels.
+MAX_ARTEFACT_PX = 1.0
 
 
 @dataclass
@@ -276,6 +279,16 @@ def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
         if explicit:
             raise InputError(f"artefact correction impossible for {what}: {exc}") from None
         return drow, dcol, {"mode": par.artefacts, "skipped": str(exc)}, None
+    known_off = fit.offsets[:, fit.labels >= 0]
+    spread = float(np.max(np.abs(known_off - np.median(known_off, axis=1, keepdims=True)))
+                   ) if known_off.size else 0.0
+    largest = max(float(np.max(fit.jitter_amplitude)), spread)
+    if largest > MAX_ARTEFACT_PX:
+        # Sentinel-2 jitter and detector offsets are a few tenths of a pixel: a larger
+        # fit is ground motion that the stable ground did not exclude.
+        return drow, dcol, {"mode": par.artefacts, "skipped": (
+            f"fitted artefacts of {largest:.2f} px exceed {MAX_ARTEFACT_PX} px: ground "
+            "motion, not sensor artefacts (give a stable-area mask)")}, None
     corr = fit.correction
     if isinstance(stable, str):  # 'none': keep the global offset
         corr = corr - corr[:, fit.used].mean(axis=1)[:, None, None]
@@ -294,6 +307,7 @@ def _remove_artefacts(drow: np.ndarray, dcol: np.ndarray, valid: np.ndarray,
             {"label": int(lab), "row": float(fit.offsets[0, k]),
              "col": float(fit.offsets[1, k]), "windows": int(fit.counts[k])}
             for k, lab in enumerate(fit.labels) if known[k]],
+        "rejected": list(fit.rejected),
         "windows_used": int(np.count_nonzero(fit.used)),
         "correction_rms_px": float(np.sqrt(np.mean(corr[:, usable] ** 2))) if usable.any()
         else 0.0,

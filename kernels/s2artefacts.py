@@ -26,7 +26,10 @@ median of ``f - O`` (then smoothed), alternately; windows whose residual is furt
 dropped and the fit repeated. The mean of ``J`` is put into ``O`` so that the split is
 unique. Detector labels come from footprints (the caller rasterises them) or from
 :func:`estimate_detector_boundaries`, which finds the steps of the across-track profile
-of the field by optimal partitioning.
+of the field by optimal partitioning. Consistency checks drop a jitter that is not common
+to all columns and detector offsets that are not constant along the track (ground motion
+fitted as artefacts); they cannot tell a scene-wide motion that happens to look like
+artefacts from them: that needs stable ground.
 
 Everything works on grids of window results (``(n_comp, ny, nx)`` float arrays, NaN =
 no measurement); units are those of the input (pixels in GDM-OPT).
@@ -96,6 +99,9 @@ class ArtefactFit:
     jitter_amplitude: np.ndarray
     residual_nmad: np.ndarray
     boundaries: np.ndarray
+    rejected: tuple[str, ...] = ()
+    """Parts of the model dropped by the consistency checks: ``"jitter"`` (not common to
+    all columns), ``"detectors"`` (offsets not constant along the track)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -406,6 +412,8 @@ def estimate_artefacts(
     find_detectors: bool = False,
     min_width: int = 8,
     min_step: float = 0.05,
+    consistency: float | None = 0.5,
+    noise_floor: float = 0.02,
 ) -> ArtefactFit:
     """Fit along-track jitter and per-detector offsets on stable ground.
 
@@ -437,12 +445,22 @@ def estimate_artefacts(
     iterations
         Rejection rounds (>= 1); each round runs a few backfitting sweeps.
     find_detectors
-        With ``labels`` None: fit once without detectors (which rejects the deforming
-        zone), find the detector boundaries on the windows kept with
-        :func:`estimate_detector_boundaries` (``min_width``, ``min_step``), label the
-        strips and fit again with them.
+        With ``labels`` None: find the detector boundaries on the usable windows with
+        :func:`estimate_detector_boundaries` (``min_width``, ``min_step``), fit with those
+        strips (which rejects the deforming zone), find the boundaries again on the
+        windows kept and fit again.
     min_width, min_step
         See :func:`estimate_detector_boundaries`.
+    consistency
+        Guard against fitting ground motion as artefacts (None: no check). Jitter must be
+        common to all columns: it is fitted again on three strips across the track, and
+        dropped when their RMS disagreement with ``J`` exceeds ``consistency`` times the
+        RMS of ``J``. Detector offsets must be constant along the track: they are fitted
+        again on three blocks along it, and dropped (one global offset instead) when the
+        RMS disagreement exceeds ``consistency`` times the RMS spread of the offsets. A
+        part whose RMS is below ``noise_floor`` is never dropped (it is harmless).
+    noise_floor
+        See ``consistency``; units of the field.
 
     Returns
     -------
@@ -462,7 +480,8 @@ def estimate_artefacts(
         # the boundaries again on the windows it kept, and the final fit.
         opts = {"jitter": jitter, "angle_deg": angle_deg, "smooth": smooth,
                 "reject_k": reject_k, "min_count": min_count,
-                "min_label_count": min_label_count, "iterations": iterations}
+                "min_label_count": min_label_count, "iterations": iterations,
+                "consistency": consistency, "noise_floor": noise_floor}
         keep = np.asarray(usable)
         found = np.zeros(0)
         for _ in range(2):
@@ -471,6 +490,9 @@ def estimate_artefacts(
             fit = estimate_artefacts(f, usable, detector_labels((ny, nx), found, angle_deg),
                                      **opts)  # type: ignore[arg-type]
             keep = fit.used
+            if "detectors" in fit.rejected:
+                found = np.zeros(0)
+                break
         return ArtefactFit(**{**fit.__dict__, "boundaries": found})
     base = _mask("usable", usable, (ny, nx)) & np.all(np.isfinite(f), axis=0)
     angle_deg = _real("angle_deg", angle_deg, -90.0, 90.0)
@@ -550,9 +572,91 @@ def estimate_artefacts(
         amp = np.zeros(nc)
     _, counts = _group_median(lab_idx[use & known], np.zeros(int(np.count_nonzero(
         use & known))), n_lab)
-    return ArtefactFit(correction=corr, jitter=jit, along0=along0, labels=uniq, offsets=off,
-                       counts=counts, used=use, jitter_amplitude=amp, residual_nmad=nmad,
-                       boundaries=np.zeros(0))
+    fit = ArtefactFit(correction=corr, jitter=jit, along0=along0, labels=uniq, offsets=off,
+                      counts=counts, used=use, jitter_amplitude=amp, residual_nmad=nmad,
+                      boundaries=np.zeros(0))
+    if consistency is None:
+        return fit
+    consistency = _real("consistency", consistency, 0.0)
+    noise_floor = _real("noise_floor", noise_floor, 0.0)
+    opts = {"angle_deg": angle_deg, "smooth": smooth, "reject_k": reject_k,
+            "min_count": min_count, "min_label_count": min_label_count,
+            "iterations": iterations, "consistency": consistency, "noise_floor": noise_floor}
+    _, across = track_coordinates((ny, nx), angle_deg)
+    if jitter and _jitter_disagrees(f, use, abin, n_bins, known, lab_idx, off, jit, across,
+                                    smooth, min_count, consistency, noise_floor):
+        refit = estimate_artefacts(f, usable, labels, jitter=False, **opts)  # type: ignore[arg-type]
+        return ArtefactFit(**{**refit.__dict__, "rejected": ("jitter", *refit.rejected)})
+    if n_lab > 1 and _offsets_disagree(f, use, abin, n_bins, known, lab_idx, off, jit,
+                                       along, min_label_count, consistency, noise_floor):
+        refit = estimate_artefacts(f, usable, None, jitter=jitter, **opts)  # type: ignore[arg-type]
+        return ArtefactFit(**{**refit.__dict__,
+                              "rejected": (*fit.rejected, "detectors", *refit.rejected)})
+    return fit
+
+
+def _thirds(x: np.ndarray) -> np.ndarray:
+    """Block 0, 1 or 2 of each value: the terciles of ``x``."""
+    return np.searchsorted(np.quantile(x, [1 / 3, 2 / 3]), x, side="right")
+
+
+def _jitter_disagrees(f: np.ndarray, use: np.ndarray, abin: np.ndarray, n_bins: int,
+                      known: np.ndarray, lab_idx: np.ndarray, off: np.ndarray,
+                      jit: np.ndarray, across: np.ndarray, smooth: float, min_count: int,
+                      consistency: float, noise_floor: float) -> bool:
+    """Whether the along-track profile differs between three strips across the track."""
+    blk = _thirds(across[use])
+    b = abin[use]
+    diffs, sig = [], []
+    for c in range(f.shape[0]):
+        v = f[c][use] - np.where(known[use], off[c][lab_idx[use]], 0.0)
+        for k in range(3):
+            sel = blk == k
+            prof, cnt = _group_median(b[sel], v[sel], n_bins)
+            ok = np.isfinite(prof) & (cnt >= min_count)
+            if np.count_nonzero(ok) < 3:
+                continue
+            jb = _smooth_profile(prof, cnt, smooth, min_count)
+            d = (jb - jit[c])[ok]
+            diffs.append(d - np.median(d))
+            sig.append(jit[c][ok])
+    if not diffs:
+        return False
+    s = float(np.sqrt(np.mean(np.concatenate(sig) ** 2)))
+    d = float(np.sqrt(np.mean(np.concatenate(diffs) ** 2)))
+    return s > noise_floor and d > consistency * s
+
+
+def _offsets_disagree(f: np.ndarray, use: np.ndarray, abin: np.ndarray, n_bins: int,
+                      known: np.ndarray, lab_idx: np.ndarray, off: np.ndarray,
+                      jit: np.ndarray, along: np.ndarray, min_label_count: int,
+                      consistency: float, noise_floor: float) -> bool:
+    """Whether the detector offsets differ between three blocks along the track."""
+    sel_all = use & known
+    if not sel_all.any():
+        return False
+    blk = _thirds(along[sel_all])
+    li = lab_idx[sel_all]
+    n_lab = off.shape[1]
+    diffs, spread = [], []
+    for c in range(f.shape[0]):
+        v = f[c][sel_all] - jit[c][abin[sel_all]]
+        per = np.full((3, n_lab), np.nan)
+        for k in range(3):
+            med, cnt = _group_median(li[blk == k], v[blk == k], n_lab)
+            per[k] = np.where(cnt >= min_label_count, med, np.nan)
+        ok = np.all(np.isfinite(per), axis=0)
+        if np.count_nonzero(ok) < 2:
+            continue
+        d = per[:, ok] - off[c][ok]
+        d -= np.median(d, axis=1, keepdims=True)  # a common shift of a block is not a step
+        diffs.append(d.ravel())
+        spread.append(off[c][ok] - np.median(off[c][ok]))
+    if not diffs:
+        return False
+    s = float(np.sqrt(np.mean(np.concatenate(spread) ** 2)))
+    d = float(np.sqrt(np.mean(np.concatenate(diffs) ** 2)))
+    return s > noise_floor and d > consistency * s
 
 
 def track_angle_from_labels(labels: np.ndarray, min_cells: int = 20) -> float | None:

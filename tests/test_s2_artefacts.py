@@ -518,3 +518,26 @@ def test_l2a_safe_scl_and_footprints_folder_and_zip(sim, tmp_path):
         assert pair["quality"]["scl_masked_fraction"] == pytest.approx(20 * 35 / 128 ** 2,
                                                                         abs=0.02)
         assert pair["artefacts"]["detectors_from"] == "footprints"
+
+
+# ------------------------------------------------------------ ground motion is not an artefact
+
+
+@pytest.mark.slow
+def test_whole_scene_fault_is_left_alone(tmp_path):
+    """slide preset (artefacts on) on an earthquake: the fault is not 'corrected' away."""
+    from gdm_opt.demo import accuracy_against_truth
+
+    sim = simulate(SimulateConfig(case="fault", size=512, dates=2, amplitude_px=2.0,
+                                  seed=16), tmp_path / "in")
+    rmse = {}
+    for mode in ("none", "all", "jitter"):
+        out = run(OptConfig(images=sim.images, out=tmp_path / mode, preset="slide",
+                            artefacts=mode))
+        rmse[mode] = accuracy_against_truth(out.east, out.north, sim.truth_east,
+                                            sim.truth_north, band=2, resolution=10.0).rmse_px
+        art = json.loads(out.report.read_text())["pairs"][0]["artefacts"]
+        if mode != "none":
+            assert art.get("skipped") or art.get("rejected"), art
+    assert rmse["all"] < 1.2 * rmse["none"], rmse
+    assert rmse["jitter"] < 1.2 * rmse["none"], rmse
