@@ -440,7 +440,9 @@ def _process_pair(cfg: DsmConfig, params: DsmParams, views: list[View], i: int, 
         prog(0.1 + 0.9 * (k + 1) / max(len(tasks), 1), f"tile {k + 1} of {len(tasks)}")
     lap("tiles_wall")
     clock["tiles_splat"] = splat
-    clock.update({f"tiles_{k}_cpu": v for k, v in in_tiles.items()})
+    # seconds inside the tiles, summed over the tiles (on N workers: about N times the
+    # wall time they took)
+    clock.update({f"tiles_{k}_summed": v for k, v in in_tiles.items()})
     report = {
         "left": left.path.name, "right": right.path.name, "indices": [i, j],
         "bh": round(bh, 4), "rpc": [left.rpc_origin, right.rpc_origin],
