@@ -330,12 +330,8 @@ def local_warps(drow: np.ndarray, dcol: np.ndarray, step: int, window: int) -> n
     design = np.stack([np.ones_like(y), y, x, 0.5 * y * y, y * x, 0.5 * x * x], axis=1)
     ok = np.isfinite(dr) & np.isfinite(dc)
     out = np.empty(dr.shape + (2, 5))
-    # Windows closer than a window apart share pixels, hence their errors: about
-    # (window / step)^2 neighbours make one independent estimate, and the standard
-    # errors of the fit, computed as if they were independent, are that much too small.
-    overlap = min(max(1.0, window / step), float(np.sqrt(offsets.shape[0])))
     _fit_warps(np.where(ok, dr, 0.0), np.where(ok, dc, 0.0), ok, design, offsets,
-               float(WARP_SIGNIFICANCE) * overlap, out)
+               float(WARP_SIGNIFICANCE), out)
     return out
 
 

@@ -61,7 +61,7 @@ def test_t19ker_all_shifts_kernel() -> None:
         print(f"T19KER {name}: |median bias| {bias:.4f} px, RMSE {rmse:.4f} px")
         worst_bias, worst_rmse = max(worst_bias, bias), max(worst_rmse, rmse)
     assert worst_bias <= 0.005  # measured 0.0015
-    assert worst_rmse <= 0.01  # measured 0.0068
+    assert worst_rmse <= 0.01  # measured 0.0079
 
 
 def test_t19ker_previous_estimator_locks_to_pixels() -> None:
@@ -84,7 +84,7 @@ def test_aliased_fractal_with_fields_roads_gain_and_fault(snr: float, limit: flo
         rmse, valid, _, _ = field_rmse(ref, sec, fld)
         print(f"aliased k^-1.3, seed {seed}, {snr:g} dB: RMSE {rmse:.4f} px, valid {valid:.3f}")
         assert valid > 0.99
-        assert rmse <= limit  # measured 0.016 / 0.014 (30 dB), 0.037 / 0.032 (20 dB)
+        assert rmse <= limit  # measured 0.016 / 0.014 (30 dB), 0.040 / 0.034 (20 dB)
 
 
 @pytest.mark.parametrize("slope", [0.5, 1.0, 1.5])
