@@ -470,6 +470,8 @@ EXPECTED_SERIES_FILES = sorted(
     [f"products/{n}" for n in (
         "east.tif", "north.tif", "magnitude.tif", "score.tif", "timeseries_east.tif",
         "timeseries_north.tif", "velocity_east.tif", "velocity_north.tif", "residual.tif",
+        "timeseries_east_std.tif", "timeseries_north_std.tif", "velocity_std_east.tif",
+        "velocity_std_north.tif",
         "east.png", "north.png", "magnitude.png", "score.png", "velocity_east.png",
         "velocity_north.png", "item.json", "report.json", "timeseries.nc")]
     + [f"products/pairs/{a}_{b}_{c}.tif"
