@@ -6,34 +6,23 @@ quoted in the report of issue 13."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 
 from kernels import subpixel
 from kernels.pyramid import correlate_grid, window_grid
 from tests.datafiles import DATA
-from tests.test_opt_t19ker import RES, _write
-from tests.test_subpixel_accuracy import fourier_shift_mirrored
+from tests.test_opt_t19ker import opt_run_figures
+from tests.test_subpixel_accuracy import fourier_shift_mirrored, real_pairs
 
 TILES = {"T19KER": DATA / "s2_t19ker", "T50JML": DATA / "s2_t50jml"}
 
 
 def tile_pairs(tile: str) -> list[tuple[str, float, float, np.ndarray, np.ndarray]]:
     """(name, row shift, col shift, left, right) of a tile's four real pairs."""
-    out = []
-    for d in sorted(TILES[tile].glob("r*")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(d / "left.tif") as a, rasterio.open(d / "right.tif") as b:
-                left, right = a.read(1).astype(np.float32), b.read(1).astype(np.float32)
-        out.append((d.name, float(d.name[1:6]), float(d.name[7:]), left, right))
-    return out
+    return real_pairs(TILES[tile])
 
 
 def _figures(er: np.ndarray, ec: np.ndarray) -> tuple[float, float]:
@@ -99,23 +88,7 @@ def test_preshift_removes_the_spline_bias_on_t50jml_texture() -> None:
 @pytest.mark.slow
 def test_t50jml_through_gdm_opt_run(tmp_path: Path) -> None:
     worst_bias = worst_rmse = 0.0
-    for name, sr, sc, left, right in tile_pairs("T50JML"):
-        folder = tmp_path / name
-        folder.mkdir()
-        a, b = folder / "S2_20200101.tif", folder / "S2_20200111.tif"
-        _write(a, left)
-        _write(b, right)
-        out = folder / "products"
-        proc = subprocess.run([sys.executable, "-m", "gdm.cli", "opt", "run", a, b, "--out", out,
-                               "--window", "32", "--step", "4", "--search", "4", "--stable",
-                               "none", "-q"], capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        with rasterio.open(out / "east.tif") as e, rasterio.open(out / "north.tif") as n:
-            dcol = e.read(1) / RES
-            drow = -n.read(1) / RES
-        er, ec = drow - sr, dcol - sc
-        assert np.isfinite(er).mean() > 0.9, name
-        bias, rmse = _figures(er, ec)
+    for name, bias, rmse, _ in opt_run_figures(tile_pairs("T50JML"), tmp_path):
         print(f"gdm opt run, T50JML {name}: |median bias| {bias:.4f} px, RMSE {rmse:.4f} px")
         worst_bias, worst_rmse = max(worst_bias, bias), max(worst_rmse, rmse)
     assert worst_bias <= 0.01

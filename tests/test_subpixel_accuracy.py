@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +22,14 @@ T19KER = DATA / "s2_t19ker"
 
 
 def t19ker_pairs() -> list[tuple[str, float, float, np.ndarray, np.ndarray]]:
-    """(name, row shift, col shift, left, right) of the four real pairs."""
+    """(name, row shift, col shift, left, right) of T19KER's four real pairs."""
+    return real_pairs(T19KER)
+
+
+def real_pairs(folder: Path) -> list[tuple[str, float, float, np.ndarray, np.ndarray]]:
+    """(name, row shift, col shift, left, right) of the real pairs of a tile's folder."""
     out = []
-    for d in sorted(T19KER.glob("r*")):
+    for d in sorted(folder.glob("r*")):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with rasterio.open(d / "left.tif") as a, rasterio.open(d / "right.tif") as b:
