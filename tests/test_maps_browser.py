@@ -104,13 +104,13 @@ def test_job_page_map_tiles_overlay_legend_value_and_series(chromium, server, ti
     try:
         page.wait_for_selector("#job-map[data-ready=yes]", timeout=30_000)
     except Exception:
-        page.screenshot(path="/tmp/i19-debug.png", full_page=True)
+        page.screenshot(path=str(tmp_path / "debug.png"), full_page=True)
         raise AssertionError(f"{logs} {errors} {seen[-20:]}") from None
     try:
         page.wait_for_selector("#job-map[data-overlay='east:1'][data-basemap=loaded]",
                                timeout=30_000)
     except Exception:
-        page.screenshot(path="/tmp/i19-debug.png", full_page=True)
+        page.screenshot(path=str(tmp_path / "debug.png"), full_page=True)
         html = page.inner_html("#job-map")[:3000]
         raise AssertionError(f"{logs} {errors} {seen[-20:]} {html}") from None
     # Base tiles: from the 127.0.0.1 tile server of the settings, nothing from elsewhere
