@@ -175,6 +175,12 @@ def _popcount(x):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
+def _box(sums: np.ndarray, k: int, ra: int, rb: int, lo: int, hi: int) -> float:
+    """Four-corner box sum of plane ``k`` of the integral image ``sums``."""
+    return sums[k, rb, hi] - sums[k, ra, hi] - sums[k, rb, lo] + sums[k, ra, lo]
+
+
+@numba.njit(inline="always")
 def _census_cost_row(cl, bl, cr, br, c_off, dmin, invalid, cost, k_off, nd,
                      r):  # pragma: no cover - compiled
     # The disparity axis is innermost: per left pixel, the Hamming distances to a run
@@ -1000,8 +1006,7 @@ def _refine_loop(left, right, disp, half, n_iter, out):  # pragma: no cover - co
                             break
                         lo = i0 - half - 1  # first column of tap 0 over the window
                         hi = i0 + half  # one past its last column
-                        bad = (sums[5, rb, hi + 3] - sums[5, ra, hi + 3]
-                               - sums[5, rb, lo] + sums[5, ra, lo])
+                        bad = _box(sums, 5, ra, rb, lo + 3, hi + 3)
                         if bad > 0.5:
                             ok = False
                             break
@@ -1036,34 +1041,20 @@ def _refine_loop(left, right, disp, half, n_iter, out):  # pragma: no cover - co
                                 ok = False
                                 break
                             inv_sd = 1.0 / np.sqrt(lvar)
-                        b0 = (sums[0, rb, hi] - sums[0, ra, hi] - sums[0, rb, lo]
-                              + sums[0, ra, lo])
-                        b1 = (sums[0, rb, hi + 1] - sums[0, ra, hi + 1] - sums[0, rb, lo + 1]
-                              + sums[0, ra, lo + 1])
-                        b2 = (sums[0, rb, hi + 2] - sums[0, ra, hi + 2] - sums[0, rb, lo + 2]
-                              + sums[0, ra, lo + 2])
-                        b3 = (sums[0, rb, hi + 3] - sums[0, ra, hi + 3] - sums[0, rb, lo + 3]
-                              + sums[0, ra, lo + 3])
-                        m00 = (sums[1, rb, hi] - sums[1, ra, hi] - sums[1, rb, lo]
-                               + sums[1, ra, lo])
-                        m11 = (sums[1, rb, hi + 1] - sums[1, ra, hi + 1]
-                               - sums[1, rb, lo + 1] + sums[1, ra, lo + 1])
-                        m22 = (sums[1, rb, hi + 2] - sums[1, ra, hi + 2]
-                               - sums[1, rb, lo + 2] + sums[1, ra, lo + 2])
-                        m33 = (sums[1, rb, hi + 3] - sums[1, ra, hi + 3]
-                               - sums[1, rb, lo + 3] + sums[1, ra, lo + 3])
-                        m01 = (sums[2, rb, hi] - sums[2, ra, hi] - sums[2, rb, lo]
-                               + sums[2, ra, lo])
-                        m12 = (sums[2, rb, hi + 1] - sums[2, ra, hi + 1]
-                               - sums[2, rb, lo + 1] + sums[2, ra, lo + 1])
-                        m23 = (sums[2, rb, hi + 2] - sums[2, ra, hi + 2]
-                               - sums[2, rb, lo + 2] + sums[2, ra, lo + 2])
-                        m02 = (sums[3, rb, hi] - sums[3, ra, hi] - sums[3, rb, lo]
-                               + sums[3, ra, lo])
-                        m13 = (sums[3, rb, hi + 1] - sums[3, ra, hi + 1]
-                               - sums[3, rb, lo + 1] + sums[3, ra, lo + 1])
-                        m03 = (sums[4, rb, hi] - sums[4, ra, hi] - sums[4, rb, lo]
-                               + sums[4, ra, lo])
+                        b0 = _box(sums, 0, ra, rb, lo, hi)
+                        b1 = _box(sums, 0, ra, rb, lo + 1, hi + 1)
+                        b2 = _box(sums, 0, ra, rb, lo + 2, hi + 2)
+                        b3 = _box(sums, 0, ra, rb, lo + 3, hi + 3)
+                        m00 = _box(sums, 1, ra, rb, lo, hi)
+                        m11 = _box(sums, 1, ra, rb, lo + 1, hi + 1)
+                        m22 = _box(sums, 1, ra, rb, lo + 2, hi + 2)
+                        m33 = _box(sums, 1, ra, rb, lo + 3, hi + 3)
+                        m01 = _box(sums, 2, ra, rb, lo, hi)
+                        m12 = _box(sums, 2, ra, rb, lo + 1, hi + 1)
+                        m23 = _box(sums, 2, ra, rb, lo + 2, hi + 2)
+                        m02 = _box(sums, 3, ra, rb, lo, hi)
+                        m13 = _box(sums, 3, ra, rb, lo + 1, hi + 1)
+                        m03 = _box(sums, 4, ra, rb, lo, hi)
                         ic = i0
                     t = xs - i0
                     t2 = t * t
