@@ -142,6 +142,20 @@ def _mirror(i, n):
     return period - i if i >= n else i
 
 
+@numba.njit(cache=True, inline="always")
+def _column_pass(src, kernel, i, dst):
+    """Row i of src convolved along its columns by kernel (mirror boundaries) into dst."""
+    ny, nx = src.shape
+    r = kernel.shape[0] // 2
+    for j in range(nx):
+        dst[j] = 0.0
+    for t in range(kernel.shape[0]):
+        row = src[_mirror(i + t - r, ny)]
+        kt = kernel[t]
+        for j in range(nx):
+            dst[j] += kt * row[j]
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def _convolve2(src, kernel, out, off, tmp):
     """Separable convolution of src by kernel along both axes, mirror boundaries.
@@ -153,14 +167,7 @@ def _convolve2(src, kernel, out, off, tmp):
     r = nk // 2
     # Along columns: whole rows at a time (contiguous, vectorized).
     for i in numba.prange(ny):
-        dst = tmp[i]
-        for j in range(nx):
-            dst[j] = 0.0
-        for t in range(nk):
-            row = src[_mirror(i + t - r, ny)]
-            kt = kernel[t]
-            for j in range(nx):
-                dst[j] += kt * row[j]
+        _column_pass(src, kernel, i, tmp[i])
     # Along rows.
     for i in numba.prange(ny):
         row = tmp[i]
@@ -171,12 +178,8 @@ def _convolve2(src, kernel, out, off, tmp):
             for t in range(nk):
                 acc += kernel[t] * row[j + t - r]
             out[i + off, j + off] = acc
-        for j in range(0, lo):
-            acc = 0.0
-            for t in range(nk):
-                acc += kernel[t] * row[_mirror(j + t - r, nx)]
-            out[i + off, j + off] = acc
-        for j in range(hi, nx):
+        for e in range(lo + nx - hi):  # the border columns, 0..lo-1 and hi..nx-1
+            j = e if e < lo else e - lo + hi
             acc = 0.0
             for t in range(nk):
                 acc += kernel[t] * row[_mirror(j + t - r, nx)]
@@ -333,12 +336,8 @@ def _gradients(src, d, gy, gx, off):
             for m in range(1, nd + 1):
                 acc += d[m - 1] * (row[j + m] - row[j - m])
             gx[i + off, j + off] = acc
-        for j in range(0, lo):
-            acc = 0.0
-            for m in range(1, nd + 1):
-                acc += d[m - 1] * (row[_mirror(j + m, nx)] - row[_mirror(j - m, nx)])
-            gx[i + off, j + off] = acc
-        for j in range(hi, nx):
+        for e in range(lo + nx - hi):  # the border columns, 0..lo-1 and hi..nx-1
+            j = e if e < lo else e - lo + hi
             acc = 0.0
             for m in range(1, nd + 1):
                 acc += d[m - 1] * (row[_mirror(j + m, nx)] - row[_mirror(j - m, nx)])
@@ -419,15 +418,9 @@ def _shift2(src, ky, kx, out):
     nk = ky.shape[0]
     r = nk // 2
     tmp = np.empty((ny, nx), np.float32)
+    ky32 = ky.astype(np.float32)
     for i in numba.prange(ny):
-        dst = tmp[i]
-        for j in range(nx):
-            dst[j] = 0.0
-        for t in range(nk):
-            row = src[_mirror(i + t - r, ny)]
-            kt = np.float32(ky[t])
-            for j in range(nx):
-                dst[j] += kt * row[j]
+        _column_pass(src, ky32, i, tmp[i])
     for i in numba.prange(ny):
         row = tmp[i]
         for j in range(nx):
@@ -711,6 +704,21 @@ def _translation_sums(coef, r0, c0, w, py, px, wy, wx, tmp, wt, fz, jy, jx):
     return s1, s2, sf, sy, sx
 
 
+@numba.njit(cache=True, inline="always")
+def _zncc_ratio(s1, s2, sf, sw, fss, fnorm):
+    """(ok, zncc, fnorm / gnorm) of a match from the sums of its sampled secondary g.
+
+    ``s1``, ``s2``, ``sf``: sum wt g, sum wt g^2 and sum fz g; ``sw``, ``fss``, ``fnorm``:
+    sum wt, the reference's weighted sum of squares and its square root. Not ok where
+    the sampled window is flat.
+    """
+    gss = s2 - s1 * s1 / sw
+    if gss <= 1e-14 * fss:
+        return False, 0.0, 0.0
+    gnorm = np.sqrt(gss)
+    return True, sf / (fnorm * gnorm), fnorm / gnorm
+
+
 @numba.njit(cache=True)
 def _refine_translation(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, c0, w, py,
                         px, max_iter, tol, wt, fz, jy, jx, tmp, wy, wx):
@@ -738,12 +746,9 @@ def _refine_translation(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, 
             return fail
         s1, s2, sf, sy, sx = _translation_sums(coef, r0 + _PAD, c0 + _PAD, w, py, px, wy, wx,
                                                tmp, wt, fz, jy, jx)
-        gss = s2 - s1 * s1 / sw
-        if gss <= 1e-14 * fss:
+        ok, zncc, ratio = _zncc_ratio(s1, s2, sf, sw, fss, fnorm)
+        if not ok:
             return fail
-        gnorm = np.sqrt(gss)
-        zncc = sf / (fnorm * gnorm)
-        ratio = fnorm / gnorm
         # The weighted jy, jx and fz have zero sum, so the means of g drop out.
         by = cy - ratio * sy
         bx = cx - ratio * sx
@@ -874,12 +879,9 @@ def _refine_affine(ref, grad_y, grad_x, coef, bad_ref, bad_sec, shape, r0, c0, w
                 sf += fz[k] * v
                 for i in range(npar):
                     rhs[i] += jac[i, k] * v
-        gss = s2 - s1 * s1 / sw
-        if gss <= 1e-14 * fss:
+        ok, zncc, ratio = _zncc_ratio(s1, s2, sf, sw, fss, fnorm)
+        if not ok:
             return fail
-        gnorm = np.sqrt(gss)
-        zncc = sf / (fnorm * gnorm)
-        ratio = fnorm / gnorm
         for i in range(npar):
             rhs[i] = rhs0[i] - ratio * rhs[i]
         if not _solve_sym(hess, rhs, npar, dp):
@@ -929,6 +931,21 @@ def _border_shrink(start, w, init, margin, size):
     if hi > 0:
         k = max(k, int(np.ceil(hi)))
     return k
+
+
+@numba.njit(cache=True, inline="always")
+def _cut_window(row, col, w, init_r, init_c, margin, shape):
+    """(r0, c0, k, ws): corner of the window of side w centred on (row, col), and its cut.
+
+    Near the image border the window is cut symmetrically by k pixels a side (same
+    centre, the central part of the same weights, side ws) so that its samples, from
+    (init_r, init_c) moved by up to ``margin``, stay in the image.
+    """
+    r0 = row - w // 2
+    c0 = col - w // 2
+    k = max(_border_shrink(r0, w, init_r, margin, shape[0]),
+            _border_shrink(c0, w, init_c, margin, shape[1]))
+    return r0, c0, k, w - 2 * k
 
 
 @numba.njit(cache=True)
@@ -987,13 +1004,8 @@ def _refine_loop(ref, grad_y, grad_x, coef, bad_ref, bad_sec, clean, shape, rows
         for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
             if not todo[i]:
                 continue
-            r0 = rows[i] - half
-            c0 = cols[i] - half
-            # Near the image border the window is cut symmetrically (same centre, the
-            # central part of the same weights) so that its samples stay in the image.
-            k = max(_border_shrink(r0, w, init_r[i], margin, shape[0]),
-                    _border_shrink(c0, w, init_c[i], margin, shape[1]))
-            ws = w - 2 * k
+            r0, c0, k, ws = _cut_window(rows[i], cols[i], w, init_r[i], init_c[i], margin,
+                                        shape)
             if 2 * ws < w:
                 continue
             if k > 0:
@@ -1124,11 +1136,7 @@ def _response_loop(ref, grad_y, grad_x, bad_ref, shape, rows, cols, est_r, est_c
         for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
             if not todo[i]:
                 continue
-            r0 = rows[i] - half
-            c0 = cols[i] - half
-            k = max(_border_shrink(r0, w, est_r[i], margin, shape[0]),
-                    _border_shrink(c0, w, est_c[i], margin, shape[1]))
-            ws = w - 2 * k
+            r0, c0, k, ws = _cut_window(rows[i], cols[i], w, est_r[i], est_c[i], margin, shape)
             if 2 * ws < w or not _ref_ok(bad_ref, shape, r0 + k, c0 + k, ws):
                 continue
             for a in range(ws):
