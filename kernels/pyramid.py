@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from kernels import subpixel
+from kernels._cholesky import chol_factor, chol_substitute
 from kernels.correlation import freq_correlate
 from kernels.types import Correlation
 
@@ -143,38 +144,6 @@ def _prior_from(coarse: GridCorrelation, fine_rows: np.ndarray, fine_cols: np.nd
 
 
 @numba.njit(cache=True)
-def _cholesky6(ata, lo):
-    """Cholesky factor of a 6 x 6 normal matrix into lo; False if (nearly) singular."""
-    for a in range(6):
-        for b in range(a + 1):
-            sm = ata[a, b]
-            for k in range(b):
-                sm -= lo[a, k] * lo[b, k]
-            if a == b:
-                if sm <= 1e-9 * ata[a, a]:
-                    return False
-                lo[a, a] = np.sqrt(sm)
-            else:
-                lo[a, b] = sm / lo[b, b]
-    return True
-
-
-@numba.njit(cache=True)
-def _solve6(lo, rhs, out):
-    y = np.empty(6)
-    for a in range(6):
-        sm = rhs[a]
-        for k in range(a):
-            sm -= lo[a, k] * y[k]
-        y[a] = sm / lo[a, a]
-    for a in range(5, -1, -1):
-        sm = y[a]
-        for k in range(a + 1, 6):
-            sm -= lo[k, a] * out[k]
-        out[a] = sm / lo[a, a]
-
-
-@numba.njit(cache=True)
 def _inverse_diag6(lo, out):
     """Diagonal of (L L^T)^-1 from the Cholesky factor L."""
     inv_l = np.zeros((6, 6))
@@ -233,10 +202,11 @@ def _fit_one(drow, dcol, ok, i, j, design, offsets, z, use, vals, out):
         for a in range(6):
             for b in range(a):
                 ata[b, a] = ata[a, b]
-        if not _cholesky6(ata, lo):
+        # The diagonal of the normal matrix is a sum of squares, never negative.
+        if not chol_factor(ata, lo, 6, 1e-9):
             return False
-        _solve6(lo, rhs[0], coef[0])
-        _solve6(lo, rhs[1], coef[1])
+        chol_substitute(lo, rhs[0], coef[0], 6)
+        chol_substitute(lo, rhs[1], coef[1], 6)
         # Residuals; after the first fit, neighbours beyond three times the mean
         # residual (a step of the field, an outlier) are dropped and the fit redone.
         ss = 0.0

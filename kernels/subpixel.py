@@ -40,6 +40,8 @@ import numba
 import numpy as np
 from scipy import ndimage
 
+from kernels._cholesky import chol_factor, chol_substitute
+
 __all__ = ["SplineImage", "prepare", "refine", "deformation_response", "quintic_weights",
            "spline_coefficients", "gaussian_kernel", "DEFAULT_PRESMOOTH"]
 
@@ -555,28 +557,9 @@ def _sample_affine(coef, r0, c0, w, p, wy, wx, out):
 def _solve_sym(h, rhs, n, out):
     """Solve the symmetric positive system h x = rhs (n <= 6) by Cholesky; False if singular."""
     lo = np.zeros((6, 6))
-    for i in range(n):
-        for j in range(i + 1):
-            s = h[i, j]
-            for k in range(j):
-                s -= lo[i, k] * lo[j, k]
-            if i == j:
-                if s <= 1e-12 * h[i, i] or s <= 0.0:
-                    return False
-                lo[i, i] = np.sqrt(s)
-            else:
-                lo[i, j] = s / lo[j, j]
-    y = np.zeros(6)
-    for i in range(n):
-        s = rhs[i]
-        for k in range(i):
-            s -= lo[i, k] * y[k]
-        y[i] = s / lo[i, i]
-    for i in range(n - 1, -1, -1):
-        s = y[i]
-        for k in range(i + 1, n):
-            s -= lo[k, i] * out[k]
-        out[i] = s / lo[i, i]
+    if not chol_factor(h, lo, n, 1e-12):
+        return False
+    chol_substitute(lo, rhs, out, n)
     return True
 
 

@@ -16,6 +16,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from kernels._cholesky import chol_substitute
+
 __all__ = [
     "TimeseriesResult",
     "invert_timeseries",
@@ -338,16 +340,7 @@ def _chol_solve(g: np.ndarray, rhs: np.ndarray, m: int) -> bool:
             for k in range(j):
                 s -= g[i, k] * g[j, k]
             g[i, j] = s / d
-    for i in range(m):
-        s = rhs[i]
-        for k in range(i):
-            s -= g[i, k] * rhs[k]
-        rhs[i] = s / g[i, i]
-    for i in range(m - 1, -1, -1):
-        s = rhs[i]
-        for k in range(i + 1, m):
-            s -= g[k, i] * rhs[k]
-        rhs[i] = s / g[i, i]
+    chol_substitute(g, rhs, rhs, m)
     return True
 
 
