@@ -60,6 +60,7 @@ from gdmio.snap import (
     is_snap_product,
     open_snap,
 )
+from insar.stack import writing_stack
 from kernels.geometry import SPEED_OF_LIGHT, geo2rdr, llh_to_ecef
 
 __all__ = ["SnapImportConfig", "SnapAcquisition", "SnapStack", "read_snap_stack",
@@ -496,15 +497,9 @@ def import_snap(cfg: SnapImportConfig, progress: Progress | None = None) -> Path
 
     stack = read_snap_stack(cfg.folder, cfg.polarisation)
     final = Path(cfg.out)
-    if final.exists() and any(final.iterdir()):
-        raise InputError(f"stack folder {final} exists and is not empty")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    out = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
     rows = max(1, cfg.block_mb * 2**20 // (16 * stack.width))
     b0 = stack.acquisitions[0].bperp
-    try:
+    with writing_stack(final) as out:
         opened: dict[Path, SnapProduct] = {}
         try:
             for k, acq in enumerate(stack.acquisitions):
@@ -547,12 +542,6 @@ def import_snap(cfg: SnapImportConfig, progress: Progress | None = None) -> Path
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         (out / SNAP_REPORT).write_text(json.dumps(rep, indent=2))
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    if final.exists():
-        final.rmdir()
-    out.replace(final)
     return final
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -59,10 +58,12 @@ from gdmio.s1.safe import (
     SafeProduct,
     SwathAnnotation,
     _burst_footprint,
+    choose_polarisation,
     find_products,
     open_safe,
 )
 from insar.dem import dem_note, load_dem
+from insar.stack import writing_stack
 from kernels.geometry import SPEED_OF_LIGHT, ecef_to_llh, geo2rdr, llh_to_ecef, rdr2geo
 from kernels.tops import RampModel, deramp, doppler_centroid, ramp_phase, resample_sinc
 
@@ -299,15 +300,7 @@ def select_frame(groups: list[list[SafeProduct]], aoi=None, swath: str | None = 
     pols = set(groups[0][0].polarisations)
     for g in groups:
         pols &= set().union(*(p.polarisations for p in g))
-    if polarisation:
-        if polarisation.upper() not in pols:
-            raise InputError(f"polarisation {polarisation.upper()} is not in every product "
-                             f"(common: {sorted(pols) or 'none'})")
-        pol = polarisation.upper()
-    else:
-        if not pols:
-            raise InputError("the products share no polarisation")
-        pol = next(p for p in ("VV", "HH", "VH", "HV") if p in pols)
+    pol = choose_polarisation(pols, polarisation)
     ref = groups[0]
     names = ref[0].name
     swaths = sorted({s for p in ref for s, q in p.swaths if q == pol})
@@ -692,15 +685,9 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     # 2. stream: per subswath, burst and block of lines, the reference ground once and
     #    every date's samples, written to each date's file
     final = Path(cfg.out)
-    if final.exists() and any(final.iterdir()):
-        raise InputError(f"stack folder {final} exists and is not empty")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    out = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
     names = [f"slc_{d:%Y%m%d}.tif" for d in sel.dates]
     valid_px = np.zeros(n_dates, np.int64)
-    try:
+    with writing_stack(final) as out:
         with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):
             dsets = [rasterio.open(out / f".{n}.tmp", "w", driver="GTiff", width=n_cols,
                                    height=n_rows, count=1, dtype="complex64", tiled=True,
@@ -819,12 +806,6 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         (out / "ingest_report.json").write_text(json.dumps(rep, indent=2))
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    if final.exists():
-        final.rmdir()
-    out.replace(final)
     report(1.0, "stack written")
     return IngestResult(stack_dir=final, dates=sel.dates, paths=[final / n for n in names],
                         bperp=[b - bperp[0] for b in bperp], esd=esd_info,

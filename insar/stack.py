@@ -8,8 +8,11 @@ in the default metadata domain: ``ACQUISITION_DATE`` (YYYY-MM-DD), ``WAVELENGTH`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from rasterio.windows import Window
 
 from gdmcore import InputError
 
-__all__ = ["Stack", "read_stack", "REQUIRED_KEYS"]
+__all__ = ["Stack", "read_stack", "writing_stack", "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("ACQUISITION_DATE", "WAVELENGTH", "PERPENDICULAR_BASELINE",
                  "INCIDENCE_ANGLE", "SLANT_RANGE", "HEADING")
@@ -143,3 +146,34 @@ def read_stack(folder: str | Path) -> Stack:
                  wavelength=consts["WAVELENGTH"], incidence_deg=consts["INCIDENCE_ANGLE"],
                  slant_range=consts["SLANT_RANGE"], heading_deg=consts["HEADING"],
                  width=shape0[1], height=shape0[0], crs=crs0, transform=tr0)
+
+
+@contextlib.contextmanager
+def writing_stack(final: str | Path) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``final`` to write a stack into.
+
+    When the block ends the folder becomes ``final`` (``.NAME.partial`` renamed), so a
+    stack folder is complete or absent; if the block raises, the hidden folder is
+    removed. A ``.NAME.partial`` left by an earlier, killed attempt is removed first.
+
+    Raises
+    ------
+    InputError
+        ``final`` exists and is not empty.
+
+    """
+    final = Path(final)
+    if final.exists() and any(final.iterdir()):
+        raise InputError(f"stack folder {final} exists and is not empty")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    try:
+        yield out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if final.exists():
+        final.rmdir()
+    out.replace(final)

@@ -35,6 +35,7 @@ from gdmio.s1.orbit import Orbit, parse_time
 
 __all__ = ["Burst", "SwathAnnotation", "SafeProduct", "open_safe", "find_products",
            "parse_annotation", "burst_id", "select_bursts", "BurstSelection",
+           "choose_polarisation",
            "T_BEAM", "T_PRE", "T_ORB"]
 
 T_BEAM = 2.758273
@@ -493,6 +494,27 @@ class BurstSelection:
         return [p.start.date() for p in self.products]
 
 
+def choose_polarisation(common: set[str], polarisation: str | None = None) -> str:
+    """The polarisation to process among those that every product has (``common``).
+
+    ``polarisation`` if given (any case), else the first of VV, HH, VH, HV there.
+
+    Raises
+    ------
+    InputError
+        ``polarisation`` is not common to every product, or there is no common one.
+
+    """
+    if polarisation:
+        if polarisation.upper() not in common:
+            raise InputError(f"polarisation {polarisation.upper()} is not in every product "
+                             f"(common: {sorted(common) or 'none'})")
+        return polarisation.upper()
+    if not common:
+        raise InputError("the products share no polarisation")
+    return next(p for p in ("VV", "HH", "VH", "HV") if p in common)
+
+
 def select_bursts(products: list[SafeProduct], aoi=None, swath: str | None = None,
                   polarisation: str | None = None) -> BurstSelection:
     """Choose the bursts covering ``aoi`` (a shapely geometry in lon/lat) on every date.
@@ -523,15 +545,7 @@ def select_bursts(products: list[SafeProduct], aoi=None, swath: str | None = Non
     pols = set(products[0].polarisations)
     for p in products[1:]:
         pols &= set(p.polarisations)
-    if polarisation:
-        if polarisation.upper() not in pols:
-            raise InputError(f"polarisation {polarisation.upper()} is not in every product "
-                             f"(common: {sorted(pols) or 'none'})")
-        pol = polarisation.upper()
-    else:
-        if not pols:
-            raise InputError("the products share no polarisation")
-        pol = next(p for p in ("VV", "HH", "VH", "HV") if p in pols)
+    pol = choose_polarisation(pols, polarisation)
     ref = products[0]
     swaths = sorted({s for s, p in ref.swaths if p == pol})
     if swath:
