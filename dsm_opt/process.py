@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from dsm_opt.config import DsmConfig
 from gdmio.process import (
     COG,
+    PACKAGE_OUTPUTS,
     FilesOrScenes,
     JobContext,
     OutputSpec,
@@ -88,8 +89,7 @@ PROCESS = ProcessSpec(
         "uncertainty": OutputSpec("Height 1-sigma (m)", "file", COG),
         "quicklook": OutputSpec("Hillshade quicklook", "file", "image/png"),
         "filled": OutputSpec("Cells filled by interpolation (fill_holes)", "file", COG),
-        "item": OutputSpec("STAC item", "file", "application/geo+json"),
-        "report": OutputSpec("Job report", "file", "application/json"),
+        **PACKAGE_OUTPUTS,
     },
     execute=execute, keywords=("optical", "stereo", "DSM", "Pléiades", "photogrammetry"),
 )

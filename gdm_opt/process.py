@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from gdm_opt.config import OptConfig
 from gdmio.process import (
     COG,
+    PACKAGE_OUTPUTS,
     FilesOrScenes,
     JobContext,
     OutputSpec,
@@ -76,8 +77,7 @@ PROCESS = ProcessSpec(
         "velocity_east": OutputSpec("East velocity (m/yr), 3+ dates", "file", COG),
         "velocity_north": OutputSpec("North velocity (m/yr), 3+ dates", "file", COG),
         "residual": OutputSpec("RMS pair misfit (m), 3+ dates", "file", COG),
-        "item": OutputSpec("STAC item", "file", "application/geo+json"),
-        "report": OutputSpec("Job report", "file", "application/json"),
+        **PACKAGE_OUTPUTS,
     },
     execute=execute, keywords=("optical", "correlation", "Sentinel-2", "deformation"),
 )

@@ -18,6 +18,7 @@ from gdmcore import InputError
 from gdmio.atomic import replace
 from gdmio.process import (
     COG,
+    PACKAGE_OUTPUTS,
     FilesOrScenes,
     JobContext,
     OutputSpec,
@@ -313,8 +314,7 @@ PROCESS = ProcessSpec(
         **{f"{n}_geocoded": OutputSpec(f"{n.replace('_', ' ').capitalize()} on a UTM "
                                        "grid (Sentinel-1 products)", "file", COG)
            for n in _GEOCODED},
-        "item": OutputSpec("STAC item", "file", "application/geo+json"),
-        "report": OutputSpec("Job report", "file", "application/json"),
+        **PACKAGE_OUTPUTS,
     },
     execute=execute, keywords=("InSAR", "Sentinel-1", "SBAS", "deformation"),
 )

@@ -26,7 +26,7 @@ __all__ = ["ProcessSpec", "OutputSpec", "JobContext", "Cancelled", "Progress",
            "resolve_reference", "FilesOrScenes", "scene_files", "scenes_field",
            "S1SceneRequest", "S2SceneRequest", "PleiadesSceneRequest", "COG", "ServerOnly",
            "server_only",
-           "product_refs", "input_files"]
+           "product_refs", "input_files", "PACKAGE_OUTPUTS"]
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 
@@ -43,6 +43,13 @@ class OutputSpec:
     kind: str  # "file" or "literal"
     media_type: str = "application/octet-stream"
     schema: dict | None = None
+
+
+PACKAGE_OUTPUTS = {
+    "item": OutputSpec("STAC item", "file", "application/geo+json"),
+    "report": OutputSpec("Job report", "file", "application/json"),
+}
+"""The outputs of the packaging step of every product-writing service (its last outputs)."""
 
 
 @dataclass
