@@ -57,8 +57,8 @@ from gdmio.s1.safe import (
     Burst,
     SafeProduct,
     SwathAnnotation,
-    _burst_footprint,
     choose_polarisation,
+    covering_bursts,
     find_products,
     open_safe,
 )
@@ -310,15 +310,7 @@ def select_frame(groups: list[list[SafeProduct]], aoi=None, swath: str | None = 
         swaths = [swath.upper()]
     chosen: dict[str, tuple[float, list[Burst]]] = {}
     for sw in swaths:
-        picks, area = [], 0.0
-        for ann, b in _date_swath(ref, sw, pol):
-            fp = _burst_footprint(ann, b)
-            if aoi is None:
-                picks.append(b)
-                area += fp.area
-            elif fp.intersects(aoi):
-                picks.append(b)
-                area += fp.intersection(aoi).area
+        picks, area = covering_bursts(_date_swath(ref, sw, pol), aoi)
         if picks:
             chosen[sw] = (area, picks)
     if not chosen:

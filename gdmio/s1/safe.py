@@ -21,6 +21,7 @@ import datetime as dt
 import math
 import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from gdmio.s1.orbit import Orbit, parse_time
 
 __all__ = ["Burst", "SwathAnnotation", "SafeProduct", "open_safe", "find_products",
            "parse_annotation", "burst_id", "select_bursts", "BurstSelection",
-           "choose_polarisation",
+           "choose_polarisation", "covering_bursts",
            "T_BEAM", "T_PRE", "T_ORB"]
 
 T_BEAM = 2.758273
@@ -478,6 +479,26 @@ def _burst_footprint(ann: SwathAnnotation, burst: Burst):
     return Polygon(xy)
 
 
+def covering_bursts(bursts: Iterable[tuple[SwathAnnotation, Burst]], aoi=None
+                    ) -> tuple[list[Burst], float]:
+    """The bursts (with their swath's annotation) whose footprint meets ``aoi``.
+
+    Returns them in order with the area of ``aoi`` they cover (degrees squared); without
+    an AOI, every burst and the area of their footprints.
+    """
+    chosen: list[Burst] = []
+    area = 0.0
+    for ann, b in bursts:
+        fp = _burst_footprint(ann, b)
+        if aoi is None:
+            chosen.append(b)
+            area += fp.area
+        elif fp.intersects(aoi):
+            chosen.append(b)
+            area += fp.intersection(aoi).area
+    return chosen, area
+
+
 @dataclass
 class BurstSelection:
     """Bursts chosen for a job: the same burst keys on every date."""
@@ -555,15 +576,7 @@ def select_bursts(products: list[SafeProduct], aoi=None, swath: str | None = Non
     best: tuple[float, str, list[Burst]] | None = None
     for sw in swaths:
         ann = ref.swath(sw, pol)
-        chosen, area = [], 0.0
-        for b in ann.bursts:
-            fp = _burst_footprint(ann, b)
-            if aoi is None:
-                chosen.append(b)
-                area += fp.area
-            elif fp.intersects(aoi):
-                chosen.append(b)
-                area += fp.intersection(aoi).area
+        chosen, area = covering_bursts(((ann, b) for b in ann.bursts), aoi)
         if chosen and (best is None or area > best[0]):
             best = (area, sw, chosen)
     if best is None:
