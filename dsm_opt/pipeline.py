@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +77,10 @@ __all__ = ["DsmOutputs", "NODATA", "run", "hillshade", "height_bounds"]
 
 _COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _MIN_OVERLAP = 0.05  # of the smaller footprint
+MAX_DSM_CELLS = 4_000_000_000
+"""Largest DSM grid (cells): a 63,000² grid, over three times a whole Pléiades scene
+(40,000² px) at 0.5 m. The grid is streamed in blocks, so memory does not bound it."""
+_SUMS_BYTES_PER_CELL = 20  # float32 sums a pair keeps per cell (BlockGrid, 5 layers)
 NODATA = -9999.0  # of dsm.tif
 _SIGMA_DISPARITY = 0.25  # prior matching precision (pixels) for the uncertainty layer
 _POINTING_ROUNDS = 3  # measure-and-shift rounds of the relative pointing correction
@@ -481,6 +486,21 @@ class _Grid:
                          max_blocks=self.max_blocks)
 
 
+def _check_scratch(folder: Path, pair_cells: int) -> None:
+    """Refuse a grid whose blocks could not all fit on the temporary disk.
+
+    Blocks evicted from memory go to ``folder``: at worst every cell of every pair's
+    grid, :data:`_SUMS_BYTES_PER_CELL` bytes each (the views rarely cover the whole
+    rectangle, so this over-estimates).
+    """
+    need = pair_cells * _SUMS_BYTES_PER_CELL
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise InputError(f"the DSM grid needs up to {need / 2**30:.1f} GiB of temporary "
+                         f"disk in {folder.parent} and {free / 2**30:.1f} GiB are free: set "
+                         "TMPDIR to a larger disk or choose a coarser resolution")
+
+
 def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     """Run a DSM-OPT job and write its products into ``cfg.out``.
 
@@ -551,9 +571,11 @@ def run(cfg: DsmConfig, progress: Progress | None = None) -> DsmOutputs:
     y0 = np.ceil(north_b / resolution) * resolution
     ncols = int(np.ceil((east_b - x0) / resolution)) + 1
     nrows = int(np.ceil((y0 - south) / resolution)) + 1
-    if nrows * ncols > 400_000_000:
-        raise InputError(f"a {ncols}x{nrows} DSM is too large: choose a coarser resolution")
+    if nrows * ncols > MAX_DSM_CELLS:
+        raise InputError(f"a {ncols}x{nrows} DSM is too large (more than "
+                         f"{MAX_DSM_CELLS:,} cells): choose a coarser resolution")
     with tempfile.TemporaryDirectory(prefix="gdm-dsm-") as tmp:
+        _check_scratch(Path(tmp), nrows * ncols * len(pairs))
         grid = _Grid(epsg, float(x0), float(y0), float(resolution), nrows, ncols, to_utm,
                      Path(tmp), max_blocks=max(8, int(cfg.grid_memory_mb / len(pairs) / 5.3)))
         return _finish(cfg, params, views, pairs, all_bh, (h0, h1, h_source), grid,

@@ -203,6 +203,21 @@ def test_bad_inputs_exit_2_without_products(two_places):
     assert "twice" in msg
 
 
+def test_grid_limits_are_clear_errors(two_places, monkeypatch):
+    """The grid size cap and the scratch-disk check: exit 2, a sentence, no product."""
+    import dsm_opt.pipeline as pipeline
+
+    root, a, _, _, _ = two_places
+    # the 96-px pair at 0.5 m is a ~100x100-cell grid: 10,000 cells, 200 kB of sums
+    monkeypatch.setattr(pipeline, "MAX_DSM_CELLS", 5_000)
+    msg = _cli_bad(a.images, root / "o7")
+    assert "too large (more than 5,000 cells)" in msg and "coarser resolution" in msg
+    monkeypatch.setattr(pipeline, "MAX_DSM_CELLS", 10**9)
+    monkeypatch.setattr(pipeline, "_SUMS_BYTES_PER_CELL", 2**40)
+    msg = _cli_bad(a.images, root / "o8")
+    assert "GiB of temporary disk" in msg and "TMPDIR" in msg
+
+
 def test_cli_run_succeeds_and_publishes(two_places, tmp_path):
     _, a, _, _, _ = two_places
     out = tmp_path / "prod"
