@@ -31,7 +31,7 @@ from .serverutil import running_server, serve_files
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WPS2 = "{http://www.opengis.net/wps/2.0}"
-REDIS = "redis://127.0.0.1:6379/13"
+REDIS = "redis://127.0.0.1:6379/9"  # its own database: test files run in parallel
 RES = 10.0  # simulator's pixel size, m
 OPT_OUTPUTS = ["east", "north", "magnitude", "score", "item", "report", "quicklooks"]
 
