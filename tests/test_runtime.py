@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 import rasterio
+from kombu.transport import sqlalchemy as kombu_sqla
 
 from simulators.opt import SimulateConfig, simulate
 from tests.serverutil import running_server
-from workflows.celery_app import make_celery, queue_name
+from workflows.celery_app import EMBEDDED_BUSY_POLL_S, EMBEDDED_BUSY_S, make_celery, queue_name
 from workflows.jobstore import JobStore, User
 from workflows.runner import OUTPUTS_MARKER, run_job, status_document
 from workflows.settings import get_settings
@@ -131,7 +132,7 @@ def _assert_opt_products(job, settings):
 
 
 # --------------------------------------------------------------- unit tests
-def test_celery_configuration(gdm_env, tmp_path):
+def test_celery_configuration(gdm_env, tmp_path, monkeypatch):
     gdm_env(GDM_BROKER_URL="redis://127.0.0.1:6379/5", GDM_VISIBILITY_TIMEOUT="7200",
             GDM_QUEUE_PREFIX="x-")
     app = make_celery(get_settings())
@@ -147,6 +148,12 @@ def test_celery_configuration(gdm_env, tmp_path):
     assert embedded.conf.broker_url.startswith("sqlite:///")
     assert embedded.conf.broker_transport.endswith(":EmbeddedTransport")
     with embedded.connection_for_write() as conn:
+        assert conn.transport.polling_interval == 0.25
+        # a delivery makes the next polls quick (the job slot frees within ~0.02 s)
+        monkeypatch.setattr(kombu_sqla.Transport, "_deliver", lambda self, m, q: None)
+        conn.transport._deliver(None, "x-ondemand")
+        assert conn.transport.polling_interval == EMBEDDED_BUSY_POLL_S
+        conn.transport._last_delivery -= EMBEDDED_BUSY_S
         assert conn.transport.polling_interval == 0.25
     assert "visibility_timeout" not in embedded.conf.broker_transport_options
     assert queue_name("rapid", get_settings()) == "x-rapid"
