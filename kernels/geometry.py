@@ -276,69 +276,110 @@ def _point_at(s, nvec, side, r, alpha):  # pragma: no cover - compiled
             s[2] + r * (ca * nvec[2] + sa * side[2]))
 
 
+_RDR2GEO_CHUNK = 256
+"""Points a thread solves in a row: along a line, each starts from its neighbour's
+solution, so the Newton iterations begin a few metres from the answer, not from the
+sphere of the local radius."""
+
+
+_WARM_MAX_M = 30_000.0
+"""A solution started from the neighbour's is kept only this close (metres along the
+range circle) to the sphere's guess; farther, the point is solved again from the sphere."""
+
+
+@numba.njit(cache=True, inline="always")
+def _dem_or_height(heights, params, hq_i, use_h, lat, lon):  # pragma: no cover - compiled
+    if use_h:
+        return hq_i
+    return _dem_at(heights, params, math.degrees(lon), math.degrees(lat))
+
+
 @numba.njit(parallel=True, cache=True)
 def _rdr2geo_loop(t, r, coef, t_mid, t_scale, heights, params, look, tol, max_iter, hq,
                   use_h, out):  # pragma: no cover - compiled
-    for i in prange(t.shape[0]):
-        if not (math.isfinite(t[i]) and math.isfinite(r[i])):
-            out[i, 0] = np.nan
-            out[i, 1] = np.nan
-            out[i, 2] = np.nan
-            continue
-        s, v, a = _orbit_state(coef, t_mid, t_scale, t[i])
-        vn = math.sqrt(v[0] ** 2 + v[1] ** 2 + v[2] ** 2)
-        vh = v / vn
-        sn = math.sqrt(s[0] ** 2 + s[1] ** 2 + s[2] ** 2)
-        nad = -s / sn
-        d = nad[0] * vh[0] + nad[1] * vh[1] + nad[2] * vh[2]
-        nvec = nad - d * vh
-        nvec /= math.sqrt(nvec[0] ** 2 + nvec[1] ** 2 + nvec[2] ** 2)
-        # right of the velocity: nvec x vh (right-looking), its opposite for left-looking
-        side = np.empty(3)
-        side[0] = look * (nvec[1] * vh[2] - nvec[2] * vh[1])
-        side[1] = look * (nvec[2] * vh[0] - nvec[0] * vh[2])
-        side[2] = look * (nvec[0] * vh[1] - nvec[1] * vh[0])
-        # first guess: a sphere of the local radius
-        la0, lo0, h0 = _llh_one(s[0], s[1], s[2])
-        rad = sn - h0
-        ca = (r[i] * r[i] + sn * sn - rad * rad) / (2.0 * r[i] * sn)
-        if ca > 1.0 or ca < -1.0:
-            out[i, 0] = np.nan
-            out[i, 1] = np.nan
-            out[i, 2] = np.nan
-            continue
-        alpha = math.acos(ca)
-        ok = False
-        x = (0.0, 0.0, 0.0)
-        for _ in range(max_iter):
-            x = _point_at(s, nvec, side, r[i], alpha)
-            lat, lon, h = _llh_one(x[0], x[1], x[2])
-            if use_h:
-                target = hq[i]
+    n = t.shape[0]
+    n_chunks = (n + _RDR2GEO_CHUNK - 1) // _RDR2GEO_CHUNK
+    for c in prange(n_chunks):
+        prev_t = np.nan  # the azimuth time of the orbit frame below, and the last solution
+        prev_alpha = np.nan
+        prev_sphere = np.nan
+        s = np.zeros(3)
+        nvec = np.zeros(3)
+        side = np.zeros(3)
+        sn = 0.0
+        rad = 0.0
+        for i in range(c * _RDR2GEO_CHUNK, min(n, (c + 1) * _RDR2GEO_CHUNK)):
+            if not (math.isfinite(t[i]) and math.isfinite(r[i])):
+                out[i, 0] = np.nan
+                out[i, 1] = np.nan
+                out[i, 2] = np.nan
+                prev_alpha = np.nan
+                continue
+            if t[i] != prev_t:  # a new azimuth time: the orbit frame, no neighbour yet
+                s, v, _ = _orbit_state(coef, t_mid, t_scale, t[i])
+                vn = math.sqrt(v[0] ** 2 + v[1] ** 2 + v[2] ** 2)
+                vh = v / vn
+                sn = math.sqrt(s[0] ** 2 + s[1] ** 2 + s[2] ** 2)
+                nad = -s / sn
+                d = nad[0] * vh[0] + nad[1] * vh[1] + nad[2] * vh[2]
+                nvec = nad - d * vh
+                nvec /= math.sqrt(nvec[0] ** 2 + nvec[1] ** 2 + nvec[2] ** 2)
+                # right of the velocity: nvec x vh (right-looking), its opposite for left
+                side = np.empty(3)
+                side[0] = look * (nvec[1] * vh[2] - nvec[2] * vh[1])
+                side[1] = look * (nvec[2] * vh[0] - nvec[0] * vh[2])
+                side[2] = look * (nvec[0] * vh[1] - nvec[1] * vh[0])
+                _, _, h_sat = _llh_one(s[0], s[1], s[2])
+                rad = sn - h_sat
+                prev_t = t[i]
+                prev_alpha = np.nan
+            # first guess: a sphere of the local radius, moved by the neighbour's terrain
+            ca = (r[i] * r[i] + sn * sn - rad * rad) / (2.0 * r[i] * sn)
+            if ca > 1.0 or ca < -1.0:
+                out[i, 0] = np.nan
+                out[i, 1] = np.nan
+                out[i, 2] = np.nan
+                prev_alpha = np.nan
+                continue
+            sphere = math.acos(ca)
+            ok = False
+            alpha = sphere
+            # from the neighbour's solution; if that fails (steep terrain), from the sphere
+            for attempt in range(2):
+                if attempt == 0:
+                    if not math.isfinite(prev_alpha):
+                        continue
+                    alpha = prev_alpha + (sphere - prev_sphere)
+                else:
+                    alpha = sphere
+                for _ in range(max_iter):
+                    x = _point_at(s, nvec, side, r[i], alpha)
+                    lat, lon, h = _llh_one(x[0], x[1], x[2])
+                    g = h - _dem_or_height(heights, params, hq[i], use_h, lat, lon)
+                    da = 1e-6
+                    x2 = _point_at(s, nvec, side, r[i], alpha + da)
+                    lat2, lon2, h2 = _llh_one(x2[0], x2[1], x2[2])
+                    dg = ((h2 - _dem_or_height(heights, params, hq[i], use_h, lat2, lon2))
+                          - g) / da
+                    if dg <= 0.0:  # slope steeper than the look: the terrain-free slope
+                        dg = (h2 - h) / da
+                    alpha -= g / dg
+                    if abs(g) < tol:
+                        ok = True
+                        break
+                if ok and attempt == 0 and r[i] * abs(alpha - sphere) > _WARM_MAX_M:
+                    ok = False  # a far root: not this point's neighbourhood
+                if ok:
+                    break
+            if ok:
+                x = _point_at(s, nvec, side, r[i], alpha)
+                out[i, 0] = x[0]
+                out[i, 1] = x[1]
+                out[i, 2] = x[2]
+                prev_alpha = alpha
+                prev_sphere = sphere
             else:
-                target = _dem_at(heights, params, math.degrees(lon), math.degrees(lat))
-            g = h - target
-            da = 1e-6
-            x2 = _point_at(s, nvec, side, r[i], alpha + da)
-            lat2, lon2, h2 = _llh_one(x2[0], x2[1], x2[2])
-            if use_h:
-                target2 = hq[i]
-            else:
-                target2 = _dem_at(heights, params, math.degrees(lon2), math.degrees(lat2))
-            dg = ((h2 - target2) - g) / da
-            if dg <= 0.0:  # slope steeper than the look: fall back to the terrain-free slope
-                dg = (h2 - h) / da
-            step = g / dg
-            alpha -= step
-            if abs(g) < tol:
-                ok = True
-                break
-        if ok:
-            x = _point_at(s, nvec, side, r[i], alpha)
-            out[i, 0] = x[0]
-            out[i, 1] = x[1]
-            out[i, 2] = x[2]
-        else:
-            out[i, 0] = np.nan
-            out[i, 1] = np.nan
-            out[i, 2] = np.nan
+                out[i, 0] = np.nan
+                out[i, 1] = np.nan
+                out[i, 2] = np.nan
+                prev_alpha = np.nan

@@ -67,6 +67,44 @@ def test_rdr2geo_lands_on_the_dem_at_zero_doppler_right_of_track(poly):
         assert np.all(look @ right > 0), "not right-looking"
 
 
+def test_rdr2geo_lines_start_from_neighbours_safely(poly):
+    """Along a line each point starts from its neighbour's solution. Without layover the
+    result is the one each point gets alone (from the sphere guess); on terrain steeper
+    than the look, every point is still on the DEM near its flat-Earth position, and no
+    point fails that converges alone (alone, the sphere start can even land on a far
+    root)."""
+    t = np.repeat(np.linspace(-5, 5, 3), 600).reshape(3, 600)
+    r = np.broadcast_to(np.linspace(800e3, 880e3, 600), (3, 600))
+    flat = rdr2geo(t, r, poly.coef, poly.t_mid, poly.t_scale)
+    la, lo, _ = ecef_to_llh(flat)
+    step = 0.002  # ~150-200 m cells
+    lon = np.arange(np.nanmin(lo) - 0.1, np.nanmax(lo) + 0.1, step)
+    lat = np.arange(np.nanmax(la) + 0.1, np.nanmin(la) - 0.1, -step)
+    relief = 1500 + 1200 * np.sin(np.radians(lon[None, :] * 900)) * np.cos(
+        np.radians(lat[:, None] * 700))  # slopes up to ~25 %
+    noise = np.random.default_rng(3).normal(0, 150, relief.shape)  # facets over 100 %
+
+    def solve(hh):
+        dem = DemGrid(hh, lon[0], lat[0], step, -step)
+        lines = rdr2geo(t, r, poly.coef, poly.t_mid, poly.t_scale, dem)
+        alone = np.array([[rdr2geo(t[i, j:j + 1], r[i, j:j + 1], poly.coef, poly.t_mid,
+                                   poly.t_scale, dem)[0] for j in range(600)]
+                          for i in range(3)])
+        return dem, lines, alone
+
+    _, lines, alone = solve(relief)
+    assert np.isfinite(alone).all() and np.isfinite(lines).all()
+    assert np.abs(lines - alone).max() < 0.01  # metres (tolerance 0.1 mm in height)
+
+    dem, lines, alone = solve(relief + noise)
+    ok = np.isfinite(lines).all(-1)
+    assert not (np.isfinite(alone).all(-1) & ~ok).any(), "fails in its line, not alone"
+    assert ok.mean() > 0.97
+    la2, lo2, h2 = ecef_to_llh(lines[ok])
+    assert np.abs(h2 - dem.sample(lo2, la2)).max() < 1e-3
+    assert np.linalg.norm(lines[ok] - flat[ok], axis=-1).max() < 10e3
+
+
 def test_bad_inputs_are_rejected(poly):
     with pytest.raises(ValueError, match="shape"):
         geo2rdr(np.zeros((2, 3)), np.zeros((2, 5)), 0.0, 1.0)
