@@ -294,6 +294,26 @@ def _dem_or_height(heights, params, hq_i, use_h, lat, lon):  # pragma: no cover 
     return _dem_at(heights, params, math.degrees(lon), math.degrees(lat))
 
 
+@numba.njit(cache=True, inline="always")
+def _newton_alpha(s, nvec, side, r, alpha, heights, params, hq_i, use_h, tol,
+                  max_iter):  # pragma: no cover - compiled
+    """(alpha, converged): the look angle where the range circle meets the surface."""
+    for _ in range(max_iter):
+        x = _point_at(s, nvec, side, r, alpha)
+        lat, lon, h = _llh_one(x[0], x[1], x[2])
+        g = h - _dem_or_height(heights, params, hq_i, use_h, lat, lon)
+        da = 1e-6
+        x2 = _point_at(s, nvec, side, r, alpha + da)
+        lat2, lon2, h2 = _llh_one(x2[0], x2[1], x2[2])
+        dg = ((h2 - _dem_or_height(heights, params, hq_i, use_h, lat2, lon2)) - g) / da
+        if dg <= 0.0:  # slope steeper than the look: the terrain-free slope
+            dg = (h2 - h) / da
+        alpha -= g / dg
+        if abs(g) < tol:
+            return alpha, True
+    return alpha, False
+
+
 @numba.njit(parallel=True, cache=True)
 def _rdr2geo_loop(t, r, coef, t_mid, t_scale, heights, params, look, tol, max_iter, hq,
                   use_h, out):  # pragma: no cover - compiled
@@ -343,34 +363,15 @@ def _rdr2geo_loop(t, r, coef, t_mid, t_scale, heights, params, look, tol, max_it
                 continue
             sphere = math.acos(ca)
             ok = False
-            alpha = sphere
-            # from the neighbour's solution; if that fails (steep terrain), from the sphere
-            for attempt in range(2):
-                if attempt == 0:
-                    if not math.isfinite(prev_alpha):
-                        continue
-                    alpha = prev_alpha + (sphere - prev_sphere)
-                else:
-                    alpha = sphere
-                for _ in range(max_iter):
-                    x = _point_at(s, nvec, side, r[i], alpha)
-                    lat, lon, h = _llh_one(x[0], x[1], x[2])
-                    g = h - _dem_or_height(heights, params, hq[i], use_h, lat, lon)
-                    da = 1e-6
-                    x2 = _point_at(s, nvec, side, r[i], alpha + da)
-                    lat2, lon2, h2 = _llh_one(x2[0], x2[1], x2[2])
-                    dg = ((h2 - _dem_or_height(heights, params, hq[i], use_h, lat2, lon2))
-                          - g) / da
-                    if dg <= 0.0:  # slope steeper than the look: the terrain-free slope
-                        dg = (h2 - h) / da
-                    alpha -= g / dg
-                    if abs(g) < tol:
-                        ok = True
-                        break
-                if ok and attempt == 0 and r[i] * abs(alpha - sphere) > _WARM_MAX_M:
-                    ok = False  # a far root: not this point's neighbourhood
-                if ok:
-                    break
+            if math.isfinite(prev_alpha):  # from the neighbour's solution
+                guess = prev_alpha + (sphere - prev_sphere)
+                alpha, ok = _newton_alpha(s, nvec, side, r[i], guess, heights, params, hq[i],
+                                          use_h, tol, max_iter)
+                # a far root is not this point's neighbourhood
+                ok = ok and r[i] * abs(alpha - sphere) <= _WARM_MAX_M
+            if not ok:  # no neighbour, or it failed (steep terrain): from the sphere
+                alpha, ok = _newton_alpha(s, nvec, side, r[i], sphere, heights, params,
+                                          hq[i], use_h, tol, max_iter)
             if ok:
                 x = _point_at(s, nvec, side, r[i], alpha)
                 out[i, 0] = x[0]
