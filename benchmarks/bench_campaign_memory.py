@@ -3,7 +3,10 @@
 Simulates a stack (in this process, one date at a time), then runs the frame's steps
 (ingest, every pair, chunked Dask inversion, packaging) in a child process with the
 campaign's ``memory_limit`` and reports the child's peak resident memory
-(``ru_maxrss``) against the limit, per step. It prints; it asserts nothing (the test
+(``ru_maxrss``) against the limit, per step. The same steps first run on a tiny stack in
+another child, so that the measured one loads its Numba kernels from the on-disk cache
+instead of compiling them (compilation, once per installation, takes some 60 MiB that
+the memory limit does not govern; ``--cold`` skips this). It prints; it asserts nothing (the test
 ``tests/test_flatsim_steps.py`` runs a scaled-down case and asserts).
 
 Full size (default): a 30-date 3500 x 3500 stack (2.7 GiB of CFloat32 SLCs: simulated
@@ -93,6 +96,32 @@ if tile > 1:  # a big stack quickly: each SLC repeated tile x tile times
 """
 
 
+def _spec(work: Path, start: dt.date, dates: int, looks: int, args) -> dict:
+    """The campaign of one frame: the stack simulated in ``work / "sim"``."""
+    return {"name": "mem", "start": start.isoformat(),
+            "end": (start + dt.timedelta(days=12 * dates)).isoformat(),
+            "frames": [{"id": "BIG", "track": 1, "source": "folder",
+                        "path": str(work / "sim" / "stack")}],
+            "network": {"mode": "nearest", "neighbours": args.neighbours},
+            "processing": {"azimuth_looks": looks, "range_looks": looks},
+            "memory_limit": args.memory_limit, "out": str(work / "out")}
+
+
+def _run_frame(work: Path, spec: dict, dates: int = 0, size: int = 0, tile: int = 1) -> dict:
+    """Run the frame's steps in a child process (simulating the stack first if
+    ``dates``); return the child's report."""
+    if dates:
+        subprocess.run([sys.executable, "-c", _SIMULATE, str(work / "sim"), str(dates),
+                        str(size), str(tile)], cwd=ROOT, check=True)
+    child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec),
+                            f"sqlite:///{work / 'state.sqlite'}"],
+                           cwd=ROOT, capture_output=True, text=True)
+    if child.returncode != 0:
+        sys.stderr.write(child.stderr)
+        sys.exit(1)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=875, help="Simulated SLC size.")
@@ -105,13 +134,17 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="Keep the stack and products.")
     ap.add_argument("--json", action="store_true", help="End with one JSON line.")
+    ap.add_argument("--cold", action="store_true", help="No warm-up run: the measured "
+                    "child may compile Numba kernels (and count that memory).")
     args = ap.parse_args()
     from flatsim.spec import parse_bytes
 
     work = Path(args.work or tempfile.mkdtemp(prefix="flatsim-mem-"))
     try:
-        t0 = time.perf_counter()
         start = dt.date(2023, 1, 1)
+        if not args.cold:
+            _run_frame(work / "warm", _spec(work / "warm", start, 6, 2, args), 6, 64, 1)
+        t0 = time.perf_counter()
         # in a child of its own: this process stays small, so the measured child does
         # not inherit a large ru_maxrss from it
         subprocess.run([sys.executable, "-c", _SIMULATE, str(work / "sim"), str(args.dates),
@@ -124,22 +157,10 @@ def main() -> None:
         side = args.size * args.tile
         print(f"simulated {args.dates} dates of {side}x{side}: {stack_mb:.0f} MiB "
               f"of SLCs in {t_sim:.0f} s; memory limit {limit_mb:.0f} MiB", flush=True)
-        spec = {"name": "mem", "start": start.isoformat(),
-                "end": (start + dt.timedelta(days=12 * args.dates)).isoformat(),
-                "frames": [{"id": "BIG", "track": 1, "source": "folder",
-                            "path": str(stack_dir)}],
-                "network": {"mode": "nearest", "neighbours": args.neighbours},
-                "processing": {"azimuth_looks": args.looks, "range_looks": args.looks},
-                "memory_limit": args.memory_limit, "out": str(work / "out")}
+        spec = _spec(work, start, args.dates, args.looks, args)
         t0 = time.perf_counter()
-        child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec),
-                                f"sqlite:///{work / 'state.sqlite'}"],
-                               cwd=ROOT, capture_output=True, text=True)
+        doc = _run_frame(work, spec)
         seconds = time.perf_counter() - t0
-        if child.returncode != 0:
-            sys.stderr.write(child.stderr)
-            sys.exit(1)
-        doc = json.loads(child.stdout.strip().splitlines()[-1])
         peak_mb = max(doc["peaks_mb"].values())
         print(f"frame: {doc['pairs']} pairs, grid {doc['grid']['width']}x"
               f"{doc['grid']['height']}, inversion in {doc['chunks']} chunk(s) of "
